@@ -1,0 +1,67 @@
+//! The HvCallGetVpRegisters input header and HV_INPUT_VTL (digest §4.1, §4.3).
+
+use bitfield_struct::bitfield;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// HV_INPUT_VTL: which VTL a call targets.
+///
+/// ```
+/// use hvcall_abi::HvInputVtl;
+/// let v = HvInputVtl::new().with_target_vtl(1).with_use_target_vtl(true);
+/// assert_eq!(v.into_bits(), 0x11);
+/// ```
+#[bitfield(u8)]
+#[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct HvInputVtl {
+    /// Target VTL (bits 3:0), used only when `use_target_vtl` is set.
+    #[bits(4)]
+    pub target_vtl: u8,
+    /// Use `target_vtl` instead of the caller's current VTL (bit 4).
+    pub use_target_vtl: bool,
+    /// ReservedZ (bits 7:5).
+    #[bits(3)]
+    pub reserved: u8,
+}
+
+/// The 16-byte input header of HvCallGetVpRegisters.
+///
+/// ```
+/// use hvcall_abi::{GetVpRegistersHeader, HvInputVtl};
+/// use zerocopy::IntoBytes;
+/// let h = GetVpRegistersHeader::new(hvcall_abi::partition_id::SELF, 1, HvInputVtl::new());
+/// assert_eq!(h.as_bytes().len(), 16);
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct GetVpRegistersHeader {
+    /// Target partition (HV_PARTITION_ID).
+    pub partition_id: u64,
+    /// Target VP (HV_VP_INDEX).
+    pub vp_index: u32,
+    /// Target VTL.
+    pub input_vtl: HvInputVtl,
+    /// RsvdZ bytes 13..16.
+    pub reserved: [u8; 3],
+}
+
+impl GetVpRegistersHeader {
+    /// A header with zeroed reserved bytes.
+    pub const fn new(partition_id: u64, vp_index: u32, input_vtl: HvInputVtl) -> Self {
+        Self {
+            partition_id,
+            vp_index,
+            input_vtl,
+            reserved: [0; 3],
+        }
+    }
+}
+
+/// Size of one input list element (an HV_REGISTER_NAME).
+pub const NAME_SIZE: u64 = 4;
+/// Size of one output list element (an HV_REGISTER_VALUE).
+pub const VALUE_SIZE: u64 = 16;
+/// Size of the input header.
+pub const HEADER_SIZE: u64 = 16;
+
+const _: () = assert!(core::mem::size_of::<HvInputVtl>() == 1);
+const _: () = assert!(core::mem::size_of::<GetVpRegistersHeader>() == HEADER_SIZE as usize);

@@ -1,0 +1,58 @@
+//! Hyper-V Top Level Functional Specification (TLFS) ABI types.
+//!
+//! Everything that is a TLFS number or wire layout lives here, once: the
+//! hypercall control and result words ([`control`]), statuses ([`status`]),
+//! the HvCallGetVpRegisters input header and HV_INPUT_VTL ([`input`]),
+//! register names ([`name`]) and values ([`value`]), the partition privilege
+//! mask ([`privilege`]), and the discovery interface: CPUID leaves
+//! ([`cpuid`]) and synthetic MSRs ([`msr`]).
+//!
+//! The crate is `no_std`, has no `unsafe`, and every wire struct's size is
+//! checked at compile time.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod open_enum;
+
+pub mod control;
+pub mod cpuid;
+pub mod input;
+pub mod msr;
+pub mod name;
+pub mod privilege;
+pub mod status;
+pub mod value;
+
+pub use control::{HypercallControl, HypercallResult};
+pub use input::{GetVpRegistersHeader, HvInputVtl};
+pub use name::{Arch, HvRegisterName};
+pub use status::HvStatus;
+pub use value::HvRegisterValue;
+
+/// Hypercall call codes implemented or referred to by hvcall.
+pub mod call_code {
+    /// HvCallGetVpRegisters (rep).
+    pub const GET_VP_REGISTERS: u16 = 0x0050;
+    /// HvCallSetVpRegisters (rep); not implemented yet.
+    pub const SET_VP_REGISTERS: u16 = 0x0051;
+}
+
+/// Partition ids with a fixed meaning.
+pub mod partition_id {
+    /// HV_PARTITION_ID_SELF: the caller's own partition.
+    pub const SELF: u64 = u64::MAX;
+    /// HV_PARTITION_ID_INVALID.
+    pub const INVALID: u64 = 0;
+}
+
+/// VP indexes with a fixed meaning.
+pub mod vp_index {
+    /// HV_VP_INDEX_SELF: the calling VP.
+    pub const SELF: u32 = 0xFFFF_FFFE;
+    /// HV_ANY_VP (not meaningful for HvCallGetVpRegisters).
+    pub const ANY: u32 = 0xFFFF_FFFF;
+}
+
+/// Size of a guest page, the unit the hypercall lists must not cross.
+pub const PAGE_SIZE: u64 = 4096;

@@ -1,0 +1,29 @@
+//! Fallible access to the caller's guest memory.
+
+/// Why a guest memory access failed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    /// Some byte of the range is not ordinary guest RAM.
+    #[error("guest physical range {gpa:#x}+{len:#x} is not guest RAM")]
+    NotRam {
+        /// Start of the range.
+        gpa: u64,
+        /// Length of the range.
+        len: u64,
+    },
+}
+
+/// The caller partition's guest-physical memory, as hypercalls may use it.
+///
+/// Implementations must never touch host memory outside guest RAM whatever
+/// the GPA and length (including ranges that wrap around 2^64).
+pub trait GuestMemory {
+    /// Whether every byte of `[gpa, gpa + len)` is ordinary guest RAM that a
+    /// hypercall may read and write: not unbacked, not MMIO, not beyond the
+    /// GPA space, and not an overlay page such as the hypercall page.
+    fn is_ram(&self, gpa: u64, len: u64) -> bool;
+    /// Read `buf.len()` bytes at `gpa`.
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+    /// Write `data` at `gpa`.
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemoryError>;
+}

@@ -1,0 +1,1 @@
+//! KVM VMM (filled in by the VMM issue).

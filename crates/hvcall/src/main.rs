@@ -1,0 +1,2 @@
+//! The `hvcall` command line.
+fn main() {}
