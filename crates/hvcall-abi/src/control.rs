@@ -106,18 +106,35 @@ mod tests {
             .with_rep_count(0xFFF)
             .with_rep_start(0xFFF);
         assert_eq!(c.into_bits(), !HypercallControl::RESERVED_MASK);
-        assert_eq!(HypercallControl::from_bits(u64::MAX).reserved_bits(), HypercallControl::RESERVED_MASK);
+        assert_eq!(
+            HypercallControl::from_bits(u64::MAX).reserved_bits(),
+            HypercallControl::RESERVED_MASK
+        );
         assert_eq!(HypercallControl::new().with_fast(true).into_bits(), 1 << 16);
-        assert_eq!(HypercallControl::new().with_nested(true).into_bits(), 1 << 31);
-        assert_eq!(HypercallControl::new().with_rep_start(1).into_bits(), 1 << 48);
-        assert_eq!(HypercallControl::new().with_variable_header_size(1).into_bits(), 1 << 17);
+        assert_eq!(
+            HypercallControl::new().with_nested(true).into_bits(),
+            1 << 31
+        );
+        assert_eq!(
+            HypercallControl::new().with_rep_start(1).into_bits(),
+            1 << 48
+        );
+        assert_eq!(
+            HypercallControl::new()
+                .with_variable_header_size(1)
+                .into_bits(),
+            1 << 17
+        );
     }
 
     #[test]
     fn result_fields_land_on_digest_bits() {
         let r = HypercallResult::of(HvStatus::INVALID_VTL_STATE, 0xFFF);
         assert_eq!(r.into_bits(), 0x51 | (0xFFF << 32));
-        assert_eq!(HypercallResult::from_bits(u64::MAX).status(), HvStatus(0xFFFF));
+        assert_eq!(
+            HypercallResult::from_bits(u64::MAX).status(),
+            HvStatus(0xFFFF)
+        );
         assert_eq!(HypercallResult::from_bits(u64::MAX).reps_completed(), 0xFFF);
     }
 }

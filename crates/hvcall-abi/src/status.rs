@@ -2,12 +2,13 @@
 
 open_enum! {
     /// A hypercall status. Any `u16` is representable; the named values are
-    /// those of the TLFS and the public implementations (digest §3).
+    /// every code of digest §3 (PDF6 Appendix B, Linux, OpenVMM, HDK).
     ///
     /// ```
     /// use hvcall_abi::HvStatus;
     /// assert_eq!(HvStatus::INVALID_PARAMETER.0, 5);
     /// assert_eq!(HvStatus(5).to_string(), "HV_STATUS_INVALID_PARAMETER (0x0005)");
+    /// assert_eq!(HvStatus(0x1234).to_string(), "HV_STATUS 0x1234");
     /// ```
     pub struct HvStatus(u16) {
         /// The call succeeded.
@@ -22,12 +23,115 @@ open_enum! {
         INVALID_PARAMETER = 0x0005,
         /// The caller lacks the right to do this.
         ACCESS_DENIED = 0x0006,
+        /// The partition is not in a state that allows the operation.
+        INVALID_PARTITION_STATE = 0x0007,
+        /// The operation is not allowed.
+        OPERATION_DENIED = 0x0008,
+        /// The property is unknown.
+        UNKNOWN_PROPERTY = 0x0009,
+        /// The property value is out of range.
+        PROPERTY_VALUE_OUT_OF_RANGE = 0x000A,
+        /// Not enough memory to complete the call.
+        INSUFFICIENT_MEMORY = 0x000B,
+        /// The partition hierarchy is too deep.
+        PARTITION_TOO_DEEP = 0x000C,
         /// The partition id names no partition.
         INVALID_PARTITION_ID = 0x000D,
         /// The VP index names no VP.
         INVALID_VP_INDEX = 0x000E,
-        /// The target VTL is not enabled.
+        /// The object was not found (PDF6 lists 0x0010 as reserved).
+        NOT_FOUND = 0x0010,
+        /// The port id is invalid.
+        INVALID_PORT_ID = 0x0011,
+        /// The connection id is invalid.
+        INVALID_CONNECTION_ID = 0x0012,
+        /// Not enough message buffers (PDF6 misprints it as 0x0033).
+        INSUFFICIENT_BUFFERS = 0x0013,
+        /// The message was not acknowledged.
+        NOT_ACKNOWLEDGED = 0x0014,
+        /// The VP is not in a state that allows the operation.
+        INVALID_VP_STATE = 0x0015,
+        /// The message was acknowledged.
+        ACKNOWLEDGED = 0x0016,
+        /// The save/restore state is invalid.
+        INVALID_SAVE_RESTORE_STATE = 0x0017,
+        /// The SynIC state is invalid.
+        INVALID_SYNIC_STATE = 0x0018,
+        /// The object is in use.
+        OBJECT_IN_USE = 0x0019,
+        /// The proximity domain information is invalid.
+        INVALID_PROXIMITY_DOMAIN_INFO = 0x001A,
+        /// No data is available.
+        NO_DATA = 0x001B,
+        /// The object is inactive.
+        INACTIVE = 0x001C,
+        /// No resources are available.
+        NO_RESOURCES = 0x001D,
+        /// The feature is unavailable.
+        FEATURE_UNAVAILABLE = 0x001E,
+        /// Only part of a packet was returned.
+        PARTIAL_PACKET = 0x001F,
+        /// A processor feature is not supported (the HDK's feature-specific
+        /// codes were merged into this one).
+        PROCESSOR_FEATURE_NOT_SUPPORTED = 0x0020,
+        /// The processor cache-line flush size is incompatible.
+        PROCESSOR_CACHE_LINE_FLUSH_SIZE_INCOMPATIBLE = 0x0030,
+        /// The buffer is too small (PDF6, OpenVMM; the HDK differs).
+        INSUFFICIENT_BUFFER = 0x0033,
+        /// The processor is incompatible.
+        INCOMPATIBLE_PROCESSOR = 0x0037,
+        /// Not enough device domains.
+        INSUFFICIENT_DEVICE_DOMAINS = 0x0038,
+        /// CPUID feature validation failed.
+        CPUID_FEATURE_VALIDATION_ERROR = 0x003C,
+        /// CPUID XSAVE feature validation failed.
+        CPUID_XSAVE_FEATURE_VALIDATION_ERROR = 0x003D,
+        /// A processor did not start in time.
+        PROCESSOR_STARTUP_TIMEOUT = 0x003E,
+        /// SMX is enabled.
+        SMX_ENABLED = 0x003F,
+        /// The logical processor index is invalid.
+        INVALID_LP_INDEX = 0x0041,
+        /// The register value is invalid (HvCallSetVpRegisters).
+        INVALID_REGISTER_VALUE = 0x0050,
+        /// The VTL is not in a state that allows the operation (e.g. not
+        /// enabled).
         INVALID_VTL_STATE = 0x0051,
+        /// NX is not detected.
+        NX_NOT_DETECTED = 0x0055,
+        /// The device id is invalid.
+        INVALID_DEVICE_ID = 0x0057,
+        /// The device state is invalid.
+        INVALID_DEVICE_STATE = 0x0058,
+        /// Page requests are pending.
+        PENDING_PAGE_REQUESTS = 0x0059,
+        /// The page request is invalid.
+        PAGE_REQUEST_INVALID = 0x0060,
+        /// The key already exists (OpenVMM).
+        KEY_ALREADY_EXISTS = 0x0065,
+        /// The device is already in a domain (OpenVMM).
+        DEVICE_ALREADY_IN_DOMAIN = 0x0066,
+        /// The CPU group id is invalid (OpenVMM).
+        INVALID_CPU_GROUP_ID = 0x006F,
+        /// The CPU group state is invalid (OpenVMM).
+        INVALID_CPU_GROUP_STATE = 0x0070,
+        /// The operation failed.
+        OPERATION_FAILED = 0x0071,
+        /// Not allowed while nested virtualization is active.
+        NOT_ALLOWED_WITH_NESTED_VIRT_ACTIVE = 0x0072,
+        /// Not enough root memory (OpenVMM).
+        INSUFFICIENT_ROOT_MEMORY = 0x0073,
+        /// The event buffer was already freed (OpenVMM).
+        EVENT_BUFFER_ALREADY_FREED = 0x0074,
+        /// The operation timed out (OpenVMM also uses it internally for
+        /// "continue this rep call").
+        TIME_OUT = 0x0078,
+        /// The call is pending (Linux).
+        CALL_PENDING = 0x0079,
+        /// The VTL is already enabled.
+        VTL_ALREADY_ENABLED = 0x0086,
+        /// The register name is unknown (OpenVMM's SynIC path).
+        UNKNOWN_REGISTER_NAME = 0x0087,
     }
 }
 
@@ -44,5 +148,30 @@ impl core::fmt::Display for HvStatus {
             Some(n) => write!(f, "HV_STATUS_{n} ({:#06x})", self.0),
             None => write!(f, "HV_STATUS {:#06x}", self.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{format, string::ToString};
+
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_ascending() {
+        for w in HvStatus::ALL.windows(2) {
+            assert!(w[0].1 .0 < w[1].1 .0, "{:?} then {:?}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn display_names_known_codes_and_shows_unknown_ones() {
+        assert_eq!(
+            HvStatus::INVALID_VTL_STATE.to_string(),
+            "HV_STATUS_INVALID_VTL_STATE (0x0051)"
+        );
+        assert_eq!(HvStatus(0x0001).to_string(), "HV_STATUS 0x0001");
+        assert_eq!(format!("{:?}", HvStatus(0x000F)), "HvStatus(0xf)");
     }
 }

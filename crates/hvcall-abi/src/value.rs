@@ -1,6 +1,21 @@
-//! HV_REGISTER_VALUE: the 16-byte value of one register (digest §6).
+//! HV_REGISTER_VALUE: the 16-byte value of one register (digest §6), and
+//! typed views of it: x64 architectural layouts in [`x64`], synthetic
+//! (hypercall MSR, SynIC, VSM) layouts in [`synthetic`].
+//!
+//! Every view converts to and from [`HvRegisterValue`] without failing: a
+//! 64-bit view reads the low qword (the high one is ignored) and writes it
+//! zero-extended; a 128-bit view uses all 16 bytes.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub mod synthetic;
+pub mod x64;
+
+pub use synthetic::{HypercallMsr, Sint, VsmPartitionStatus, VsmVpStatus};
+pub use x64::{
+    FpControlStatus, FpRegister, InterruptState, PendingExceptionEvent, PendingInterruption,
+    SegmentAttributes, SegmentRegister, TableRegister, XmmControlStatus,
+};
 
 /// A 16-byte register value, little-endian. Narrower values are
 /// zero-extended. Stored as bytes so it can be read from and written to
@@ -12,7 +27,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// assert_eq!(v.as_u128(), 0x1234);
 /// assert_eq!(v.as_u64(), 0x1234);
 /// ```
-#[derive(Copy, Clone, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Copy, Clone, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct HvRegisterValue(pub [u8; 16]);
 
@@ -51,6 +68,30 @@ impl HvRegisterValue {
     pub const fn from_parts(low: u64, high: u64) -> Self {
         Self((((high as u128) << 64) | low as u128).to_le_bytes())
     }
+    /// A feature register (0x100, 0x200–0x209) from the CPUID leaf it
+    /// mirrors: EAX, EBX, ECX, EDX packed into bits 31:0, 63:32, 95:64 and
+    /// 127:96 (digest §6).
+    ///
+    /// ```
+    /// use hvcall_abi::HvRegisterValue;
+    /// let v = HvRegisterValue::from_cpuid([1, 2, 3, 4]);
+    /// assert_eq!(v.as_u128(), 1 | 2 << 32 | 3 << 64 | 4 << 96);
+    /// assert_eq!(v.cpuid_words(), [1, 2, 3, 4]);
+    /// ```
+    pub const fn from_cpuid(regs: [u32; 4]) -> Self {
+        let [a, b, c, d] = regs;
+        Self::from_parts(a as u64 | (b as u64) << 32, c as u64 | (d as u64) << 32)
+    }
+    /// The four CPUID dwords (EAX, EBX, ECX, EDX) of a feature register.
+    pub const fn cpuid_words(&self) -> [u32; 4] {
+        let v = self.as_u128();
+        [
+            v as u32,
+            (v >> 32) as u32,
+            (v >> 64) as u32,
+            (v >> 96) as u32,
+        ]
+    }
 }
 
 impl core::fmt::Debug for HvRegisterValue {
@@ -69,3 +110,48 @@ macro_rules! from_uint {
     )*};
 }
 from_uint!(u8, u16, u32, u64, u128);
+
+/// Implements the conversions between a view and [`HvRegisterValue`]:
+/// `bits64` for a `#[bitfield(u64)]` view (low qword, zero-extended),
+/// `bits128` for a `#[bitfield(u128)]` view, `bytes` for a 16-byte zerocopy
+/// struct.
+macro_rules! register_view {
+    (bits64 $t:ty) => {
+        impl From<$t> for $crate::HvRegisterValue {
+            fn from(v: $t) -> Self {
+                Self::from(v.into_bits())
+            }
+        }
+        impl From<$crate::HvRegisterValue> for $t {
+            fn from(v: $crate::HvRegisterValue) -> Self {
+                <$t>::from_bits(v.as_u64())
+            }
+        }
+    };
+    (bits128 $t:ty) => {
+        impl From<$t> for $crate::HvRegisterValue {
+            fn from(v: $t) -> Self {
+                Self::from(v.into_bits())
+            }
+        }
+        impl From<$crate::HvRegisterValue> for $t {
+            fn from(v: $crate::HvRegisterValue) -> Self {
+                <$t>::from_bits(v.as_u128())
+            }
+        }
+    };
+    (bytes $t:ty) => {
+        const _: () = assert!(core::mem::size_of::<$t>() == 16);
+        impl From<$t> for $crate::HvRegisterValue {
+            fn from(v: $t) -> Self {
+                Self(zerocopy::transmute!(v))
+            }
+        }
+        impl From<$crate::HvRegisterValue> for $t {
+            fn from(v: $crate::HvRegisterValue) -> Self {
+                zerocopy::transmute!(v.0)
+            }
+        }
+    };
+}
+use register_view;

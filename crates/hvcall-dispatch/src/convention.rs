@@ -1,4 +1,11 @@
 //! Calling conventions (behaviour.md §4) and the caller's execution mode.
+//!
+//! A [`Convention`] says where the control word, the input and output GPAs
+//! and the result live in the caller's register file, and how a continued
+//! call's control word is written back. Nothing else in the dispatcher
+//! knows register numbers of the memory form.
+
+use crate::registers::{x64, CallerRegisters};
 
 /// The four hypercall ABIs of behaviour.md §4.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -15,7 +22,19 @@ pub enum Convention {
     Arm64Smccc,
 }
 
+/// The SMCCC function id of a Hyper-V hypercall (digest §1.2): fast-call
+/// bit 31 clear, SMC64 bit 30 set, owner 6 (vendor hypervisor), number 1.
+pub const SMCCC_HYPERCALL_FUNCTION_ID: u64 = 0x4600_0001;
+
+/// What an SMCCC callee returns in X0 for a function id it does not
+/// implement: -1 sign-extended ("NOT_SUPPORTED" in the SMC Calling
+/// Convention).
+pub const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
+
 impl Convention {
+    /// Every convention, for tests that run a scenario in each ABI.
+    pub const ALL: [Convention; 4] = [Self::X64, Self::X86, Self::Arm64Hvc1, Self::Arm64Smccc];
+
     /// The convention of an x86 caller: x64 when EFER.LMA = 1 and CS.L = 1,
     /// otherwise the 32-bit register pairs.
     pub const fn for_x86_mode(efer_lma: bool, cs_l: bool) -> Self {
@@ -25,6 +44,86 @@ impl Convention {
             Self::X86
         }
     }
+
+    /// The architecture whose register names the caller uses.
+    pub const fn arch(self) -> hvcall_abi::Arch {
+        match self {
+            Self::X64 | Self::X86 => hvcall_abi::Arch::X64,
+            Self::Arm64Hvc1 | Self::Arm64Smccc => hvcall_abi::Arch::Arm64,
+        }
+    }
+
+    /// The hypercall input value (control word).
+    pub fn control<R: CallerRegisters + ?Sized>(self, regs: &R) -> u64 {
+        match self {
+            Self::X64 => regs.gpr(x64::RCX),
+            Self::X86 => pair(regs, x64::RDX, x64::RAX),
+            Self::Arm64Hvc1 => regs.gpr(0),
+            Self::Arm64Smccc => regs.gpr(1),
+        }
+    }
+
+    /// The input GPA (memory form), or the first input qword (fast form).
+    pub fn input_gpa<R: CallerRegisters + ?Sized>(self, regs: &R) -> u64 {
+        match self {
+            Self::X64 => regs.gpr(x64::RDX),
+            Self::X86 => pair(regs, x64::RBX, x64::RCX),
+            Self::Arm64Hvc1 => regs.gpr(1),
+            Self::Arm64Smccc => regs.gpr(2),
+        }
+    }
+
+    /// The output GPA (memory form), or the second input qword (fast form).
+    pub fn output_gpa<R: CallerRegisters + ?Sized>(self, regs: &R) -> u64 {
+        match self {
+            Self::X64 => regs.gpr(x64::R8),
+            Self::X86 => pair(regs, x64::RDI, x64::RSI),
+            Self::Arm64Hvc1 => regs.gpr(2),
+            Self::Arm64Smccc => regs.gpr(3),
+        }
+    }
+
+    /// Write the hypercall result value (RAX, EDX:EAX or X0).
+    ///
+    /// For a 32-bit caller each half is written zero-extended, as a 32-bit
+    /// register write does on the CPU.
+    pub fn write_result<R: CallerRegisters + ?Sized>(self, regs: &mut R, result: u64) {
+        match self {
+            Self::X64 => regs.set_gpr(x64::RAX, result),
+            Self::X86 => set_pair(regs, x64::RDX, x64::RAX, result),
+            Self::Arm64Hvc1 | Self::Arm64Smccc => regs.set_gpr(0, result),
+        }
+    }
+
+    /// Write the control word of a continued call (RCX, EDX:EAX, X0 or X1).
+    pub fn write_control<R: CallerRegisters + ?Sized>(self, regs: &mut R, control: u64) {
+        match self {
+            Self::X64 => regs.set_gpr(x64::RCX, control),
+            Self::X86 => set_pair(regs, x64::RDX, x64::RAX, control),
+            Self::Arm64Hvc1 => regs.set_gpr(0, control),
+            Self::Arm64Smccc => regs.set_gpr(1, control),
+        }
+    }
+
+    /// For SMCCC: whether X0 holds the Hyper-V hypercall function id. The
+    /// other conventions have no function id and always match.
+    pub fn is_hypercall<R: CallerRegisters + ?Sized>(self, regs: &R) -> bool {
+        match self {
+            Self::Arm64Smccc => regs.gpr(0) == SMCCC_HYPERCALL_FUNCTION_ID,
+            Self::X64 | Self::X86 | Self::Arm64Hvc1 => true,
+        }
+    }
+}
+
+/// A 64-bit value from two 32-bit registers (`high:low`).
+fn pair<R: CallerRegisters + ?Sized>(regs: &R, high: usize, low: usize) -> u64 {
+    (regs.gpr(high) << 32) | (regs.gpr(low) & 0xFFFF_FFFF)
+}
+
+/// Split a 64-bit value over two 32-bit registers (`high:low`).
+fn set_pair<R: CallerRegisters + ?Sized>(regs: &mut R, high: usize, low: usize, value: u64) {
+    regs.set_gpr(high, value >> 32);
+    regs.set_gpr(low, value & 0xFFFF_FFFF);
 }
 
 /// What the dispatcher must know about the caller's state at the moment of
@@ -39,4 +138,31 @@ pub struct CallContext {
     /// Address of the hypercall instruction (used to recognise the
     /// re-entry of a continued call).
     pub instruction_pointer: u64,
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::registers::RegisterFile;
+
+    #[test]
+    fn x86_pairs_are_high_colon_low() {
+        let mut r = RegisterFile::default();
+        r.gprs[x64::RDX] = 0xFFFF_FFFF_1111_2222;
+        r.gprs[x64::RAX] = 0xFFFF_FFFF_3333_4444;
+        assert_eq!(Convention::X86.control(&r), 0x1111_2222_3333_4444);
+        Convention::X86.write_result(&mut r, 0x0000_0005_0000_0003);
+        assert_eq!(r.gprs[x64::RDX], 5);
+        assert_eq!(r.gprs[x64::RAX], 3);
+    }
+
+    #[test]
+    fn smccc_needs_its_function_id() {
+        let mut r = RegisterFile::default();
+        assert!(!Convention::Arm64Smccc.is_hypercall(&r));
+        r.gprs[0] = SMCCC_HYPERCALL_FUNCTION_ID;
+        assert!(Convention::Arm64Smccc.is_hypercall(&r));
+        assert!(Convention::Arm64Hvc1.is_hypercall(&RegisterFile::default()));
+    }
 }

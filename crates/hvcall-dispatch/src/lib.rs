@@ -9,7 +9,13 @@
 //! must apply. It knows nothing of KVM or threads.
 //!
 //! Unimplemented call codes get `HV_STATUS_INVALID_HYPERCALL_CODE`, so new
-//! calls plug in beside [`get_vp_registers`] without touching the ABI layer.
+//! calls plug in beside HvCallGetVpRegisters without touching the ABI layer.
+//!
+//! Modules: [`dispatch`](mod@dispatch) (entry point, steps 1–4),
+//! [`convention`] (the four ABIs), `get_vp_registers` (steps 5–7, rep loop),
+//! `fast` (fast-form register file), `input` (the call's input),
+//! [`pending`] (continuation state), and the traits in [`registers`],
+//! [`memory`] and [`hypervisor`].
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(
@@ -20,6 +26,18 @@
 )]
 
 pub mod convention;
+pub mod dispatch;
+mod fast;
+mod get_vp_registers;
 pub mod hypervisor;
+mod input;
 pub mod memory;
+pub mod pending;
 pub mod registers;
+
+pub use convention::{CallContext, Convention};
+pub use dispatch::{dispatch, DispatchConfig, Outcome};
+pub use hypervisor::{Caller, Hypervisor, PartitionInfo, Target};
+pub use memory::{GuestMemory, MemoryError};
+pub use pending::VpState;
+pub use registers::{CallerRegisters, RegisterFile};

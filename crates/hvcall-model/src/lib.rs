@@ -1,1 +1,51 @@
-//! In-memory reference model of a partition hierarchy (filled in by the foundation issue).
+//! In-memory reference model of what a VMM hands the hvcall dispatcher:
+//! a partition hierarchy with VPs and VTL-banked register files
+//! ([`Model`], an implementation of
+//! [`Hypervisor`](hvcall_dispatch::Hypervisor)) and guest memory with holes
+//! and overlay pages ([`GuestRam`], an implementation of
+//! [`GuestMemory`](hvcall_dispatch::GuestMemory)).
+//!
+//! Tests and benches drive the dispatcher against it; later it is the
+//! oracle for differential tests against the real VMM.
+//!
+//! - partitions: the root is id 1 (no parent), the VM id 2 (child of 1);
+//!   any other ids can be added with any parent;
+//! - privileges and the XMM fast CPUID bits are per partition;
+//! - each VP has an active VTL, an enabled-VTL set, shared registers (one
+//!   copy, [`is_shared`]) and private registers (one copy per VTL);
+//! - a register that was never set does not exist (reads give
+//!   `HV_STATUS_INVALID_PARAMETER`);
+//! - a snapshot copies the target's registers once per call.
+//!
+//! ```
+//! use hvcall_abi::Arch;
+//! use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
+//! use hvcall_dispatch::registers::{x64, RegisterFile};
+//! use hvcall_model::{GuestRam, Model};
+//!
+//! let mut model = Model::standard(Arch::X64); // VP 0 of the VM calls
+//! let mut ram = GuestRam::with_region(0, 0x10000).unwrap();
+//! // Input at 0x1000: SELF, VP SELF, VTL byte 0, then one name (RIP).
+//! ram.poke(0x1000, &u64::MAX.to_le_bytes()).unwrap();
+//! ram.poke(0x1008, &0xFFFF_FFFEu32.to_le_bytes()).unwrap();
+//! ram.poke(0x1010, &0x0002_0010u32.to_le_bytes()).unwrap();
+//! let mut regs = RegisterFile::default();
+//! regs.gprs[x64::RCX] = 0x50 | (1 << 32);
+//! regs.gprs[x64::RDX] = 0x1000;
+//! regs.gprs[x64::R8] = 0x2000;
+//! let ctx = CallContext { convention: Convention::X64, privileged: true, instruction_pointer: 0 };
+//! let mut state = VpState::new();
+//! let out = dispatch(&ctx, &mut regs, &mut ram, &mut model, &mut state, &DispatchConfig::default());
+//! assert_eq!(out, Outcome::Complete);
+//! assert_eq!(regs.gprs[x64::RAX], 1 << 32); // success, 1 rep
+//! ```
+
+mod builder;
+mod memory;
+mod model;
+mod sharing;
+
+pub use builder::{standard_names, standard_value, ModelBuilder};
+pub use memory::{GuestRam, LayoutError};
+pub use model::{Model, ModelSnapshot, Partition, Vp, DEFAULT_PRIVILEGES, ROOT_PARTITION, VM_PARTITION};
+pub use sharing::is_shared;

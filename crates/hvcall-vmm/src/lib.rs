@@ -1,1 +1,79 @@
-//! KVM VMM (filled in by the VMM issue).
+//! hvcall's KVM VMM: runs a static ELF64 guest on KVM and gives it the
+//! Hyper-V discovery interface (CPUID leaves, synthetic MSRs, hypercall
+//! page) and HvCallGetVpRegisters, answered from real vCPU state through
+//! [`hvcall_dispatch::dispatch`].
+//!
+//! ```no_run
+//! let elf = std::fs::read("guest.elf").unwrap();
+//! let exit = hvcall_vmm::run_elf(&hvcall_vmm::VmConfig::default(), &elf).unwrap();
+//! std::process::exit(exit.status().into());
+//! ```
+//!
+//! Modules, by concern: [`config`] (what a VM is built with), [`memory`]
+//! (guest RAM), [`loader`] (ELF), [`boot`] (boot protocol), [`cpuid`],
+//! [`msr`] (synthetic MSRs), [`hypercall_page`] (the overlay),
+//! [`registers`] (HV register names → KVM state), [`rendezvous`]
+//! (cross-vCPU coordination), [`hypercall`] (dispatcher glue), [`vm`] and
+//! the vCPU run loop.
+
+pub mod boot;
+pub mod config;
+pub mod cpuid;
+pub mod hypercall;
+pub mod hypercall_page;
+mod kick;
+pub mod loader;
+pub mod memory;
+pub mod msr;
+pub mod registers;
+pub mod rendezvous;
+mod vcpu;
+pub mod vm;
+
+pub use config::{Console, VmConfig};
+pub use vm::{Vm, VmExit};
+
+/// Why a VM could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// `/dev/kvm` is missing or cannot be opened.
+    #[error("cannot open /dev/kvm: {0}")]
+    NoKvm(kvm_ioctls::Error),
+    /// A KVM ioctl failed during setup.
+    #[error("{what} failed: {source}")]
+    Kvm {
+        /// The ioctl.
+        what: &'static str,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+    /// The configuration cannot be run.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Guest RAM.
+    #[error(transparent)]
+    Ram(#[from] memory::RamError),
+    /// The image.
+    #[error("cannot load the guest image: {0}")]
+    Load(#[from] loader::LoadError),
+    /// Memory slots.
+    #[error(transparent)]
+    Slots(#[from] hypercall_page::SlotError),
+    /// MSR exits.
+    #[error(transparent)]
+    Msr(#[from] msr::MsrSetupError),
+    /// The kick signal handler.
+    #[error("installing the vCPU kick signal handler: {0}")]
+    Signal(String),
+    /// A vCPU thread could not be started.
+    #[error("starting a vCPU thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Builds a VM, loads `elf` (issue 3 §2 boot protocol) and runs it until it
+/// ends.
+pub fn run_elf(config: &VmConfig, elf: &[u8]) -> Result<VmExit, VmmError> {
+    let mut vm = Vm::new(config)?;
+    vm.load_elf(elf)?;
+    vm.run()
+}

@@ -1,2 +1,64 @@
-//! The `hvcall` command line.
-fn main() {}
+//! The `hvcall` command line: parses the arguments, sets up logging and
+//! hands over to one module per subcommand, whose return value is the
+//! process exit status.
+//!
+//! - `hvcall registers [--arch x64|arm64] [--json]` ([`registers`]): every
+//!   TLFS register name of one architecture with its number.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+mod registers;
+
+/// Hyper-V HvCallGetVpRegisters on KVM, end to end.
+#[derive(Debug, Parser)]
+#[command(name = "hvcall", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every HV_REGISTER_NAME of one architecture with its number.
+    Registers(registers::RegistersArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    match Cli::parse().command {
+        Command::Registers(args) => registers::main(args),
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn registers_defaults_to_x64_text() {
+        let cli = Cli::try_parse_from(["hvcall", "registers"]).expect("parses");
+        let Command::Registers(args) = cli.command;
+        assert_eq!(args.arch, registers::ArchArg::X64);
+        assert!(!args.json);
+    }
+}

@@ -1,0 +1,131 @@
+//! Per-VP continuation state (behaviour.md §2).
+//!
+//! A rep call stopped by the work budget leaves a [`VpState`] holding what
+//! its first entry read (the input and the target's snapshot) and what
+//! identifies its re-entry (instruction pointer, convention, control word
+//! apart from rep start, the input/output GPA registers and, for the fast
+//! form, the input registers). The state is dropped when the call
+//! completes; any other call in between leaves it in place.
+
+use crate::convention::{CallContext, Convention};
+use crate::fast::MAX_FILE_BYTES;
+use crate::get_vp_registers::Form;
+use crate::input::CallInput;
+use crate::registers::CallerRegisters;
+use hvcall_abi::HypercallControl;
+
+/// Continuation state of one VP: at most one pending (continued) call.
+///
+/// The VMM keeps one per VP and passes it to every
+/// [`dispatch`](crate::dispatch()) of that VP. `S` is the
+/// [`Hypervisor::Snapshot`](crate::hypervisor::Hypervisor::Snapshot) type.
+pub struct VpState<S> {
+    pending: Option<Pending<S>>,
+}
+
+impl<S> VpState<S> {
+    /// A state with no pending call.
+    pub const fn new() -> Self {
+        Self { pending: None }
+    }
+
+    /// Whether a continued call is waiting for its re-entry.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Forget a pending call (for example when the VP is reset). Its next
+    /// entry, if any, is then handled as a new call.
+    pub fn clear(&mut self) {
+        self.pending = None;
+    }
+
+    /// Take the pending call if this entry is its re-entry: same
+    /// instruction, convention, control word (rep start equal to the index
+    /// written), GPA registers and, for the fast form, input registers.
+    pub(crate) fn take_reentry<R: CallerRegisters + ?Sized>(
+        &mut self,
+        ctx: &CallContext,
+        control: HypercallControl,
+        regs: &mut R,
+    ) -> Option<Pending<S>> {
+        let pending = self.pending.as_ref()?;
+        if control.rep_start() != pending.next {
+            return None;
+        }
+        let image = pending.form.image(regs);
+        let key = EntryKey::new(ctx, control, regs, &image);
+        if key != pending.key {
+            return None;
+        }
+        self.pending.take()
+    }
+
+    /// Store a call stopped before element `pending.next`.
+    pub(crate) fn park(&mut self, pending: Pending<S>) {
+        self.pending = Some(pending);
+    }
+}
+
+impl<S> Default for VpState<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> core::fmt::Debug for VpState<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VpState")
+            .field("pending_next", &self.pending.as_ref().map(|p| p.next))
+            .finish()
+    }
+}
+
+/// A continued call: what its first entry read and where it stopped.
+pub(crate) struct Pending<S> {
+    /// What identifies the re-entry.
+    pub(crate) key: EntryKey,
+    /// The rep start of the first entry, restored when the call completes.
+    pub(crate) first_start: u16,
+    /// The element the re-entry resumes at (written into rep start).
+    pub(crate) next: u16,
+    /// Memory or fast form, with its layout.
+    pub(crate) form: Form,
+    /// The header and names, read once.
+    pub(crate) input: CallInput,
+    /// The target's snapshot, taken once.
+    pub(crate) snapshot: S,
+}
+
+/// The registers that identify one call across its entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EntryKey {
+    instruction_pointer: u64,
+    convention: Convention,
+    /// The control word with rep start cleared.
+    control: u64,
+    input_gpa: u64,
+    output_gpa: u64,
+    /// The fast form's input registers (all zero for the memory form).
+    fast_image: [u8; MAX_FILE_BYTES],
+}
+
+impl EntryKey {
+    /// The key of the current entry; `fast_image` is the fast input image
+    /// (empty for the memory form).
+    pub(crate) fn new<R: CallerRegisters + ?Sized>(
+        ctx: &CallContext,
+        control: HypercallControl,
+        regs: &R,
+        fast_image: &[u8; MAX_FILE_BYTES],
+    ) -> Self {
+        Self {
+            instruction_pointer: ctx.instruction_pointer,
+            convention: ctx.convention,
+            control: control.with_rep_start(0).into_bits(),
+            input_gpa: ctx.convention.input_gpa(regs),
+            output_gpa: ctx.convention.output_gpa(regs),
+            fast_image: *fast_image,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The partition hierarchy, VPs and their VTL-banked register files: the
+//! model's implementation of [`Hypervisor`].
+
+use std::collections::BTreeMap;
+
+use hvcall_abi::{privilege, Arch, HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_dispatch::hypervisor::{Caller, Hypervisor, PartitionInfo, Target};
+
+use crate::sharing::is_shared;
+
+/// Id of the root partition (the host side of hvcall).
+pub const ROOT_PARTITION: u64 = 1;
+/// Id of the VM that hvcall runs (a child of the root).
+pub const VM_PARTITION: u64 = 2;
+
+/// One virtual processor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vp {
+    /// The VTL the VP currently runs in.
+    pub active_vtl: u8,
+    /// Enabled VTLs, bit v = VTL v. VTL 0 is always enabled by the builder.
+    pub enabled_vtls: u16,
+    shared: BTreeMap<HvRegisterName, HvRegisterValue>,
+    private: BTreeMap<(u8, HvRegisterName), HvRegisterValue>,
+}
+
+impl Vp {
+    /// The value of `name` as seen from `vtl`, if the register exists.
+    pub fn register(&self, arch: Arch, vtl: u8, name: HvRegisterName) -> Option<HvRegisterValue> {
+        if is_shared(arch, name) {
+            self.shared.get(&name).copied()
+        } else {
+            self.private.get(&(vtl, name)).copied()
+        }
+    }
+
+    /// Set `name` as seen from `vtl` (for a shared register: for every
+    /// VTL). A register that was never set does not exist: reading it
+    /// fails with `HV_STATUS_INVALID_PARAMETER`, which is how the model
+    /// represents unknown and write-only names.
+    pub fn set_register(&mut self, arch: Arch, vtl: u8, name: HvRegisterName, value: HvRegisterValue) {
+        if is_shared(arch, name) {
+            self.shared.insert(name, value);
+        } else {
+            self.private.insert((vtl, name), value);
+        }
+    }
+
+    /// Every register readable from `vtl`, in name order.
+    pub fn registers(&self, vtl: u8) -> BTreeMap<HvRegisterName, HvRegisterValue> {
+        let mut all = self.shared.clone();
+        all.extend(
+            self.private
+                .iter()
+                .filter(|((v, _), _)| *v == vtl)
+                .map(|((_, n), value)| (*n, *value)),
+        );
+        all
+    }
+}
+
+/// One partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// The parent's id; `None` for the root.
+    pub parent: Option<u64>,
+    /// The privilege mask (digest §7).
+    pub privileges: u64,
+    /// XMM fast input advertised (CPUID 0x40000003 EDX bit 4).
+    pub xmm_fast_input: bool,
+    /// XMM fast output advertised (CPUID 0x40000003 EDX bit 15).
+    pub xmm_fast_output: bool,
+    /// The VPs; VP index = position.
+    pub vps: Vec<Vp>,
+}
+
+/// A consistent copy of one (VP, VTL)'s registers, taken once per call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSnapshot {
+    /// The (partition, VP, VTL) it was taken of.
+    pub target: Target,
+    /// Every readable register.
+    pub registers: BTreeMap<HvRegisterName, HvRegisterValue>,
+}
+
+/// The in-memory hypervisor: partitions, VPs, and which VP is calling.
+///
+/// Build one with [`Model::builder`](crate::ModelBuilder) or
+/// [`Model::standard`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    pub(crate) arch: Arch,
+    pub(crate) partitions: BTreeMap<u64, Partition>,
+    pub(crate) caller: (u64, u32),
+    pub(crate) snapshots_taken: u64,
+    pub(crate) registers_read: u64,
+}
+
+impl Model {
+    /// The architecture of every VP.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The partition `id`.
+    pub fn partition_mut(&mut self, id: u64) -> Option<&mut Partition> {
+        self.partitions.get_mut(&id)
+    }
+
+    /// The partition `id`.
+    pub fn partition_ref(&self, id: u64) -> Option<&Partition> {
+        self.partitions.get(&id)
+    }
+
+    /// VP `vp` of partition `id`.
+    pub fn vp(&self, id: u64, vp: u32) -> Option<&Vp> {
+        self.partitions.get(&id)?.vps.get(usize::try_from(vp).ok()?)
+    }
+
+    /// VP `vp` of partition `id`, mutable.
+    pub fn vp_mut(&mut self, id: u64, vp: u32) -> Option<&mut Vp> {
+        self.partitions
+            .get_mut(&id)?
+            .vps
+            .get_mut(usize::try_from(vp).ok()?)
+    }
+
+    /// Set a register of (partition, VP, VTL); `false` if the VP does not
+    /// exist.
+    pub fn set_register(&mut self, id: u64, vp: u32, vtl: u8, name: HvRegisterName, value: HvRegisterValue) -> bool {
+        let arch = self.arch;
+        self.vp_mut(id, vp)
+            .map(|v| v.set_register(arch, vtl, name, value))
+            .is_some()
+    }
+
+    /// Make VP `vp` of partition `id` the caller of the next hypercalls.
+    pub fn set_caller(&mut self, id: u64, vp: u32) {
+        self.caller = (id, vp);
+    }
+
+    /// The calling (partition, VP).
+    pub fn caller_id(&self) -> (u64, u32) {
+        self.caller
+    }
+
+    /// How many snapshots were taken so far (one per call that passed
+    /// every check, however many entries it took).
+    pub fn snapshots_taken(&self) -> u64 {
+        self.snapshots_taken
+    }
+
+    /// How many register reads were made so far.
+    pub fn registers_read(&self) -> u64 {
+        self.registers_read
+    }
+}
+
+impl Hypervisor for Model {
+    type Snapshot = ModelSnapshot;
+
+    fn caller(&self) -> Caller {
+        let (partition_id, vp_index) = self.caller;
+        let partition = self.partitions.get(&partition_id);
+        Caller {
+            partition_id,
+            vp_index,
+            vtl: self.vp(partition_id, vp_index).map_or(0, |v| v.active_vtl),
+            privileges: partition.map_or(0, |p| p.privileges),
+            xmm_fast_input: partition.is_some_and(|p| p.xmm_fast_input),
+            xmm_fast_output: partition.is_some_and(|p| p.xmm_fast_output),
+        }
+    }
+
+    fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
+        let p = self.partitions.get(&partition_id)?;
+        Some(PartitionInfo {
+            parent: p.parent,
+            vp_count: u32::try_from(p.vps.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        self.vp(partition_id, vp_index).map_or(0, |v| v.enabled_vtls)
+    }
+
+    fn snapshot(&mut self, target: &Target) -> Result<ModelSnapshot, HvStatus> {
+        let vp = self
+            .vp(target.partition_id, target.vp_index)
+            .ok_or(HvStatus::INVALID_VP_INDEX)?;
+        let registers = vp.registers(target.vtl);
+        self.snapshots_taken += 1;
+        Ok(ModelSnapshot {
+            target: *target,
+            registers,
+        })
+    }
+
+    fn read_register(
+        &mut self,
+        snapshot: &mut ModelSnapshot,
+        name: HvRegisterName,
+    ) -> Result<HvRegisterValue, HvStatus> {
+        self.registers_read += 1;
+        snapshot
+            .registers
+            .get(&name)
+            .copied()
+            .ok_or(HvStatus::INVALID_PARAMETER)
+    }
+}
+
+/// The privileges a partition gets unless configured otherwise:
+/// AccessVpRegisters (the others do not matter to the dispatcher).
+pub const DEFAULT_PRIVILEGES: u64 = privilege::ACCESS_VP_REGISTERS
+    | privilege::ACCESS_HYPERCALL_MSRS
+    | privilege::ACCESS_VP_INDEX;

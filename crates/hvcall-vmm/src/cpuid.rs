@@ -1,0 +1,184 @@
+//! The CPUID table the guest sees (behaviour.md §6, digest §8.1).
+//!
+//! KVM's supported CPUID without KVM's own `0x40000000+` leaves, with
+//! leaf 1 ECX bit 31 (hypervisor present) and the Hyper-V leaves
+//! `0x40000000..=0x40000005` added. [`HypervLeaves`] is also where the
+//! feature registers (HypervisorVersion, PrivilegesAndFeaturesInfo, ...)
+//! get their values, so CPUID and the registers cannot disagree.
+
+use hvcall_abi::{cpuid as leaf, privilege};
+use kvm_bindings::{kvm_cpuid_entry2, CpuId};
+
+/// Highest Hyper-V leaf advertised.
+pub const MAX_HYPERV_LEAF: u32 = 0x4000_0005;
+/// CPUID 0x40000003 EDX bit 18: the hypercall MSR's Locked bit is available.
+pub const HYPERCALL_MSR_LOCK_EDX: u32 = 1 << 18;
+/// hvcall's version as reported by CPUID 0x40000002: build number (EAX).
+pub const VERSION_BUILD: u32 = 1;
+/// Major (EBX 31:16) and minor (EBX 15:0) version: 0.1.
+pub const VERSION_MAJOR_MINOR: u32 = 1;
+
+/// The four registers of one CPUID leaf.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leaf {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+impl Leaf {
+    /// EAX, EBX, ECX, EDX packed low to high, as the feature registers are
+    /// (digest §6).
+    pub fn packed(&self) -> u128 {
+        u128::from(self.eax)
+            | (u128::from(self.ebx) << 32)
+            | (u128::from(self.ecx) << 64)
+            | (u128::from(self.edx) << 96)
+    }
+}
+
+/// The Hyper-V leaves of one VM configuration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HypervLeaves {
+    /// The partition privilege mask (same on every VP, fixed for the VM).
+    pub privileges: u64,
+    /// XMM fast input and output advertised (EDX bits 4 and 15).
+    pub xmm_fast: bool,
+    /// Number of VPs (reported as the maximum in 0x40000005).
+    pub cpus: u32,
+}
+
+impl HypervLeaves {
+    /// The privileges of the VM: AccessHypercallMsrs, AccessVpIndex and,
+    /// unless withheld, AccessVpRegisters.
+    pub fn new(access_vp_registers: bool, xmm_fast: bool, cpus: u32) -> Self {
+        let mut privileges = privilege::ACCESS_HYPERCALL_MSRS | privilege::ACCESS_VP_INDEX;
+        if access_vp_registers {
+            privileges |= privilege::ACCESS_VP_REGISTERS;
+        }
+        Self { privileges, xmm_fast, cpus }
+    }
+
+    /// The value of Hyper-V leaf `function`; leaves above
+    /// [`MAX_HYPERV_LEAF`] read as zero.
+    pub fn leaf(&self, function: u32) -> Leaf {
+        match function {
+            leaf::LEAF_VENDOR => Leaf {
+                eax: MAX_HYPERV_LEAF,
+                ebx: u32::from_le_bytes(*b"Micr"),
+                ecx: u32::from_le_bytes(*b"osof"),
+                edx: u32::from_le_bytes(*b"t Hv"),
+            },
+            leaf::LEAF_INTERFACE => Leaf { eax: leaf::INTERFACE_SIGNATURE, ..Leaf::default() },
+            0x4000_0002 => Leaf { eax: VERSION_BUILD, ebx: VERSION_MAJOR_MINOR, ..Leaf::default() },
+            leaf::LEAF_FEATURES => {
+                let mut edx = HYPERCALL_MSR_LOCK_EDX;
+                if self.xmm_fast {
+                    edx |= leaf::XMM_FAST_INPUT_EDX | leaf::XMM_FAST_OUTPUT_EDX;
+                }
+                Leaf {
+                    eax: self.privileges as u32,
+                    ebx: (self.privileges >> 32) as u32,
+                    ecx: 0,
+                    edx,
+                }
+            }
+            // Recommendations: none, and never notify about spinlocks.
+            0x4000_0004 => Leaf { ebx: u32::MAX, ..Leaf::default() },
+            // Implementation limits: max VPs; max LPs not reported.
+            0x4000_0005 => Leaf { eax: self.cpus, ..Leaf::default() },
+            _ => Leaf::default(),
+        }
+    }
+}
+
+/// Builds the CPUID table for VP `vp_index`: KVM's `supported` table minus
+/// its `0x40000000..=0x400000FF` leaves, plus the Hyper-V leaves, leaf 1
+/// ECX bit 31 and the VP's APIC ID.
+pub fn guest_cpuid(
+    supported: &CpuId,
+    hv: &HypervLeaves,
+    vp_index: u32,
+) -> Result<CpuId, vmm_sys_util::fam::Error> {
+    let mut entries: Vec<kvm_cpuid_entry2> = supported
+        .as_slice()
+        .iter()
+        .filter(|e| !(0x4000_0000..=0x4000_00FF).contains(&e.function))
+        .copied()
+        .collect();
+    for e in &mut entries {
+        match e.function {
+            1 => {
+                e.ecx |= leaf::HYPERVISOR_PRESENT_ECX;
+                e.ebx = (e.ebx & 0x00FF_FFFF) | ((vp_index & 0xFF) << 24);
+            }
+            0xB | 0x1F => e.edx = vp_index,
+            _ => {}
+        }
+    }
+    for function in 0x4000_0000..=MAX_HYPERV_LEAF {
+        let l = hv.leaf(function);
+        entries.push(kvm_cpuid_entry2 {
+            function,
+            eax: l.eax,
+            ebx: l.ebx,
+            ecx: l.ecx,
+            edx: l.edx,
+            ..Default::default()
+        });
+    }
+    CpuId::from_entries(&entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_leaves_section_6() {
+        let hv = HypervLeaves::new(true, true, 2);
+        let v = hv.leaf(0x4000_0000);
+        assert!(v.eax >= 0x4000_0005);
+        let vendor: Vec<u8> = [v.ebx, v.ecx, v.edx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        assert_eq!(vendor, b"Microsoft Hv");
+        assert_eq!(hv.leaf(0x4000_0001).eax.to_le_bytes(), *b"Hv#1");
+        let f = hv.leaf(0x4000_0003);
+        assert_eq!(f.eax & 0x60, 0x60, "AccessHypercallMsrs and AccessVpIndex");
+        assert_ne!(f.ebx & (1 << 17), 0, "AccessVpRegisters");
+        assert_eq!(f.edx & 0x8010, 0x8010, "XMM fast input and output");
+    }
+
+    #[test]
+    fn withheld_bits() {
+        let hv = HypervLeaves::new(false, false, 2);
+        let f = hv.leaf(0x4000_0003);
+        assert_eq!(f.ebx & (1 << 17), 0);
+        assert_eq!(f.edx & 0x8010, 0);
+        assert_eq!(hv.privileges & privilege::ACCESS_VP_REGISTERS, 0);
+    }
+
+    #[test]
+    fn packing_is_eax_ebx_ecx_edx_low_to_high() {
+        let l = Leaf { eax: 1, ebx: 2, ecx: 3, edx: 4 };
+        assert_eq!(l.packed(), 1 | (2 << 32) | (3 << 64) | (4 << 96));
+    }
+
+    #[test]
+    fn table_replaces_kvm_leaves() {
+        let kvm_leaf = kvm_cpuid_entry2 { function: 0x4000_0000, eax: 0x4000_0001, ..Default::default() };
+        let one = kvm_cpuid_entry2 { function: 1, ..Default::default() };
+        let supported = CpuId::from_entries(&[one, kvm_leaf]).unwrap();
+        let t = guest_cpuid(&supported, &HypervLeaves::new(true, true, 2), 1).unwrap();
+        let vendors: Vec<_> = t.as_slice().iter().filter(|e| e.function == 0x4000_0000).collect();
+        assert_eq!(vendors.len(), 1);
+        assert_eq!(vendors[0].eax, MAX_HYPERV_LEAF);
+        let l1 = t.as_slice().iter().find(|e| e.function == 1).unwrap();
+        assert_ne!(l1.ecx & (1 << 31), 0);
+        assert_eq!(l1.ebx >> 24, 1);
+    }
+}

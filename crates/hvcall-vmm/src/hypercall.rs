@@ -1,0 +1,279 @@
+//! One hypercall exit: the caller's registers ([`CallerRegs`]), the
+//! partition and VP view ([`VpHypervisor`]), the call to
+//! [`hvcall_dispatch::dispatch`] and applying its [`Outcome`].
+//!
+//! The calling VP's general registers come from the `kvm_run` sync regs
+//! (no ioctl); XMM0–5 are fetched with one `KVM_GET_FPU` only if the
+//! dispatcher asks (fast forms) and written back with one `KVM_SET_FPU`
+//! only if changed. The caller is partition 2, child of the root
+//! partition 1; only VTL 0 exists.
+
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
+use hvcall_dispatch::{dispatch, CallContext, CallerRegisters, Convention, Hypervisor, Outcome, VpState};
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
+use kvm_ioctls::{SyncReg, VcpuFd};
+
+use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
+use crate::memory::CallerMemory;
+use crate::registers::{group_of, VpSnapshot};
+use crate::rendezvous::{Served, SnapshotError};
+use crate::vm::Shared;
+
+/// The VM's partition id.
+pub const VM_PARTITION_ID: u64 = 2;
+/// The root partition's id (the host side of hvcall).
+pub const ROOT_PARTITION_ID: u64 = 1;
+/// HV_STATUS_INVALID_VP_STATE: the target VP could not be read (the VM
+/// is ending). The guest never sees it run on.
+const INVALID_VP_STATE: HvStatus = HvStatus(0x0015);
+const UD_VECTOR: u8 = 6;
+const EFER_LMA: u64 = 1 << 10;
+const CR0_PE: u64 = 1;
+
+/// The calling VP's registers as the dispatcher sees them.
+pub struct CallerRegs<'a> {
+    regs: kvm_regs,
+    vcpu: &'a VcpuFd,
+    fpu: Option<kvm_fpu>,
+    fpu_dirty: bool,
+    fpu_error: Option<kvm_ioctls::Error>,
+}
+
+impl<'a> CallerRegs<'a> {
+    fn new(regs: kvm_regs, vcpu: &'a VcpuFd) -> Self {
+        Self { regs, vcpu, fpu: None, fpu_dirty: false, fpu_error: None }
+    }
+
+    fn gpr_mut(&mut self, index: usize) -> Option<&mut u64> {
+        let r = &mut self.regs;
+        Some(match index {
+            0 => &mut r.rax,
+            1 => &mut r.rcx,
+            2 => &mut r.rdx,
+            3 => &mut r.rbx,
+            4 => &mut r.rsp,
+            5 => &mut r.rbp,
+            6 => &mut r.rsi,
+            7 => &mut r.rdi,
+            8 => &mut r.r8,
+            9 => &mut r.r9,
+            10 => &mut r.r10,
+            11 => &mut r.r11,
+            12 => &mut r.r12,
+            13 => &mut r.r13,
+            14 => &mut r.r14,
+            15 => &mut r.r15,
+            _ => return None,
+        })
+    }
+
+    fn fpu(&mut self) -> Option<&mut kvm_fpu> {
+        if self.fpu.is_none() && self.fpu_error.is_none() {
+            match self.vcpu.get_fpu() {
+                Ok(f) => self.fpu = Some(f),
+                Err(e) => self.fpu_error = Some(e),
+            }
+        }
+        self.fpu.as_mut()
+    }
+}
+
+impl CallerRegisters for CallerRegs<'_> {
+    fn gpr(&self, index: usize) -> u64 {
+        let r = &self.regs;
+        match index {
+            0 => r.rax,
+            1 => r.rcx,
+            2 => r.rdx,
+            3 => r.rbx,
+            4 => r.rsp,
+            5 => r.rbp,
+            6 => r.rsi,
+            7 => r.rdi,
+            8 => r.r8,
+            9 => r.r9,
+            10 => r.r10,
+            11 => r.r11,
+            12 => r.r12,
+            13 => r.r13,
+            14 => r.r14,
+            15 => r.r15,
+            _ => 0,
+        }
+    }
+
+    fn set_gpr(&mut self, index: usize, value: u64) {
+        if let Some(r) = self.gpr_mut(index) {
+            *r = value;
+        }
+    }
+
+    fn vector(&mut self, index: usize) -> u128 {
+        if index >= 6 {
+            return 0;
+        }
+        self.fpu().map_or(0, |f| u128::from_le_bytes(f.xmm[index]))
+    }
+
+    fn set_vector(&mut self, index: usize, value: u128) {
+        if index >= 6 {
+            return;
+        }
+        if let Some(f) = self.fpu() {
+            f.xmm[index] = value.to_le_bytes();
+            self.fpu_dirty = true;
+        }
+    }
+}
+
+/// The partition/VP view of one call, made on the calling VP's thread.
+pub struct VpHypervisor<'a> {
+    shared: &'a Shared<'a>,
+    vp: u32,
+    vcpu: &'a VcpuFd,
+    /// The caller's state at the call, RIP on the hypercall instruction.
+    at_call: kvm_sync_regs,
+    fetch_error: Option<String>,
+}
+
+impl VpHypervisor<'_> {
+    fn serve_self(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd) -> Served {
+        VpSnapshot::capture(vcpu, shared.synthetic(vp))
+            .map(Box::new)
+            .map_err(|e| SnapshotError::Fetch(e.to_string()))
+    }
+}
+
+impl Hypervisor for VpHypervisor<'_> {
+    type Snapshot = VpSnapshot;
+
+    fn caller(&self) -> Caller {
+        Caller {
+            partition_id: VM_PARTITION_ID,
+            vp_index: self.vp,
+            vtl: 0,
+            privileges: self.shared.leaves.privileges,
+            xmm_fast_input: self.shared.leaves.xmm_fast,
+            xmm_fast_output: self.shared.leaves.xmm_fast,
+        }
+    }
+
+    fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
+        match partition_id {
+            VM_PARTITION_ID => Some(PartitionInfo {
+                parent: Some(ROOT_PARTITION_ID),
+                vp_count: self.shared.leaves.cpus,
+            }),
+            ROOT_PARTITION_ID => Some(PartitionInfo { parent: None, vp_count: 0 }),
+            _ => None,
+        }
+    }
+
+    fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
+        1
+    }
+
+    fn snapshot(&mut self, target: &Target) -> Result<VpSnapshot, HvStatus> {
+        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.shared.leaves.cpus {
+            return Err(HvStatus::INVALID_PARAMETER);
+        }
+        if target.vp_index == self.vp {
+            return Ok(VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp)));
+        }
+        let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
+        let mut serve = || Self::serve_self(shared, vp, vcpu);
+        match shared.rendezvous.request_snapshot(vp, target.vp_index, &mut serve) {
+            Ok(s) => Ok(*s),
+            Err(e) => {
+                tracing::debug!(vp, target = target.vp_index, %e, "no snapshot");
+                if let SnapshotError::Fetch(msg) = e {
+                    self.fetch_error = Some(msg);
+                }
+                Err(INVALID_VP_STATE)
+            }
+        }
+    }
+
+    fn read_register(&mut self, snapshot: &mut VpSnapshot, name: HvRegisterName) -> Result<HvRegisterValue, HvStatus> {
+        let group = group_of(name).ok_or(HvStatus::INVALID_PARAMETER)?;
+        if !snapshot.has(group) && snapshot.vp_index() == self.vp {
+            if let Err(e) = snapshot.fill(group, self.vcpu) {
+                self.fetch_error = Some(e.to_string());
+                return Err(HvStatus::INVALID_PARAMETER);
+            }
+        }
+        snapshot.value(name).ok_or(HvStatus::INVALID_PARAMETER)
+    }
+}
+
+/// A KVM failure while handling a hypercall; the VM ends with a fault.
+#[derive(Debug, thiserror::Error)]
+#[error("hypercall on VP {vp}: {message}")]
+pub struct HypercallFault {
+    /// The VP.
+    pub vp: u32,
+    /// What failed.
+    pub message: String,
+}
+
+/// Handles a write to the hypercall port by VP `vp`.
+pub fn handle(
+    shared: &Shared<'_>,
+    vp: u32,
+    vcpu: &mut VcpuFd,
+    state: &mut VpState<VpSnapshot>,
+) -> Result<Outcome, HypercallFault> {
+    let sync = vcpu.sync_regs();
+    let instruction = sync.regs.rip.wrapping_sub(HYPERCALL_INSTRUCTION_LEN);
+    let ctx = CallContext {
+        convention: Convention::for_x86_mode(sync.sregs.efer & EFER_LMA != 0, sync.sregs.cs.l != 0),
+        privileged: sync.sregs.cs.selector & 3 == 0 && sync.sregs.cr0 & CR0_PE != 0,
+        instruction_pointer: instruction,
+    };
+    let mut at_call = sync;
+    at_call.regs.rip = instruction;
+    let overlay = shared.overlay_page();
+
+    let fault = |message: String| HypercallFault { vp, message };
+    let (outcome, mut regs) = {
+        let vcpu_ref: &VcpuFd = vcpu;
+        let mut regs = CallerRegs::new(sync.regs, vcpu_ref);
+        let mut memory = CallerMemory::new(shared.ram, overlay);
+        let mut hv = VpHypervisor { shared, vp, vcpu: vcpu_ref, at_call, fetch_error: None };
+        let outcome = dispatch(&ctx, &mut regs, &mut memory, &mut hv, state, &shared.dispatch);
+        if let Some(e) = regs.fpu_error {
+            return Err(fault(format!("KVM_GET_FPU: {e}")));
+        }
+        if let Some(message) = hv.fetch_error {
+            return Err(fault(message));
+        }
+        if regs.fpu_dirty {
+            if let Some(f) = &regs.fpu {
+                vcpu_ref.set_fpu(f).map_err(|e| fault(format!("KVM_SET_FPU: {e}")))?;
+            }
+        }
+        (outcome, regs.regs)
+    };
+    tracing::trace!(vp, ?outcome, rax = regs.rax, "hypercall");
+    let sync_out = vcpu.sync_regs_mut();
+    match outcome {
+        Outcome::Complete => sync_out.regs = regs,
+        Outcome::Continue => {
+            regs.rip = instruction;
+            sync_out.regs = regs;
+        }
+        Outcome::InjectUndefined => {
+            sync_out.regs.rip = instruction;
+            let ex = &mut sync_out.events.exception;
+            ex.injected = 1;
+            ex.pending = 0;
+            ex.nr = UD_VECTOR;
+            ex.has_error_code = 0;
+            ex.error_code = 0;
+            vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
+        }
+    }
+    vcpu.set_sync_dirty_reg(SyncReg::Register);
+    Ok(outcome)
+}

@@ -1,0 +1,96 @@
+//! Kicking a vCPU thread out of `KVM_RUN`.
+//!
+//! A kick is a signal ([`KICK_SIGNAL`]) sent to the vCPU's thread. Its
+//! handler, installed without `SA_RESTART`, sets the `immediate_exit` byte
+//! of that thread's own `kvm_run` (found through a thread-local pointer), so
+//! a kick that lands just before `KVM_RUN` is not lost: the next `KVM_RUN`
+//! returns `EINTR` at once. A kick that lands inside `KVM_RUN` makes it
+//! return `EINTR` at an instruction boundary. Only the vCPU's own thread
+//! (or the handler running on it) ever writes its `kvm_run`.
+//!
+//! The reason for a kick always lives in shared state that the vCPU thread
+//! checks after every `EINTR`, so a kick carries no data.
+
+use std::cell::Cell;
+use std::sync::Once;
+
+/// The signal used for kicks.
+pub(crate) const KICK_SIGNAL: libc::c_int = libc::SIGUSR1;
+
+thread_local! {
+    /// The `immediate_exit` byte of the `kvm_run` owned by this thread, or null.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // `try_with` and a `const` thread local with no destructor: no
+    // allocation, no lock, so this is async-signal-safe.
+    let _ = IMMEDIATE_EXIT.try_with(|p| {
+        let ptr = p.get();
+        if !ptr.is_null() {
+            // SAFETY: the pointer was registered by this very thread with
+            // `register_current_thread` and points into its vCPU's
+            // `kvm_run` mapping, which outlives the registration (see
+            // `Registration`). A volatile byte store cannot tear.
+            unsafe { ptr.write_volatile(1) };
+        }
+    });
+}
+
+/// Installs the kick handler once per process.
+pub(crate) fn install_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = vmm_sys_util::signal::register_signal_handler(KICK_SIGNAL, on_kick);
+    });
+    result
+}
+
+/// While alive, kicks to the current thread set `immediate_exit` in the
+/// given `kvm_run`. Dropping it unregisters the pointer.
+pub(crate) struct Registration(());
+
+impl Registration {
+    /// Registers `kvm_run` of the vCPU this thread owns.
+    ///
+    /// The caller keeps the `VcpuFd` (and so the mapping) alive for as long
+    /// as the registration lives.
+    pub(crate) fn register_current_thread(kvm_run: &mut kvm_bindings::kvm_run) -> Self {
+        let ptr = std::ptr::addr_of_mut!(kvm_run.immediate_exit);
+        IMMEDIATE_EXIT.with(|p| p.set(ptr));
+        Registration(())
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        IMMEDIATE_EXIT.with(|p| p.set(std::ptr::null_mut()));
+    }
+}
+
+/// A handle to kick one thread.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Kicker(libc::pthread_t);
+
+impl Kicker {
+    /// A kicker for the calling thread.
+    pub(crate) fn current() -> Self {
+        // SAFETY: pthread_self has no preconditions.
+        Kicker(unsafe { libc::pthread_self() })
+    }
+
+    /// Sends the kick signal.
+    ///
+    /// The caller must guarantee the thread has not finished (the
+    /// rendezvous holds its lock, and a vCPU thread marks itself finished
+    /// under that lock before it returns).
+    pub(crate) fn kick(&self) {
+        // SAFETY: the thread id is that of a live thread (see above); the
+        // signal has a handler installed by `install_handler`.
+        let rc = unsafe { libc::pthread_kill(self.0, KICK_SIGNAL) };
+        if rc != 0 {
+            tracing::warn!(rc, "pthread_kill failed");
+        }
+    }
+}

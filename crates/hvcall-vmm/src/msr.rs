@@ -1,0 +1,176 @@
+//! The synthetic MSRs (behaviour.md §6, digest §8.2–§8.4).
+//!
+//! KVM is told to send every access to `0x40000000..0x40002000` to user
+//! space (`KVM_CAP_X86_USER_SPACE_MSR` with an MSR filter that denies the
+//! range). [`SyntheticMsrs`] then gives them meaning:
+//!
+//! - `0x40000000` guest OS ID: read/write, partition-wide.
+//! - `0x40000001` hypercall: bit 0 Enable, bit 1 Locked, bits 11:2 RsvdP
+//!   (ignored on write, read as 0), bits 63:12 GPFN. While the guest OS ID
+//!   is 0 a write stores only the GPFN (Enable and Locked read back 0).
+//!   Setting Enable with a GPFN outside guest RAM raises #GP. Once Locked
+//!   is set, every write raises #GP until the VM ends. Writing 0 to the
+//!   guest OS ID clears Enable unless the MSR is locked.
+//! - `0x40000002` VP index: read-only, #GP on write.
+//! - every other MSR of the range raises #GP.
+
+use hvcall_abi::{msr, PAGE_SIZE};
+use kvm_bindings::{kvm_enable_cap, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER};
+use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
+
+/// First MSR sent to user space.
+pub const SYNTHETIC_BASE: u32 = 0x4000_0000;
+/// Number of MSRs sent to user space (covers every Hyper-V synthetic MSR,
+/// including the crash, reenlightenment and nested ones).
+pub const SYNTHETIC_COUNT: u32 = 0x2000;
+
+/// Hypercall MSR: Enable.
+pub const HYPERCALL_ENABLE: u64 = 1 << 0;
+/// Hypercall MSR: Locked.
+pub const HYPERCALL_LOCKED: u64 = 1 << 1;
+const HYPERCALL_RSVDP: u64 = 0xFFC;
+
+/// Errors setting up the MSR exits.
+#[derive(Debug, thiserror::Error)]
+pub enum MsrSetupError {
+    /// KVM refused `KVM_CAP_X86_USER_SPACE_MSR`.
+    #[error("enabling user-space MSR exits: {0}")]
+    UserSpaceMsr(kvm_ioctls::Error),
+    /// KVM refused the MSR filter.
+    #[error("installing the MSR filter: {0}")]
+    Filter(kvm_ioctls::Error),
+}
+
+/// Makes accesses to the synthetic MSR range exit to user space.
+pub fn install_filter(vm: &VmFd) -> Result<(), MsrSetupError> {
+    let cap = kvm_enable_cap {
+        cap: KVM_CAP_X86_USER_SPACE_MSR,
+        args: [u64::from(KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&cap).map_err(MsrSetupError::UserSpaceMsr)?;
+    // A clear bit denies the access, which sends it to user space.
+    let bitmap = vec![0u8; (SYNTHETIC_COUNT / 8) as usize];
+    let range = MsrFilterRange {
+        flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
+        base: SYNTHETIC_BASE,
+        msr_count: SYNTHETIC_COUNT,
+        bitmap: &bitmap,
+    };
+    vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range])
+        .map_err(MsrSetupError::Filter)
+}
+
+/// The access raises #GP.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GeneralProtection;
+
+/// The partition-wide synthetic MSR state.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyntheticMsrs {
+    /// HV_X64_MSR_GUEST_OS_ID.
+    pub guest_os_id: u64,
+    /// HV_X64_MSR_HYPERCALL.
+    pub hypercall: u64,
+}
+
+impl SyntheticMsrs {
+    /// GPA of the hypercall page while it is enabled.
+    pub fn overlay_page(&self) -> Option<u64> {
+        (self.hypercall & HYPERCALL_ENABLE != 0).then_some(self.hypercall & !(PAGE_SIZE - 1))
+    }
+
+    /// RDMSR by VP `vp_index`.
+    pub fn read(&self, index: u32, vp_index: u32) -> Result<u64, GeneralProtection> {
+        match index {
+            msr::GUEST_OS_ID => Ok(self.guest_os_id),
+            msr::HYPERCALL => Ok(self.hypercall),
+            msr::VP_INDEX => Ok(u64::from(vp_index)),
+            _ => Err(GeneralProtection),
+        }
+    }
+
+    /// WRMSR in a VM with `ram_size` bytes of RAM.
+    pub fn write(&mut self, index: u32, value: u64, ram_size: u64) -> Result<(), GeneralProtection> {
+        match index {
+            msr::GUEST_OS_ID => {
+                self.guest_os_id = value;
+                if value == 0 && self.hypercall & HYPERCALL_LOCKED == 0 {
+                    self.hypercall &= !HYPERCALL_ENABLE;
+                }
+                Ok(())
+            }
+            msr::HYPERCALL => {
+                if self.hypercall & HYPERCALL_LOCKED != 0 {
+                    return Err(GeneralProtection);
+                }
+                let mut new = value & !HYPERCALL_RSVDP;
+                let page = new & !(PAGE_SIZE - 1);
+                if new & HYPERCALL_ENABLE != 0 && page.checked_add(PAGE_SIZE).is_none_or(|e| e > ram_size) {
+                    return Err(GeneralProtection);
+                }
+                if self.guest_os_id == 0 {
+                    new = page;
+                }
+                self.hypercall = new;
+                Ok(())
+            }
+            _ => Err(GeneralProtection),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: u64 = 64 << 20;
+
+    #[test]
+    fn enable_has_no_effect_while_guest_os_id_is_zero() {
+        let mut m = SyntheticMsrs::default();
+        m.write(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
+        assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x20_0000));
+        assert_eq!(m.overlay_page(), None);
+        m.write(msr::GUEST_OS_ID, 0x8000_0000_0000_0001, RAM).unwrap();
+        m.write(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
+        assert_eq!(m.overlay_page(), Some(0x20_0000));
+    }
+
+    #[test]
+    fn gpfn_outside_ram_is_gp() {
+        let mut m = SyntheticMsrs { guest_os_id: 1, hypercall: 0 };
+        assert_eq!(m.write(msr::HYPERCALL, RAM | 1, RAM), Err(GeneralProtection));
+        assert_eq!(m.write(msr::HYPERCALL, 0xFFFF_FFFF_FFFF_F001, RAM), Err(GeneralProtection));
+        assert_eq!(m.write(msr::HYPERCALL, RAM - 0x1000 + 1, RAM), Ok(()));
+        assert_eq!(m.write(msr::HYPERCALL, RAM, RAM), Ok(()), "disabled: GPFN not checked");
+    }
+
+    #[test]
+    fn reserved_bits_ignored_and_lock_sticks() {
+        let mut m = SyntheticMsrs { guest_os_id: 1, hypercall: 0 };
+        m.write(msr::HYPERCALL, 0x30_0000 | 0xFFC | 3, RAM).unwrap();
+        assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x30_0003));
+        assert_eq!(m.write(msr::HYPERCALL, 0x40_0001, RAM), Err(GeneralProtection));
+        m.write(msr::GUEST_OS_ID, 0, RAM).unwrap();
+        assert_eq!(m.overlay_page(), Some(0x30_0000), "locked page stays");
+    }
+
+    #[test]
+    fn guest_os_id_zero_disables_page() {
+        let mut m = SyntheticMsrs { guest_os_id: 1, hypercall: 0 };
+        m.write(msr::HYPERCALL, 0x30_0001, RAM).unwrap();
+        m.write(msr::GUEST_OS_ID, 0, RAM).unwrap();
+        assert_eq!(m.overlay_page(), None);
+        assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x30_0000));
+    }
+
+    #[test]
+    fn vp_index_is_read_only_and_others_gp() {
+        let mut m = SyntheticMsrs::default();
+        assert_eq!(m.read(msr::VP_INDEX, 3), Ok(3));
+        assert_eq!(m.write(msr::VP_INDEX, 3, RAM), Err(GeneralProtection));
+        assert_eq!(m.read(0x4000_0020, 0), Err(GeneralProtection));
+        assert_eq!(m.write(0x4000_0070, 0, RAM), Err(GeneralProtection));
+    }
+}

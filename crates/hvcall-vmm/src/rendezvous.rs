@@ -1,0 +1,370 @@
+//! Cross-thread coordination of the vCPU threads: VM end, snapshots of a
+//! running VP, pausing every vCPU, and the all-halted rule.
+//!
+//! All coordination state sits behind one mutex with one condition
+//! variable, so there is no lock order to get wrong. vCPU ioctls are only
+//! ever made by the vCPU's own thread: to read VP `t` another thread posts
+//! a request, kicks `t` (see [`crate::kick`]) and waits; `t` takes the
+//! snapshot on its thread at the next point where its state is consistent
+//! (just after `KVM_RUN` returned `EINTR`, or while it waits in a
+//! hypercall, while halted, or paused) and posts the reply.
+//!
+//! A thread that waits for anything keeps serving requests addressed to
+//! it, so two VPs reading each other at the same moment both finish. The
+//! VM ending wakes every waiter.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::kick::Kicker;
+use crate::registers::VpSnapshot;
+use crate::VmExit;
+
+/// Why a snapshot could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The VM ended before the target answered.
+    #[error("the VM ended")]
+    Ended,
+    /// The target VP could not read its own state.
+    #[error("the target VP could not read its state: {0}")]
+    Fetch(String),
+}
+
+/// What the thread that serves a request hands back.
+pub type Served = Result<Box<VpSnapshot>, SnapshotError>;
+
+#[derive(Debug, Default)]
+struct VpSlot {
+    /// Set while the vCPU thread is alive.
+    kicker: Option<Kicker>,
+    /// Requesters (VP indexes) waiting for this VP's snapshot.
+    requests: Vec<u32>,
+    /// The reply to this VP's own request.
+    reply: Option<Served>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ended: Option<VmExit>,
+    vps: Vec<VpSlot>,
+    /// vCPU threads inside (or committed to enter) `KVM_RUN`.
+    in_run: u32,
+    /// A thread wants every vCPU outside `KVM_RUN`.
+    paused: bool,
+    /// VPs halted with interrupts disabled.
+    halted: u32,
+}
+
+/// What a vCPU thread does next.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Enter `KVM_RUN`; with `immediate_exit` set if a request waits for a
+    /// state that only re-entry can make consistent.
+    Run {
+        /// Set `kvm_run.immediate_exit` before entering.
+        immediate_exit: bool,
+    },
+    /// The VM ended: leave the run loop.
+    Stop,
+}
+
+/// The coordination point of one VM run.
+#[derive(Debug)]
+pub struct Rendezvous {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Rendezvous {
+    /// For `cpus` VPs.
+    pub fn new(cpus: u32) -> Self {
+        let state = State {
+            vps: (0..cpus).map(|_| VpSlot::default()).collect(),
+            ..State::default()
+        };
+        Self { state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a vCPU thread panicked; the state itself
+        // stays valid, so carry on and let the run end.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by VP `vp`'s thread when it starts.
+    pub fn register(&self, vp: u32) {
+        let mut st = self.lock();
+        if let Some(slot) = st.vps.get_mut(vp as usize) {
+            slot.kicker = Some(Kicker::current());
+        }
+    }
+
+    /// Called by VP `vp`'s thread just before it returns: no kick reaches
+    /// it afterwards, and requests it can no longer answer fail.
+    pub fn unregister(&self, vp: u32) {
+        let mut st = self.lock();
+        let requests = match st.vps.get_mut(vp as usize) {
+            Some(slot) => {
+                slot.kicker = None;
+                std::mem::take(&mut slot.requests)
+            }
+            None => Vec::new(),
+        };
+        for r in requests {
+            if let Some(slot) = st.vps.get_mut(r as usize) {
+                slot.reply = Some(Err(SnapshotError::Ended));
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Ends the VM with `exit` unless it already ended; kicks every vCPU.
+    pub fn end(&self, exit: VmExit) {
+        let mut st = self.lock();
+        if st.ended.is_none() {
+            tracing::debug!(?exit, "VM ends");
+            st.ended = Some(exit);
+        }
+        for slot in &st.vps {
+            if let Some(k) = slot.kicker {
+                k.kick();
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// How the VM ended, if it did.
+    pub fn ended(&self) -> Option<VmExit> {
+        self.lock().ended.clone()
+    }
+
+    /// Waits until the VM ends or `timeout` passes; true if it ended.
+    pub fn wait_end(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while st.ended.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Answers the requests addressed to `vp` (called with the lock held
+    /// and the VP's state consistent). Drops and retakes the lock.
+    fn serve<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        vp: u32,
+        take: &mut dyn FnMut() -> Served,
+    ) -> MutexGuard<'a, State> {
+        let requesters = match st.vps.get_mut(vp as usize) {
+            Some(slot) if !slot.requests.is_empty() => std::mem::take(&mut slot.requests),
+            _ => return st,
+        };
+        drop(st);
+        let snapshot = take();
+        tracing::trace!(vp, ?requesters, ok = snapshot.is_ok(), "served snapshot");
+        let mut st = self.lock();
+        for r in requesters {
+            if let Some(slot) = st.vps.get_mut(r as usize) {
+                slot.reply = Some(snapshot.clone());
+            }
+        }
+        self.changed.notify_all();
+        st
+    }
+
+    fn has_requests(st: &State, vp: u32) -> bool {
+        st.vps.get(vp as usize).is_some_and(|s| !s.requests.is_empty())
+    }
+
+    /// Called by VP `vp`'s thread before `KVM_RUN`. `consistent` says
+    /// whether its state is between two instructions now (no exit awaits
+    /// completion by re-entry); `take` snapshots it.
+    pub fn before_run(&self, vp: u32, consistent: bool, take: &mut dyn FnMut() -> Served) -> Next {
+        let mut st = self.lock();
+        loop {
+            if st.ended.is_some() {
+                return Next::Stop;
+            }
+            if Self::has_requests(&st, vp) && consistent {
+                st = self.serve(st, vp, take);
+                continue;
+            }
+            if st.paused {
+                st = self.wait(st);
+                continue;
+            }
+            let immediate_exit = Self::has_requests(&st, vp);
+            st.in_run += 1;
+            return Next::Run { immediate_exit };
+        }
+    }
+
+    /// Called by a vCPU thread when `KVM_RUN` returned.
+    pub fn after_run(&self) {
+        let mut st = self.lock();
+        st.in_run = st.in_run.saturating_sub(1);
+        if st.paused {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Called by VP `requester`'s thread (stopped at its hypercall) to get
+    /// a consistent snapshot of VP `target` (another VP).
+    pub fn request_snapshot(&self, requester: u32, target: u32, take: &mut dyn FnMut() -> Served) -> Served {
+        let mut st = self.lock();
+        if st.ended.is_some() {
+            return Err(SnapshotError::Ended);
+        }
+        let Some(slot) = st.vps.get_mut(target as usize) else {
+            return Err(SnapshotError::Ended);
+        };
+        slot.requests.push(requester);
+        if let Some(k) = slot.kicker {
+            k.kick();
+        }
+        self.changed.notify_all();
+        loop {
+            if let Some(reply) = st.vps.get_mut(requester as usize).and_then(|s| s.reply.take()) {
+                return reply;
+            }
+            if st.ended.is_some() {
+                return Err(SnapshotError::Ended);
+            }
+            if Self::has_requests(&st, requester) {
+                st = self.serve(st, requester, take);
+                continue;
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// Called by VP `vp`'s thread after HLT: the VP never runs again. If
+    /// interrupts are disabled it counts towards "all halted" (which ends
+    /// the VM with [`VmExit::AllHalted`]). Serves requests until the VM
+    /// ends.
+    pub fn halt(&self, vp: u32, interrupts_disabled: bool, take: &mut dyn FnMut() -> Served) {
+        let mut st = self.lock();
+        if interrupts_disabled {
+            st.halted += 1;
+            if st.halted as usize == st.vps.len() && st.ended.is_none() {
+                drop(st);
+                self.end(VmExit::AllHalted);
+                st = self.lock();
+            }
+        }
+        while st.ended.is_none() {
+            if Self::has_requests(&st, vp) {
+                st = self.serve(st, vp, take);
+                continue;
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// Runs `f` while no vCPU is inside `KVM_RUN` (the caller, a vCPU
+    /// thread, is outside too). Returns `None` if the VM ended first.
+    pub fn with_all_paused<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let mut st = self.lock();
+        while st.paused {
+            if st.ended.is_some() {
+                return None;
+            }
+            st = self.wait(st);
+        }
+        st.paused = true;
+        for slot in &st.vps {
+            if let Some(k) = slot.kicker {
+                k.kick();
+            }
+        }
+        while st.in_run > 0 && st.ended.is_none() {
+            st = self.wait(st);
+        }
+        let result = if st.ended.is_none() {
+            drop(st);
+            let r = f();
+            st = self.lock();
+            Some(r)
+        } else {
+            None
+        };
+        st.paused = false;
+        self.changed.notify_all();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_is_sticky_and_first_wins() {
+        let r = Rendezvous::new(2);
+        assert_eq!(r.ended(), None);
+        r.end(VmExit::Exited(3));
+        r.end(VmExit::Watchdog);
+        assert_eq!(r.ended(), Some(VmExit::Exited(3)));
+        assert!(r.wait_end(Duration::from_millis(1)));
+        let mut never = || -> Served { unreachable!() };
+        assert_eq!(r.before_run(0, true, &mut never), Next::Stop);
+    }
+
+    #[test]
+    fn all_halted_ends_the_vm() {
+        let r = Rendezvous::new(1);
+        let mut never = || -> Served { unreachable!() };
+        r.halt(0, true, &mut never);
+        assert_eq!(r.ended(), Some(VmExit::AllHalted));
+    }
+
+    fn fake_snapshot(vp: u32) -> Served {
+        let synthetic = crate::registers::SyntheticState {
+            vp_index: vp,
+            guest_os_id: 0,
+            hypercall: 0,
+            time_ref_count: 0,
+            leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
+        };
+        Ok(Box::new(VpSnapshot::from_sync(Default::default(), synthetic)))
+    }
+
+    #[test]
+    fn mutual_requests_between_threads_finish() {
+        // Two "VPs" that only ever wait in request_snapshot or halt: each
+        // must serve the other while it waits.
+        crate::kick::install_handler().unwrap();
+        let r = Rendezvous::new(2);
+        std::thread::scope(|s| {
+            for vp in 0..2u32 {
+                let r = &r;
+                s.spawn(move || {
+                    r.register(vp);
+                    let mut take = || fake_snapshot(vp);
+                    for _ in 0..200 {
+                        let snap = r.request_snapshot(vp, 1 - vp, &mut take).unwrap();
+                        let idx = snap.value(hvcall_abi::HvRegisterName(0x0009_0003)).unwrap();
+                        assert_eq!(idx.as_u32(), 1 - vp);
+                    }
+                    r.halt(vp, true, &mut take);
+                    r.unregister(vp);
+                });
+            }
+        });
+        assert_eq!(r.ended(), Some(VmExit::AllHalted));
+    }
+}

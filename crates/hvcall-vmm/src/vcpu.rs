@@ -1,0 +1,187 @@
+//! One vCPU thread: the run loop and the handling of every exit.
+//!
+//! | exit | handling |
+//! |---|---|
+//! | OUT to COM1 `0x3F8` | bytes to the console |
+//! | IN from `0x3FD` (COM1 LSR) | `0x60`: transmitter empty |
+//! | OUT to `0xF4` | the VM ends, [`VmExit::Exited`] with the byte written |
+//! | OUT to the hypercall port | [`crate::hypercall::handle`] |
+//! | other port I/O | writes ignored, reads return all ones |
+//! | RDMSR/WRMSR of a synthetic MSR | [`crate::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
+//! | MMIO write (the overlay page, or outside RAM) | dropped |
+//! | MMIO read (outside RAM) | all ones |
+//! | HLT | the VP never runs again; all halted with IF = 0 ends the VM ([`VmExit::AllHalted`]) |
+//! | shutdown, internal error, failed entry | the VM ends with [`VmExit::Fault`] |
+//! | `EINTR` (a kick) | answer snapshot requests, stop if the VM ended |
+
+use hvcall_dispatch::VpState;
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use crate::hypercall_page::HYPERCALL_PORT;
+use crate::kick::Registration;
+use crate::registers::VpSnapshot;
+use crate::rendezvous::{Next, Served, SnapshotError};
+use crate::vm::Shared;
+use crate::VmExit;
+
+/// COM1 data register.
+pub const COM1_DATA: u16 = 0x3F8;
+/// COM1 line status register.
+pub const COM1_LSR: u16 = 0x3FD;
+/// LSR value: transmitter holding register and transmitter empty.
+pub const LSR_TRANSMITTER_EMPTY: u8 = 0x60;
+/// Port whose write ends the VM with the byte written as exit status.
+pub const EXIT_PORT: u16 = 0xF4;
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// What to do after an exit, once the exit's borrow of the vCPU ended.
+enum Action {
+    Continue,
+    Interrupted,
+    Hypercall,
+    Halt,
+    End(VmExit),
+    InternalError,
+}
+
+/// Ends the VM with a fault if the thread unwinds, so no other thread
+/// waits forever for this one.
+struct EndOnPanic<'a> {
+    shared: &'a Shared<'a>,
+    vp: u32,
+}
+
+impl Drop for EndOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.rendezvous.end(VmExit::Fault {
+                vp: self.vp,
+                reason: "vCPU thread panicked".into(),
+            });
+        }
+    }
+}
+
+fn serve(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd) -> Served {
+    VpSnapshot::capture(vcpu, shared.synthetic(vp))
+        .map(Box::new)
+        .map_err(|e| SnapshotError::Fetch(e.to_string()))
+}
+
+/// Runs VP `vp` until the VM ends.
+pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<VpSnapshot>) {
+    let _guard = EndOnPanic { shared, vp };
+    shared.rendezvous.register(vp);
+    let registration = Registration::register_current_thread(vcpu.get_kvm_run());
+    vcpu.set_sync_valid_reg(SyncReg::Register);
+    vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+    vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
+    let mut consistent = false;
+    loop {
+        let next = {
+            let v: &VcpuFd = vcpu;
+            shared.rendezvous.before_run(vp, consistent, &mut || serve(shared, vp, v))
+        };
+        match next {
+            Next::Stop => break,
+            Next::Run { immediate_exit } => {
+                if immediate_exit {
+                    vcpu.set_kvm_immediate_exit(1);
+                }
+            }
+        }
+        consistent = false;
+        let action = run_once(shared, vp, vcpu);
+        match action {
+            Action::Continue => {}
+            Action::Interrupted => {
+                vcpu.set_kvm_immediate_exit(0);
+                consistent = true;
+            }
+            Action::Hypercall => match crate::hypercall::handle(shared, vp, vcpu, state) {
+                Ok(_) => consistent = true,
+                Err(e) => shared.rendezvous.end(VmExit::Fault { vp, reason: e.to_string() }),
+            },
+            Action::Halt => {
+                let interrupts_disabled = vcpu.sync_regs().regs.rflags & RFLAGS_IF == 0;
+                tracing::debug!(vp, interrupts_disabled, "halted");
+                let v: &VcpuFd = vcpu;
+                shared.rendezvous.halt(vp, interrupts_disabled, &mut || serve(shared, vp, v));
+            }
+            Action::InternalError => {
+                // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so
+                // `internal` is the active member of the exit union.
+                let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                let rip = vcpu.sync_regs().regs.rip;
+                let what = if suberror == 1 { " (emulation failure)" } else { "" };
+                let reason = format!("KVM internal error, suberror {suberror}{what}, RIP {rip:#x}");
+                shared.rendezvous.end(VmExit::Fault { vp, reason });
+            }
+            Action::End(exit) => shared.rendezvous.end(exit),
+        }
+    }
+    drop(registration);
+    shared.rendezvous.unregister(vp);
+}
+
+/// One `KVM_RUN` and the exit's immediate handling.
+fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
+    let result = vcpu.run();
+    shared.rendezvous.after_run();
+    match result {
+        Ok(VcpuExit::IoOut(port, data)) => match port {
+            COM1_DATA => {
+                shared.config.console.write(data);
+                Action::Continue
+            }
+            EXIT_PORT => Action::End(VmExit::Exited(data.first().copied().unwrap_or(0))),
+            HYPERCALL_PORT => Action::Hypercall,
+            _ => {
+                tracing::trace!(vp, port, "ignored port write");
+                Action::Continue
+            }
+        },
+        Ok(VcpuExit::IoIn(port, data)) => {
+            let value = if port == COM1_LSR { LSR_TRANSMITTER_EMPTY } else { 0xFF };
+            data.fill(value);
+            Action::Continue
+        }
+        Ok(VcpuExit::X86Rdmsr(exit)) => {
+            match shared.read_msr(exit.index, vp) {
+                Ok(v) => *exit.data = v,
+                Err(_) => *exit.error = 1,
+            }
+            Action::Continue
+        }
+        Ok(VcpuExit::X86Wrmsr(exit)) => {
+            match shared.write_msr(exit.index, exit.data) {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => *exit.error = 1,
+                Err(e) => return Action::End(VmExit::Fault { vp, reason: e.to_string() }),
+            }
+            Action::Continue
+        }
+        Ok(VcpuExit::MmioWrite(addr, _)) => {
+            tracing::trace!(vp, addr, "dropped MMIO write");
+            Action::Continue
+        }
+        Ok(VcpuExit::MmioRead(_, data)) => {
+            data.fill(0xFF);
+            Action::Continue
+        }
+        Ok(VcpuExit::Hlt) => Action::Halt,
+        Ok(VcpuExit::Shutdown) => Action::End(VmExit::Fault {
+            vp,
+            reason: "triple fault (KVM_EXIT_SHUTDOWN)".into(),
+        }),
+        Ok(VcpuExit::InternalError) => Action::InternalError,
+        Ok(VcpuExit::FailEntry(reason, cpu)) => Action::End(VmExit::Fault {
+            vp,
+            reason: format!("VM entry failed: hardware reason {reason:#x} on CPU {cpu}"),
+        }),
+        Ok(other) => Action::End(VmExit::Fault { vp, reason: format!("unexpected exit {other:?}") }),
+        Err(e) if e.errno() == libc::EINTR => Action::Interrupted,
+        Err(e) if e.errno() == libc::EAGAIN => Action::Continue,
+        Err(e) => Action::End(VmExit::Fault { vp, reason: format!("KVM_RUN failed: {e}") }),
+    }
+}

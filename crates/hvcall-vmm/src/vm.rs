@@ -1,0 +1,292 @@
+//! A VM: KVM objects, guest RAM, the synthetic MSR state and the vCPU
+//! threads of a run.
+//!
+//! [`Vm::new`] builds everything the boot protocol needs except the image,
+//! [`Vm::load_elf`] loads one and points every vCPU at its entry, and
+//! [`Vm::run`] runs one thread per vCPU plus a watchdog until the VM ends.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use hvcall_dispatch::{DispatchConfig, VpState};
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+
+use crate::boot;
+use crate::cpuid::{guest_cpuid, HypervLeaves};
+use crate::hypercall_page::{Memslots, SlotError};
+use crate::kick;
+use crate::loader::{self, LoadedImage};
+use crate::memory::GuestRam;
+use crate::msr::{self, GeneralProtection, SyntheticMsrs};
+use crate::registers::{SyntheticState, VpSnapshot};
+use crate::rendezvous::Rendezvous;
+use crate::{VmConfig, VmmError};
+
+/// Most vCPUs a VM may have.
+pub const MAX_CPUS: u32 = 256;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmExit {
+    /// The guest wrote `v` to port 0xF4: exit status `v`.
+    Exited(u8),
+    /// Every VP halted with interrupts disabled: status 0.
+    AllHalted,
+    /// A VP faulted (triple fault, emulation failure, KVM error): status 125.
+    Fault {
+        /// The VP that faulted.
+        vp: u32,
+        /// What happened.
+        reason: String,
+    },
+    /// The watchdog stopped a guest that ran too long: status 124.
+    Watchdog,
+}
+
+impl VmExit {
+    /// The process exit status for this end (`hvcall run` exits with it).
+    ///
+    /// ```
+    /// use hvcall_vmm::VmExit;
+    /// assert_eq!(VmExit::Exited(7).status(), 7);
+    /// assert_eq!(VmExit::AllHalted.status(), 0);
+    /// assert_eq!(VmExit::Watchdog.status(), 124);
+    /// assert_eq!(VmExit::Fault { vp: 0, reason: String::new() }.status(), 125);
+    /// ```
+    pub fn status(&self) -> u8 {
+        match self {
+            VmExit::Exited(v) => *v,
+            VmExit::AllHalted => 0,
+            VmExit::Fault { .. } => 125,
+            VmExit::Watchdog => 124,
+        }
+    }
+}
+
+impl std::fmt::Display for VmExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmExit::Exited(v) => write!(f, "guest exited with status {v}"),
+            VmExit::AllHalted => write!(f, "all VPs halted with interrupts disabled"),
+            VmExit::Fault { vp, reason } => write!(f, "VP {vp} faulted: {reason}"),
+            VmExit::Watchdog => write!(f, "watchdog: the guest was still running and was stopped"),
+        }
+    }
+}
+
+/// A VM.
+pub struct Vm {
+    // Drop order matters: vCPUs and the VM go before the memory they map.
+    vcpus: Vec<VcpuFd>,
+    vm_fd: VmFd,
+    memslots: Mutex<Memslots>,
+    msrs: Mutex<SyntheticMsrs>,
+    ram: GuestRam,
+    _kvm: Kvm,
+    config: VmConfig,
+    leaves: HypervLeaves,
+    states: Vec<VpState<VpSnapshot>>,
+    created: Instant,
+    image: Option<LoadedImage>,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("config", &self.config).field("image", &self.image).finish()
+    }
+}
+
+fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmmError {
+    move |source| VmmError::Kvm { what, source }
+}
+
+impl Vm {
+    /// Creates the VM: RAM, boot structures, CPUID, MSR exits, vCPUs in
+    /// long mode (pointing nowhere until an image is loaded).
+    pub fn new(config: &VmConfig) -> Result<Self, VmmError> {
+        if config.cpus == 0 || config.cpus > MAX_CPUS {
+            return Err(VmmError::Config(format!("cpus must be 1..={MAX_CPUS}, not {}", config.cpus)));
+        }
+        let ram = GuestRam::new(config.memory_mib)?;
+        if boot::stacks_start(ram.size(), config.cpus) <= loader::IMAGE_MIN_ADDRESS {
+            return Err(VmmError::Config(format!(
+                "{} MiB of RAM leaves no room for an image above 1 MiB and {} stacks of 64 KiB",
+                config.memory_mib, config.cpus
+            )));
+        }
+        let kvm = Kvm::new().map_err(VmmError::NoKvm)?;
+        let max = kvm.get_max_vcpus();
+        if config.cpus as usize > max {
+            return Err(VmmError::Config(format!("KVM allows at most {max} vCPUs")));
+        }
+        let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let memslots = Memslots::new(&vm_fd, &ram)?;
+        msr::install_filter(&vm_fd)?;
+        boot::write_boot_structures(&ram)?;
+
+        let leaves = HypervLeaves::new(config.access_vp_registers, config.xmm_fast, config.cpus);
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::with_capacity(config.cpus as usize);
+        for i in 0..config.cpus {
+            let vcpu = vm_fd.create_vcpu(u64::from(i)).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            let cpuid = guest_cpuid(&supported, &leaves, i)
+                .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
+            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+            let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+            vcpu.set_sregs(&boot::initial_sregs(&sregs)).map_err(kvm_err("KVM_SET_SREGS"))?;
+            vcpus.push(vcpu);
+        }
+        Ok(Self {
+            vcpus,
+            vm_fd,
+            memslots: Mutex::new(memslots),
+            msrs: Mutex::new(SyntheticMsrs::default()),
+            ram,
+            _kvm: kvm,
+            config: config.clone(),
+            leaves,
+            states: (0..config.cpus).map(|_| VpState::new()).collect(),
+            created: Instant::now(),
+            image: None,
+        })
+    }
+
+    /// Loads a static ELF64 image (issue 3 §2) and sets every vCPU's
+    /// registers to the boot protocol's.
+    pub fn load_elf(&mut self, elf: &[u8]) -> Result<(), VmmError> {
+        let image_end = boot::stacks_start(self.ram.size(), self.config.cpus);
+        let image = loader::load_elf(&self.ram, elf, image_end)?;
+        for (i, vcpu) in self.vcpus.iter().enumerate() {
+            let regs = boot::initial_regs(image.entry, i as u32, self.config.cpus, self.ram.size());
+            vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+        }
+        self.image = Some(image);
+        Ok(())
+    }
+
+    /// Guest RAM (for the host side: inspect or prepare guest memory while
+    /// the VM is not running).
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// The synthetic MSR state (guest OS ID, hypercall MSR).
+    pub fn synthetic_msrs(&self) -> SyntheticMsrs {
+        *lock(&self.msrs)
+    }
+
+    /// Runs every vCPU until the VM ends: a guest exit, all VPs halted, a
+    /// fault, or the watchdog.
+    pub fn run(&mut self) -> Result<VmExit, VmmError> {
+        if self.image.is_none() {
+            return Err(VmmError::Config("no image loaded".into()));
+        }
+        kick::install_handler().map_err(|e| VmmError::Signal(e.to_string()))?;
+        let shared = Shared {
+            config: &self.config,
+            vm_fd: &self.vm_fd,
+            ram: &self.ram,
+            memslots: &self.memslots,
+            msrs: &self.msrs,
+            leaves: self.leaves,
+            rendezvous: Rendezvous::new(self.config.cpus),
+            created: self.created,
+            dispatch: DispatchConfig { max_reps_per_entry: self.config.max_reps_per_entry },
+        };
+        let shared = &shared;
+        std::thread::scope(|s| {
+            for (vp, (vcpu, state)) in self.vcpus.iter_mut().zip(self.states.iter_mut()).enumerate() {
+                std::thread::Builder::new()
+                    .name(format!("vcpu{vp}"))
+                    .spawn_scoped(s, move || crate::vcpu::run(shared, vp as u32, vcpu, state))
+                    .map_err(VmmError::Thread)?;
+            }
+            if !shared.rendezvous.wait_end(self.config.watchdog) {
+                tracing::warn!(watchdog = ?self.config.watchdog, "watchdog fired");
+                shared.rendezvous.end(VmExit::Watchdog);
+            }
+            Ok::<(), VmmError>(())
+        })
+        .inspect_err(|_| shared.rendezvous.end(VmExit::Fault { vp: 0, reason: "setup".into() }))?;
+        self.config.console.flush();
+        Ok(shared.rendezvous.ended().unwrap_or(VmExit::Fault {
+            vp: 0,
+            reason: "the run ended without a reason".into(),
+        }))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every vCPU thread of one run shares.
+pub struct Shared<'a> {
+    /// The configuration.
+    pub config: &'a VmConfig,
+    /// The VM.
+    pub vm_fd: &'a VmFd,
+    /// Guest RAM.
+    pub ram: &'a GuestRam,
+    /// Memory slots (the overlay).
+    pub memslots: &'a Mutex<Memslots>,
+    /// Synthetic MSRs.
+    pub msrs: &'a Mutex<SyntheticMsrs>,
+    /// CPUID leaves and privileges.
+    pub leaves: HypervLeaves,
+    /// Coordination of the vCPU threads.
+    pub rendezvous: Rendezvous,
+    /// When the VM was created (reference time 0).
+    pub created: Instant,
+    /// The dispatcher's tuning.
+    pub dispatch: DispatchConfig,
+}
+
+impl Shared<'_> {
+    /// The hypercall page's GPA, if enabled.
+    pub fn overlay_page(&self) -> Option<u64> {
+        lock(self.msrs).overlay_page()
+    }
+
+    /// The synthetic state of VP `vp`, now.
+    pub fn synthetic(&self, vp: u32) -> SyntheticState {
+        let msrs = *lock(self.msrs);
+        SyntheticState {
+            vp_index: vp,
+            guest_os_id: msrs.guest_os_id,
+            hypercall: msrs.hypercall,
+            time_ref_count: (self.created.elapsed().as_nanos() / 100) as u64,
+            leaves: self.leaves,
+        }
+    }
+
+    /// RDMSR of a synthetic MSR by VP `vp`.
+    pub fn read_msr(&self, index: u32, vp: u32) -> Result<u64, GeneralProtection> {
+        lock(self.msrs).read(index, vp)
+    }
+
+    /// WRMSR of a synthetic MSR. Moving the hypercall page pauses every
+    /// vCPU while the memory slots change. The outer error is a KVM failure
+    /// (the VM must end), the inner one a #GP for the guest.
+    pub fn write_msr(&self, index: u32, value: u64) -> Result<Result<(), GeneralProtection>, SlotError> {
+        let mut msrs = lock(self.msrs);
+        let mut new = *msrs;
+        if let Err(gp) = new.write(index, value, self.ram.size()) {
+            return Ok(Err(gp));
+        }
+        let page = new.overlay_page();
+        if page != msrs.overlay_page() {
+            let changed = self
+                .rendezvous
+                .with_all_paused(|| lock(self.memslots).set_overlay(self.vm_fd, self.ram, page));
+            if let Some(result) = changed {
+                result?;
+            }
+        }
+        *msrs = new;
+        Ok(Ok(()))
+    }
+}

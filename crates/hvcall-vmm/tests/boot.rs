@@ -1,0 +1,94 @@
+//! The boot protocol and the basic exits (issue 3 §2).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, guests, kvm_available, read_u64, run};
+use hvcall_vmm::{Console, VmConfig, VmExit};
+
+#[test]
+fn port_f4_ends_the_vm_with_its_value() {
+    if !kvm_available("port_f4_ends_the_vm_with_its_value") {
+        return;
+    }
+    let (_, exit) = run(&config(1), guests::EXIT42);
+    assert_eq!(exit, VmExit::Exited(42));
+    assert_eq!(exit.status(), 42);
+}
+
+#[test]
+fn com1_bytes_reach_the_console_and_lsr_reports_empty() {
+    if !kvm_available("com1_bytes_reach_the_console_and_lsr_reports_empty") {
+        return;
+    }
+    let (console, buffer) = Console::buffer();
+    let cfg = VmConfig { console, ..config(1) };
+    let (_, exit) = run(&cfg, guests::COM1);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(buffer.lock().unwrap().as_slice(), b"hi\n");
+}
+
+#[test]
+fn all_vps_halted_with_interrupts_off_is_status_0() {
+    if !kvm_available("all_vps_halted_with_interrupts_off_is_status_0") {
+        return;
+    }
+    let (_, exit) = run(&config(3), guests::HALT);
+    assert_eq!(exit, VmExit::AllHalted);
+    assert_eq!(exit.status(), 0);
+}
+
+#[test]
+fn stray_vmcall_is_stopped_by_the_watchdog() {
+    if !kvm_available("stray_vmcall_is_stopped_by_the_watchdog") {
+        return;
+    }
+    let cfg = VmConfig { watchdog: Duration::from_millis(300), ..config(2) };
+    let (_, exit) = run(&cfg, guests::VMCALL);
+    assert_eq!(exit, VmExit::Watchdog);
+    assert_ne!(exit.status(), 0);
+}
+
+#[test]
+fn triple_fault_is_a_fault_with_status_125() {
+    if !kvm_available("triple_fault_is_a_fault_with_status_125") {
+        return;
+    }
+    let (_, exit) = run(&config(1), guests::UD2);
+    assert!(matches!(exit, VmExit::Fault { vp: 0, .. }), "{exit:?}");
+    assert_eq!(exit.status(), 125);
+}
+
+#[test]
+fn every_vp_starts_per_the_boot_protocol() {
+    if !kvm_available("every_vp_starts_per_the_boot_protocol") {
+        return;
+    }
+    let cfg = config(2);
+    let (vm, exit) = run(&cfg, guests::BOOT);
+    assert_eq!(exit, VmExit::AllHalted);
+    let ram_end = cfg.memory_mib << 20;
+    for vp in 0..2u64 {
+        let at = |i: u64| read_u64(&vm, 0x20_0000 + 64 * vp + 8 * i);
+        assert_eq!(at(0), vp, "RDI = VP index");
+        assert_eq!(at(1), 2, "RSI = VP count");
+        assert_eq!(at(2), ram_end - vp * 64 * 1024, "RSP = RAM end - i * 64 KiB");
+        let cr0 = at(3);
+        assert_eq!(cr0 & 0x8000_0031, 0x8000_0031, "CR0 PE|ET|NE|PG: {cr0:#x}");
+        assert_eq!(at(4) & 0x620, 0x620, "CR4 PAE|OSFXSR|OSXMMEXCPT");
+        assert_eq!(at(5) & 0xD00, 0xD00, "EFER LME|LMA|NXE");
+        assert_eq!(at(6) & 0x200, 0, "interrupts disabled");
+        assert_eq!(at(7) & 3, 0, "CPL 0");
+    }
+}
+
+#[test]
+fn images_below_1mib_are_rejected() {
+    if !kvm_available("images_below_1mib_are_rejected") {
+        return;
+    }
+    let elf = hvcall_vmm::loader::flat_elf(0x8000, guests::EXIT42, 0);
+    let err = hvcall_vmm::run_elf(&config(1), &elf).unwrap_err();
+    assert!(err.to_string().contains("1 MiB"), "{err}");
+}

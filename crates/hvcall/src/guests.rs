@@ -1,0 +1,33 @@
+//! The guests embedded in the binary: built from `guests/` by `build.rs`
+//! for `x86_64-unknown-none` and included here as ELF images.
+
+/// A built-in guest, selected with `hvcall run --guest NAME`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Guest {
+    /// VP0 reads its own and VP1's registers and prints a table.
+    Demo,
+    /// Every behaviour.md row a guest can exercise; `N passed, M failed`.
+    Conformance,
+    /// Torn-read check: VP0 reads two registers VP1 keeps equal, 10,000 times.
+    Torn,
+    /// VP0 and VP1 read each other concurrently.
+    Mutual,
+    /// Each register group read from self and from a running VP1.
+    Groups,
+    /// Executes VMCALL, which never returns here: only the watchdog ends it.
+    Vmcall,
+}
+
+impl Guest {
+    /// The guest's ELF image.
+    pub fn elf(self) -> &'static [u8] {
+        match self {
+            Guest::Demo => include_bytes!(env!("HVCALL_GUEST_DEMO")),
+            Guest::Conformance => include_bytes!(env!("HVCALL_GUEST_CONFORMANCE")),
+            Guest::Torn => include_bytes!(env!("HVCALL_GUEST_TORN")),
+            Guest::Mutual => include_bytes!(env!("HVCALL_GUEST_MUTUAL")),
+            Guest::Groups => include_bytes!(env!("HVCALL_GUEST_GROUPS")),
+            Guest::Vmcall => include_bytes!(env!("HVCALL_GUEST_VMCALL")),
+        }
+    }
+}
