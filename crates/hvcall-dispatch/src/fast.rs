@@ -34,8 +34,14 @@ impl File {
         match convention {
             Convention::X64 => Some(Self::X64Pairs),
             Convention::X86 => None,
-            Convention::Arm64Hvc1 => Some(Self::Arm64Words { first: 1, count: 17 }),
-            Convention::Arm64Smccc => Some(Self::Arm64Words { first: 2, count: 16 }),
+            Convention::Arm64Hvc1 => Some(Self::Arm64Words {
+                first: 1,
+                count: 17,
+            }),
+            Convention::Arm64Smccc => Some(Self::Arm64Words {
+                first: 2,
+                count: 16,
+            }),
         }
     }
 

@@ -84,9 +84,8 @@ impl CallInput {
     }
 
     fn with_header(bytes: &[u8; HEADER_LEN]) -> Self {
-        let header = GetVpRegistersHeader::read_from_bytes(bytes).unwrap_or_else(|_| {
-            GetVpRegistersHeader::new(0, 0, hvcall_abi::HvInputVtl::new())
-        });
+        let header = GetVpRegistersHeader::read_from_bytes(bytes)
+            .unwrap_or_else(|_| GetVpRegistersHeader::new(0, 0, hvcall_abi::HvInputVtl::new()));
         Self {
             header,
             names: [HvRegisterName(0); MAX_REPS],

@@ -9,7 +9,13 @@ use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
 use hvcall_dispatch::{DispatchConfig, Outcome};
 use hvcall_model::VM_PARTITION;
 
-fn call(conv: hvcall_dispatch::Convention, form: Form, start: u16, list: &[u32], budget: u16) -> Case {
+fn call(
+    conv: hvcall_dispatch::Convention,
+    form: Form,
+    start: u16,
+    list: &[u32],
+    budget: u16,
+) -> Case {
     let mut case = Case::new(conv, form);
     case.config = DispatchConfig {
         max_reps_per_entry: budget,
@@ -33,7 +39,10 @@ fn section_2_split_at_every_point_matches_one_uninterrupted_call() {
                 let per_entry = budget.max(1) as usize;
                 let expected_entries = (n - start as usize).div_ceil(per_entry);
                 assert_eq!(out, Outcome::Complete);
-                assert_eq!(entries, expected_entries, "{conv:?} {form:?} budget {budget}");
+                assert_eq!(
+                    entries, expected_entries,
+                    "{conv:?} {form:?} budget {budget}"
+                );
                 assert_eq!(split.regs, whole.regs, "{conv:?} {form:?} budget {budget}");
                 assert!(ram_image(&split.ram) == ram_image(&whole.ram));
                 assert!(!split.state.is_pending());
@@ -53,7 +62,11 @@ fn section_2_continuation_writes_the_next_index_into_rep_start_only() {
         assert_eq!(out, Outcome::Continue);
         assert!(case.state.is_pending());
         let expected_control = (control_before & !(0xFFF << 48)) | (2 << 48);
-        assert_eq!(control_of(conv, &case.regs), expected_control, "{conv:?} {form:?}");
+        assert_eq!(
+            control_of(conv, &case.regs),
+            expected_control,
+            "{conv:?} {form:?}"
+        );
         // Element 1 is written; nothing else but the control register.
         let mut allowed = control_regs(conv);
         let value = case.model_value(VM_PARTITION, 0, 0, list[1]);
@@ -61,7 +74,11 @@ fn section_2_continuation_writes_the_next_index_into_rep_start_only() {
             Form::Fast => {
                 let regs = fast_output_regs(conv, 3, 1);
                 let got: Vec<u128> = regs.iter().map(|&r| get_reg(&case.regs, r)).collect();
-                let want = if regs.len() == 1 { vec![value] } else { vec![value & u128::from(u64::MAX), value >> 64] };
+                let want = if regs.len() == 1 {
+                    vec![value]
+                } else {
+                    vec![value & u128::from(u64::MAX), value >> 64]
+                };
                 assert_eq!(got, want);
                 allowed.extend(regs);
             }
@@ -86,18 +103,33 @@ fn section_2_continued_call_keeps_its_first_snapshot() {
     for (conv, form) in combos(3) {
         let list = names(conv, 3);
         let mut case = call(conv, form, 0, &list, 1);
-        let original: Vec<u128> = list.iter().map(|&n| case.model_value(VM_PARTITION, 0, 0, n)).collect();
+        let original: Vec<u128> = list
+            .iter()
+            .map(|&n| case.model_value(VM_PARTITION, 0, 0, n))
+            .collect();
         assert_eq!(case.entry(), Outcome::Continue);
         // The VP runs between entries: its registers change.
         for &n in &list {
-            case.model.set_register(VM_PARTITION, 0, 0, HvRegisterName(n), HvRegisterValue::from(0xBAD_u64));
+            case.model.set_register(
+                VM_PARTITION,
+                0,
+                0,
+                HvRegisterName(n),
+                HvRegisterValue::from(0xBAD_u64),
+            );
         }
         let (out, _) = case.run();
         assert_eq!(out, Outcome::Complete);
         assert_eq!(case.model.snapshots_taken(), 1);
         let got: Vec<u128> = (0..3u16)
             .map(|i| match form {
-                Form::Memory => u128::from_le_bytes(case.ram.peek(OUT_GPA + 16 * u64::from(i), 16).unwrap().try_into().unwrap()),
+                Form::Memory => u128::from_le_bytes(
+                    case.ram
+                        .peek(OUT_GPA + 16 * u64::from(i), 16)
+                        .unwrap()
+                        .try_into()
+                        .unwrap(),
+                ),
                 Form::Fast => {
                     let regs = fast_output_regs(conv, 3, i);
                     if regs.len() == 1 {
@@ -135,7 +167,10 @@ fn section_2_continued_call_keeps_its_first_input() {
         assert_eq!(case.entry(), Outcome::Continue);
         case.ram.poke(IN_GPA + 16, &[0xFF; 12]).unwrap();
         let (out, _) = case.run();
-        assert_eq!((out, case.status(), case.reps()), (Outcome::Complete, HvStatus::SUCCESS, 3));
+        assert_eq!(
+            (out, case.status(), case.reps()),
+            (Outcome::Complete, HvStatus::SUCCESS, 3)
+        );
     }
 }
 
@@ -147,7 +182,9 @@ fn section_2_error_after_continuation_reports_the_absolute_index() {
         let mut case = call(conv, form, 1, &list, 1);
         let (out, entries) = case.run();
         assert_eq!(entries, 3);
-        let values: Vec<_> = (1..3u16).map(|i| (i, case.model_value(VM_PARTITION, 0, 0, list[i as usize]))).collect();
+        let values: Vec<_> = (1..3u16)
+            .map(|i| (i, case.model_value(VM_PARTITION, 0, 0, list[i as usize])))
+            .collect();
         // The continuations rewrote the control register; the last entry
         // restored it, so only the result registers differ from before.
         case.expect(out, HvStatus::INVALID_PARAMETER, 3, &values);
@@ -186,8 +223,14 @@ fn section_2_another_call_in_between_leaves_the_pending_state() {
         for i in 1..3u16 {
             let v = case.model_value(VM_PARTITION, 0, 0, list[i as usize]);
             match form {
-                Form::Memory => assert_eq!(case.ram.peek(OUT_GPA + 16 * u64::from(i), 16).unwrap(), v.to_le_bytes()),
-                Form::Fast => assert_eq!(get_reg(&case.regs, fast_output_regs(conv, 3, i)[0]) as u64, v as u64),
+                Form::Memory => assert_eq!(
+                    case.ram.peek(OUT_GPA + 16 * u64::from(i), 16).unwrap(),
+                    v.to_le_bytes()
+                ),
+                Form::Fast => assert_eq!(
+                    get_reg(&case.regs, fast_output_regs(conv, 3, i)[0]) as u64,
+                    v as u64
+                ),
             }
         }
     }
@@ -219,8 +262,16 @@ fn section_2_reentry_that_differs_is_handled_as_a_new_call() {
             }
             let before = case.model.snapshots_taken();
             let out = case.entry();
-            assert_eq!(out, Outcome::Complete, "{conv:?} {form:?} variant {variant}");
-            assert_eq!(case.model.snapshots_taken(), before + 1, "a new call takes a new snapshot");
+            assert_eq!(
+                out,
+                Outcome::Complete,
+                "{conv:?} {form:?} variant {variant}"
+            );
+            assert_eq!(
+                case.model.snapshots_taken(),
+                before + 1,
+                "a new call takes a new snapshot"
+            );
             assert!(case.state.is_pending(), "the parked call stays parked");
         }
     }
@@ -242,7 +293,10 @@ fn section_2_fast_reentry_with_other_input_registers_is_a_new_call() {
         assert_eq!(case.entry(), Outcome::Complete);
         assert_eq!(case.model.snapshots_taken(), before + 1);
         let v = case.model_value(VM_PARTITION, 0, 0, other[1]);
-        assert_eq!(get_reg(&case.regs, fast_output_regs(conv, 2, 1)[0]) as u64, v as u64);
+        assert_eq!(
+            get_reg(&case.regs, fast_output_regs(conv, 2, 1)[0]) as u64,
+            v as u64
+        );
     }
 }
 

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use hvcall_abi::HvStatus;
 use hvcall_dispatch::registers::RegisterFile;
 use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
 use hvcall_model::{GuestRam, Model, ModelSnapshot, VM_PARTITION};
@@ -76,7 +75,10 @@ fn section_4_x64_control_rcx_input_rdx_output_r8_result_rax() {
     assert_eq!(r.outcome, Outcome::Complete);
     assert_eq!(r.regs.gprs[RAX], 3 << 32);
     assert_regs_only(&before, &r.regs, &[Reg::Gpr(RAX)], "x64");
-    assert_eq!(out_slot(&r.ram, 2), value(&r.model, conv, names(conv, 3)[2]));
+    assert_eq!(
+        out_slot(&r.ram, 2),
+        value(&r.model, conv, names(conv, 3)[2])
+    );
     // Continuation writes RCX only.
     let (r, _) = run(conv, regs, 1);
     assert_eq!(r.outcome, Outcome::Continue);
@@ -101,12 +103,20 @@ fn section_4_x86_control_edx_eax_input_ebx_ecx_output_edi_esi_result_edx_eax() {
     assert_eq!(r.outcome, Outcome::Complete);
     assert_eq!((r.regs.gprs[RDX], r.regs.gprs[RAX]), (3, 0));
     assert_regs_only(&before, &r.regs, &[Reg::Gpr(RDX), Reg::Gpr(RAX)], "x86");
-    assert_eq!(out_slot(&r.ram, 0), value(&r.model, conv, names(conv, 3)[0]));
+    assert_eq!(
+        out_slot(&r.ram, 0),
+        value(&r.model, conv, names(conv, 3)[0])
+    );
     // Continuation writes EDX:EAX with rep start 1.
     let (r, _) = run(conv, regs, 1);
     assert_eq!(r.outcome, Outcome::Continue);
     assert_eq!((r.regs.gprs[RDX], r.regs.gprs[RAX]), (0x0001_0003, 0x50));
-    assert_regs_only(&before, &r.regs, &[Reg::Gpr(RDX), Reg::Gpr(RAX)], "x86 continuation");
+    assert_regs_only(
+        &before,
+        &r.regs,
+        &[Reg::Gpr(RDX), Reg::Gpr(RAX)],
+        "x86 continuation",
+    );
 }
 
 #[test]
@@ -129,7 +139,10 @@ fn section_4_arm64_hvc1_control_x0_input_x1_output_x2_result_x0() {
     assert_eq!(r.outcome, Outcome::Complete);
     assert_eq!(r.regs.gprs[0], 3 << 32);
     assert_regs_only(&before, &r.regs, &[Reg::Gpr(0)], "hvc1");
-    assert_eq!(out_slot(&r.ram, 1), value(&r.model, conv, names(conv, 3)[1]));
+    assert_eq!(
+        out_slot(&r.ram, 1),
+        value(&r.model, conv, names(conv, 3)[1])
+    );
     let (r, _) = run(conv, regs, 2);
     assert_eq!(r.outcome, Outcome::Continue);
     assert_eq!(r.regs.gprs[0], 0x50 | (3 << 32) | (2 << 48));
@@ -159,7 +172,13 @@ fn section_4_arm64_smccc_control_x1_input_x2_output_x3_result_x0() {
 fn section_4_smccc_other_function_id_is_not_supported() {
     // Decision (documented on `dispatch`): X0 = -1 (SMCCC NOT_SUPPORTED),
     // nothing else changes, the call is complete.
-    for x0 in [0u64, 0x4600_0000, 0xC600_0001, 0x8600_FF01, 0x0000_0001_4600_0001] {
+    for x0 in [
+        0u64,
+        0x4600_0000,
+        0xC600_0001,
+        0x8600_FF01,
+        0x0000_0001_4600_0001,
+    ] {
         let mut regs = junk_regs();
         regs.gprs[0] = x0;
         regs.gprs[1] = 0x50 | (3 << 32);
@@ -179,7 +198,10 @@ fn section_4_smccc_other_function_id_is_not_supported() {
 fn section_3_simple_fast_form_cannot_carry_a_get() {
     // Only XMM output advertised: the 16 + 4n bytes of input need XMM0.
     let mut case = Case::new(Convention::X64, Form::Fast);
-    case.model.partition_mut(VM_PARTITION).unwrap().xmm_fast_input = false;
+    case.model
+        .partition_mut(VM_PARTITION)
+        .unwrap()
+        .xmm_fast_input = false;
     case.get(0, header(SELF_PARTITION, SELF_VP, 0), &[RIP_NAME]);
     let out = case.entry();
     case.expect_undefined(out);
@@ -190,7 +212,8 @@ fn section_3_x64_register_file_pairs() {
     // Input: pair 0 = RDX (partition) / R8 (VP, VTL), pair 1 = XMM0 (names);
     // output from pair 2 = XMM1, one value per pair.
     for n in 1..=4u32 {
-        let list: Vec<u32> = [RIP_NAME, RFLAGS_NAME, 0x0002_0000, 0x0002_0003][..n as usize].to_vec();
+        let list: Vec<u32> =
+            [RIP_NAME, RFLAGS_NAME, 0x0002_0000, 0x0002_0003][..n as usize].to_vec();
         let mut regs = junk_regs();
         regs.gprs[RCX] = 0x50 | (1 << 16) | (u64::from(n) << 32);
         regs.gprs[RDX] = SELF_PARTITION;
@@ -207,7 +230,12 @@ fn section_3_x64_register_file_pairs() {
         assert_eq!(r.regs.gprs[RAX], u64::from(n) << 32, "n = {n}");
         let mut allowed = vec![Reg::Gpr(RAX)];
         for (i, name) in list.iter().enumerate() {
-            assert_eq!(r.regs.vectors[1 + i], value(&r.model, Convention::X64, *name), "n = {n} XMM{}", i + 1);
+            assert_eq!(
+                r.regs.vectors[1 + i],
+                value(&r.model, Convention::X64, *name),
+                "n = {n} XMM{}",
+                i + 1
+            );
             allowed.push(Reg::Vector(1 + i));
         }
         assert_regs_only(&before, &r.regs, &allowed, "x64 fast");
@@ -228,8 +256,16 @@ fn section_3_only_pairs_of_completed_values_are_written() {
     let before = regs.clone();
     let (r, _) = run(Convention::X64, regs, 256);
     assert_eq!(r.regs.gprs[RAX], (2 << 32) | 5);
-    assert_eq!(r.regs.vectors[2], value(&r.model, Convention::X64, RFLAGS_NAME));
-    assert_regs_only(&before, &r.regs, &[Reg::Gpr(RAX), Reg::Vector(2)], "x64 fast error");
+    assert_eq!(
+        r.regs.vectors[2],
+        value(&r.model, Convention::X64, RFLAGS_NAME)
+    );
+    assert_regs_only(
+        &before,
+        &r.regs,
+        &[Reg::Gpr(RAX), Reg::Vector(2)],
+        "x64 fast error",
+    );
 }
 
 #[test]
@@ -248,7 +284,12 @@ fn section_4_arm64_smccc_fast_one_value_in_x6_x7() {
     let v = value(&r.model, Convention::Arm64Smccc, PC_NAME);
     assert_eq!(r.regs.gprs[6], v as u64);
     assert_eq!(r.regs.gprs[7], (v >> 64) as u64);
-    assert_regs_only(&before, &r.regs, &[Reg::Gpr(0), Reg::Gpr(6), Reg::Gpr(7)], "smccc fast");
+    assert_regs_only(
+        &before,
+        &r.regs,
+        &[Reg::Gpr(0), Reg::Gpr(6), Reg::Gpr(7)],
+        "smccc fast",
+    );
 }
 
 #[test]
@@ -265,8 +306,14 @@ fn section_4_arm64_hvc1_fast_one_value_in_x5_x6() {
     assert_eq!(r.regs.gprs[0], 2 << 32);
     let pc = value(&r.model, Convention::Arm64Hvc1, PC_NAME);
     let x5 = value(&r.model, Convention::Arm64Hvc1, X5_NAME);
-    assert_eq!((r.regs.gprs[5], r.regs.gprs[6]), (pc as u64, (pc >> 64) as u64));
-    assert_eq!((r.regs.gprs[7], r.regs.gprs[8]), (x5 as u64, (x5 >> 64) as u64));
+    assert_eq!(
+        (r.regs.gprs[5], r.regs.gprs[6]),
+        (pc as u64, (pc >> 64) as u64)
+    );
+    assert_eq!(
+        (r.regs.gprs[7], r.regs.gprs[8]),
+        (x5 as u64, (x5 >> 64) as u64)
+    );
     let allowed = [0, 5, 6, 7, 8].map(Reg::Gpr);
     assert_regs_only(&before, &r.regs, &allowed, "hvc1 fast");
 }

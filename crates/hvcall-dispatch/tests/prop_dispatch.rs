@@ -179,7 +179,13 @@ prop_compose! {
 /// The model, RAM and registers a scenario starts from.
 fn setup(s: &Scenario) -> (Model, GuestRam, RegisterFile) {
     let arch = arch(s.conv);
-    let priv_of = |on: bool| if on { hvcall_model::DEFAULT_PRIVILEGES } else { 0 };
+    let priv_of = |on: bool| {
+        if on {
+            hvcall_model::DEFAULT_PRIVILEGES
+        } else {
+            0
+        }
+    };
     let mut b = Model::builder(arch)
         .partition(2, 1, s.vm_vps)
         .privileges(1, priv_of(s.root_privileged))
@@ -202,7 +208,9 @@ fn setup(s: &Scenario) -> (Model, GuestRam, RegisterFile) {
     for p in 0..PAGES {
         if s.present & (1 << p) != 0 {
             ram.add_region(p * PAGE, PAGE).unwrap();
-            let fill: Vec<u8> = (0..PAGE).map(|i| (p as u8).wrapping_mul(31) ^ (i as u8)).collect();
+            let fill: Vec<u8> = (0..PAGE)
+                .map(|i| (p as u8).wrapping_mul(31) ^ (i as u8))
+                .collect();
             ram.poke(p * PAGE, &fill).unwrap();
         }
     }
@@ -218,7 +226,9 @@ fn setup(s: &Scenario) -> (Model, GuestRam, RegisterFile) {
     }
     let mut regs = junk_regs();
     let form = if s.fast { Form::Fast } else { Form::Memory };
-    place(s.conv, &mut regs, s.control, form, &input, s.in_gpa, s.out_gpa);
+    place(
+        s.conv, &mut regs, s.control, form, &input, s.in_gpa, s.out_gpa,
+    );
     if s.conv == Convention::Arm64Smccc {
         regs.gprs[0] = s.smccc_id;
     }
@@ -227,7 +237,9 @@ fn setup(s: &Scenario) -> (Model, GuestRam, RegisterFile) {
 
 /// Whether every byte of `[gpa, gpa + len)` is RAM a hypercall may use.
 fn oracle_is_ram(s: &Scenario, gpa: u64, len: u64) -> bool {
-    let Some(end) = gpa.checked_add(len) else { return false };
+    let Some(end) = gpa.checked_add(len) else {
+        return false;
+    };
     (gpa..end).all(|a| {
         let page = a / PAGE;
         page < PAGES && s.present & (1 << page) != 0 && s.overlay != Some(page * PAGE)
@@ -235,7 +247,12 @@ fn oracle_is_ram(s: &Scenario, gpa: u64, len: u64) -> bool {
 }
 
 /// What the oracle expects: the outcome, and the registers and RAM after.
-fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (Outcome, RegisterFile, Vec<(u64, Vec<u8>)>) {
+fn oracle(
+    s: &Scenario,
+    model: &Model,
+    ram: &GuestRam,
+    regs: &RegisterFile,
+) -> (Outcome, RegisterFile, Vec<(u64, Vec<u8>)>) {
     let mut regs = regs.clone();
     let mut ram = ram.clone();
     let c = s.conv;
@@ -281,8 +298,7 @@ fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (
     }
     let in_len = 16 + 4 * n as u64;
     let out_len = 16 * n as u64;
-    let input: Vec<u8>;
-    if fast {
+    let input: Vec<u8> = if fast {
         if c == Convention::X64 && (!s.xmm_in || !s.xmm_out) {
             return (Outcome::InjectUndefined, regs, ram_image(&ram));
         }
@@ -290,7 +306,7 @@ fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (
             finish(&mut regs, 3, 0);
             return (Outcome::Complete, regs, ram_image(&ram));
         }
-        input = input_bytes(&s.header, &s.names);
+        input_bytes(&s.header, &s.names)
     } else {
         let (i, o) = (s.in_gpa, s.out_gpa);
         let bad = i % 8 != 0
@@ -303,8 +319,8 @@ fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (
             finish(&mut regs, 4, 0);
             return (Outcome::Complete, regs, ram_image(&ram));
         }
-        input = ram.peek(i, in_len as usize).unwrap();
-    }
+        ram.peek(i, in_len as usize).unwrap()
+    };
     // Step 6, straight from the table.
     let pid = u64::from_le_bytes(input[0..8].try_into().unwrap());
     let vp = u32::from_le_bytes(input[8..12].try_into().unwrap());
@@ -312,7 +328,11 @@ fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (
     let (caller_pid, caller_vp) = if s.caller_root { (1u64, 0u32) } else { (2, 0) };
     let caller_vtl = s.active_vtl;
     let is_self = pid == u64::MAX || pid == caller_pid;
-    let privileged = if s.caller_root { s.root_privileged } else { s.vm_privileged };
+    let privileged = if s.caller_root {
+        s.root_privileged
+    } else {
+        s.vm_privileged
+    };
     let vp_count = |p: u64| if p == 1 { 1 } else { s.vm_vps };
     let check = || -> Result<(u64, u32, u8), u16> {
         if input[13..16] != [0, 0, 0] || vtl_byte & 0xE0 != 0 {
@@ -344,11 +364,19 @@ fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (
             vp
         };
         let use_target = vtl_byte & 0x10 != 0;
-        let target_vtl = if use_target { vtl_byte & 0xF } else { caller_vtl };
+        let target_vtl = if use_target {
+            vtl_byte & 0xF
+        } else {
+            caller_vtl
+        };
         if use_target && is_self && target_vtl > caller_vtl {
             return Err(6);
         }
-        let k = if target_pid == 1 { 0 } else { 1 + target_vp as usize };
+        let k = if target_pid == 1 {
+            0
+        } else {
+            1 + target_vp as usize
+        };
         if s.enabled[k] & (1 << target_vtl) == 0 {
             return Err(0x51);
         }
@@ -376,14 +404,19 @@ fn oracle(s: &Scenario, model: &Model, ram: &GuestRam, regs: &RegisterFile) -> (
         if fast {
             let out = fast_output_regs(c, n as u16, i as u16);
             for (k, r) in out.iter().enumerate() {
-                let part = if out.len() == 1 { v } else { (v >> (64 * k)) & u128::from(u64::MAX) };
+                let part = if out.len() == 1 {
+                    v
+                } else {
+                    (v >> (64 * k)) & u128::from(u64::MAX)
+                };
                 match *r {
                     Reg::Gpr(g) => regs.gprs[g] = part as u64,
                     Reg::Vector(x) => regs.vectors[x] = part,
                 }
             }
         } else {
-            ram.poke(s.out_gpa + 16 * i as u64, &v.to_le_bytes()).unwrap();
+            ram.poke(s.out_gpa + 16 * i as u64, &v.to_le_bytes())
+                .unwrap();
         }
     }
     finish(&mut regs, status, done);
@@ -400,7 +433,10 @@ fn ctx(s: &Scenario) -> CallContext {
 
 /// Run a scenario to completion with a budget; (last outcome, entries,
 /// registers, RAM).
-fn run(s: &Scenario, budget: u16) -> (Outcome, usize, RegisterFile, Vec<(u64, Vec<u8>)>, Model) {
+/// Every byte of every RAM region.
+type RamImage = Vec<(u64, Vec<u8>)>;
+
+fn run(s: &Scenario, budget: u16) -> (Outcome, usize, RegisterFile, RamImage, Model) {
     let (mut model, mut ram, mut regs) = setup(s);
     let mut state = VpState::new();
     let config = DispatchConfig {
@@ -408,7 +444,14 @@ fn run(s: &Scenario, budget: u16) -> (Outcome, usize, RegisterFile, Vec<(u64, Ve
     };
     let mut entries = 0;
     loop {
-        let out = dispatch(&ctx(s), &mut regs, &mut ram, &mut model, &mut state, &config);
+        let out = dispatch(
+            &ctx(s),
+            &mut regs,
+            &mut ram,
+            &mut model,
+            &mut state,
+            &config,
+        );
         entries += 1;
         assert!(entries <= 300);
         if out != Outcome::Continue {

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use hvcall_abi::HvStatus;
-use hvcall_dispatch::{Convention, Outcome};
+use hvcall_dispatch::Convention;
 
 /// A valid self read of `k` standard names.
 fn valid(conv: Convention, form: Form, k: usize) -> Case {
@@ -124,7 +124,11 @@ fn step_5a_variable_header_size_is_invalid_hypercall_input() {
 fn step_5b_xmm_fast_input_without_cpuid_bit_is_ud() {
     let mut case = Case::new(Convention::X64, Form::Fast);
     case.model.partition_mut(2).unwrap().xmm_fast_input = false;
-    case.get(0, header(SELF_PARTITION, SELF_VP, 0), &names(Convention::X64, 1));
+    case.get(
+        0,
+        header(SELF_PARTITION, SELF_VP, 0),
+        &names(Convention::X64, 1),
+    );
     let out = case.entry();
     case.expect_undefined(out);
 }
@@ -135,7 +139,11 @@ fn step_5b_xmm_fast_output_without_cpuid_bit_is_ud() {
     for n in [1usize, 4, 5] {
         let mut case = Case::new(Convention::X64, Form::Fast);
         case.model.partition_mut(2).unwrap().xmm_fast_output = false;
-        case.get(0, header(SELF_PARTITION, SELF_VP, 0), &names(Convention::X64, n));
+        case.get(
+            0,
+            header(SELF_PARTITION, SELF_VP, 0),
+            &names(Convention::X64, n),
+        );
         let out = case.entry();
         case.expect_undefined(out);
     }
@@ -177,7 +185,11 @@ fn step_5c_fast_call_too_large_is_invalid_hypercall_input() {
 
 #[test]
 fn step_5c_largest_fast_call_fits() {
-    for (conv, most) in [(Convention::X64, 4usize), (Convention::Arm64Hvc1, 5), (Convention::Arm64Smccc, 5)] {
+    for (conv, most) in [
+        (Convention::X64, 4usize),
+        (Convention::Arm64Hvc1, 5),
+        (Convention::Arm64Smccc, 5),
+    ] {
         let mut case = Case::new(conv, Form::Fast);
         let list = names(conv, most);
         case.get(0, header(SELF_PARTITION, SELF_VP, 0), &list);
@@ -202,7 +214,11 @@ fn memory_case_at(conv: Convention, in_gpa: u64, out_gpa: u64, k: usize) -> Case
 #[test]
 fn step_5d_misaligned_gpa_is_invalid_alignment() {
     for conv in CONVENTIONS {
-        for (i, o) in [(IN_GPA + 4, OUT_GPA), (IN_GPA, OUT_GPA + 4), (IN_GPA + 1, OUT_GPA + 7)] {
+        for (i, o) in [
+            (IN_GPA + 4, OUT_GPA),
+            (IN_GPA, OUT_GPA + 4),
+            (IN_GPA + 1, OUT_GPA + 7),
+        ] {
             let mut case = memory_case_at(conv, i, o, 2);
             let out = case.entry();
             case.expect_error(out, HvStatus::INVALID_ALIGNMENT, 0);
@@ -224,7 +240,10 @@ fn step_5e_list_crossing_a_page_is_invalid_alignment() {
         let mut case = memory_case_at(conv, 0x3FE8, 0x5FE0, 2);
         let out = case.entry();
         let list = names(conv, 2);
-        let values = [(0, case.model_value(2, 0, 0, list[0])), (1, case.model_value(2, 0, 0, list[1]))];
+        let values = [
+            (0, case.model_value(2, 0, 0, list[0])),
+            (1, case.model_value(2, 0, 0, list[1])),
+        ];
         case.expect(out, HvStatus::SUCCESS, 2, &values);
     }
 }
@@ -245,10 +264,10 @@ fn step_5e_more_than_256_values_never_fit() {
 fn step_5f_list_outside_ram_is_invalid_alignment() {
     for conv in CONVENTIONS {
         let cases = [
-            (HOLE_GPA, OUT_GPA),         // input in a hole
-            (IN_GPA, HOLE_GPA + 0x1000), // output in a hole
-            (OVERLAY_GPA, OUT_GPA),      // input on the overlay page
-            (IN_GPA, OVERLAY_GPA + 0x10), // output on the overlay page
+            (HOLE_GPA, OUT_GPA),             // input in a hole
+            (IN_GPA, HOLE_GPA + 0x1000),     // output in a hole
+            (OVERLAY_GPA, OUT_GPA),          // input on the overlay page
+            (IN_GPA, OVERLAY_GPA + 0x10),    // output on the overlay page
             (IN_GPA, 0xFFFF_FFFF_FFFF_FFE0), // beyond the GPA space
             (0x0000_0100_0000_0000, OUT_GPA),
         ];

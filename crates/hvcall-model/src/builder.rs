@@ -104,7 +104,8 @@ pub fn standard_names(arch: Arch) -> &'static [HvRegisterName] {
 /// The value [`Model::standard`] gives a register: distinct for every
 /// (partition, VP, VTL, name) and using all 16 bytes.
 pub fn standard_value(partition: u64, vp: u32, vtl: u8, name: HvRegisterName) -> HvRegisterValue {
-    let low = (partition << 48) ^ (u64::from(vp) << 40) ^ (u64::from(vtl) << 36) ^ u64::from(name.0);
+    let low =
+        (partition << 48) ^ (u64::from(vp) << 40) ^ (u64::from(vtl) << 36) ^ u64::from(name.0);
     HvRegisterValue::from_parts(low, !low.rotate_left(17))
 }
 
@@ -169,7 +170,14 @@ impl ModelBuilder {
     }
 
     /// Set a register of (partition, VP, VTL).
-    pub fn register(mut self, id: u64, vp: u32, vtl: u8, name: HvRegisterName, value: HvRegisterValue) -> Self {
+    pub fn register(
+        mut self,
+        id: u64,
+        vp: u32,
+        vtl: u8,
+        name: HvRegisterName,
+        value: HvRegisterValue,
+    ) -> Self {
         self.model.set_register(id, vp, vtl, name, value);
         self
     }

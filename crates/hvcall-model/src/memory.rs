@@ -91,7 +91,8 @@ impl GuestRam {
         if self.regions.iter().any(|r| base < r.end() && r.base < end) {
             return Err(LayoutError::Overlap { base, len });
         }
-        let bytes = vec![0; usize::try_from(len).map_err(|_| LayoutError::BadRegion { base, len })?];
+        let bytes =
+            vec![0; usize::try_from(len).map_err(|_| LayoutError::BadRegion { base, len })?];
         self.regions.push(Region { base, bytes });
         self.regions.sort_by_key(|r| r.base);
         Ok(())
@@ -131,7 +132,10 @@ impl GuestRam {
         let mut written = 0usize;
         while written < data.len() {
             let at = gpa.checked_add(written as u64)?;
-            let region = self.regions.iter_mut().find(|r| r.base <= at && at < r.end())?;
+            let region = self
+                .regions
+                .iter_mut()
+                .find(|r| r.base <= at && at < r.end())?;
             let offset = usize::try_from(at - region.base).ok()?;
             let room = region.bytes.len() - offset;
             let n = room.min(data.len() - written);
@@ -190,7 +194,9 @@ impl GuestMemory for GuestRam {
         if !self.is_ram(gpa, len) {
             return Err(MemoryError::NotRam { gpa, len });
         }
-        let bytes = self.peek(gpa, buf.len()).ok_or(MemoryError::NotRam { gpa, len })?;
+        let bytes = self
+            .peek(gpa, buf.len())
+            .ok_or(MemoryError::NotRam { gpa, len })?;
         buf.copy_from_slice(&bytes);
         Ok(())
     }

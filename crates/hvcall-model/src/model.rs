@@ -38,7 +38,13 @@ impl Vp {
     /// VTL). A register that was never set does not exist: reading it
     /// fails with `HV_STATUS_INVALID_PARAMETER`, which is how the model
     /// represents unknown and write-only names.
-    pub fn set_register(&mut self, arch: Arch, vtl: u8, name: HvRegisterName, value: HvRegisterValue) {
+    pub fn set_register(
+        &mut self,
+        arch: Arch,
+        vtl: u8,
+        name: HvRegisterName,
+        value: HvRegisterValue,
+    ) {
         if is_shared(arch, name) {
             self.shared.insert(name, value);
         } else {
@@ -127,7 +133,14 @@ impl Model {
 
     /// Set a register of (partition, VP, VTL); `false` if the VP does not
     /// exist.
-    pub fn set_register(&mut self, id: u64, vp: u32, vtl: u8, name: HvRegisterName, value: HvRegisterValue) -> bool {
+    pub fn set_register(
+        &mut self,
+        id: u64,
+        vp: u32,
+        vtl: u8,
+        name: HvRegisterName,
+        value: HvRegisterValue,
+    ) -> bool {
         let arch = self.arch;
         self.vp_mut(id, vp)
             .map(|v| v.set_register(arch, vtl, name, value))
@@ -181,7 +194,8 @@ impl Hypervisor for Model {
     }
 
     fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
-        self.vp(partition_id, vp_index).map_or(0, |v| v.enabled_vtls)
+        self.vp(partition_id, vp_index)
+            .map_or(0, |v| v.enabled_vtls)
     }
 
     fn snapshot(&mut self, target: &Target) -> Result<ModelSnapshot, HvStatus> {
@@ -212,6 +226,5 @@ impl Hypervisor for Model {
 
 /// The privileges a partition gets unless configured otherwise:
 /// AccessVpRegisters (the others do not matter to the dispatcher).
-pub const DEFAULT_PRIVILEGES: u64 = privilege::ACCESS_VP_REGISTERS
-    | privilege::ACCESS_HYPERCALL_MSRS
-    | privilege::ACCESS_VP_INDEX;
+pub const DEFAULT_PRIVILEGES: u64 =
+    privilege::ACCESS_VP_REGISTERS | privilege::ACCESS_HYPERCALL_MSRS | privilege::ACCESS_VP_INDEX;

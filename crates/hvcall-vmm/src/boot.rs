@@ -84,14 +84,22 @@ pub fn write_boot_structures(ram: &GuestRam) -> Result<(), RamError> {
     ram.write(TSS_ADDRESS, &[0; 0x68])?;
 
     let gibs = ram.size().div_ceil(GIB);
-    ram.write(PML4_ADDRESS, &(PDPT_ADDRESS | PTE_PRESENT | PTE_WRITABLE).to_le_bytes())?;
+    ram.write(
+        PML4_ADDRESS,
+        &(PDPT_ADDRESS | PTE_PRESENT | PTE_WRITABLE).to_le_bytes(),
+    )?;
     for g in 0..gibs {
         let pd = PD_ADDRESS + g * 0x1000;
-        ram.write(PDPT_ADDRESS + g * 8, &(pd | PTE_PRESENT | PTE_WRITABLE).to_le_bytes())?;
+        ram.write(
+            PDPT_ADDRESS + g * 8,
+            &(pd | PTE_PRESENT | PTE_WRITABLE).to_le_bytes(),
+        )?;
         let first = g * GIB;
         let entries = (ram.size() - first).div_ceil(TWO_MIB).min(512);
         let table: Vec<u8> = (0..entries)
-            .flat_map(|i| (first + i * TWO_MIB | PTE_PRESENT | PTE_WRITABLE | PTE_LARGE).to_le_bytes())
+            .flat_map(|i| {
+                ((first + i * TWO_MIB) | PTE_PRESENT | PTE_WRITABLE | PTE_LARGE).to_le_bytes()
+            })
             .collect();
         ram.write(pd, &table)?;
     }
@@ -141,7 +149,12 @@ pub fn initial_sregs(base: &kvm_sregs) -> kvm_sregs {
             present: 1,
             ..Default::default()
         },
-        ldt: kvm_segment { type_: 0x2, present: 1, unusable: 1, ..Default::default() },
+        ldt: kvm_segment {
+            type_: 0x2,
+            present: 1,
+            unusable: 1,
+            ..Default::default()
+        },
         gdt: kvm_bindings::kvm_dtable {
             base: GDT_ADDRESS,
             limit: (GDT.len() * 8 - 1) as u16,
@@ -183,7 +196,7 @@ mod tests {
         };
         assert_eq!(read(PML4_ADDRESS) & !0xFFF, PDPT_ADDRESS);
         assert_eq!(read(PDPT_ADDRESS + 8) & !0xFFF, PD_ADDRESS + 0x1000);
-        assert_eq!(read(PD_ADDRESS + 8 * 511), 511 * TWO_MIB | 0x83);
+        assert_eq!(read(PD_ADDRESS + 8 * 511), (511 * TWO_MIB) | 0x83);
         assert_eq!(read(PD_ADDRESS + 0x1000), GIB | 0x83);
         assert_eq!(read(PD_ADDRESS + 0x1000 + 8), 0, "nothing mapped past RAM");
     }

@@ -61,7 +61,11 @@ impl HypervLeaves {
         if access_vp_registers {
             privileges |= privilege::ACCESS_VP_REGISTERS;
         }
-        Self { privileges, xmm_fast, cpus }
+        Self {
+            privileges,
+            xmm_fast,
+            cpus,
+        }
     }
 
     /// The value of Hyper-V leaf `function`; leaves above
@@ -74,8 +78,15 @@ impl HypervLeaves {
                 ecx: u32::from_le_bytes(*b"osof"),
                 edx: u32::from_le_bytes(*b"t Hv"),
             },
-            leaf::LEAF_INTERFACE => Leaf { eax: leaf::INTERFACE_SIGNATURE, ..Leaf::default() },
-            0x4000_0002 => Leaf { eax: VERSION_BUILD, ebx: VERSION_MAJOR_MINOR, ..Leaf::default() },
+            leaf::LEAF_INTERFACE => Leaf {
+                eax: leaf::INTERFACE_SIGNATURE,
+                ..Leaf::default()
+            },
+            0x4000_0002 => Leaf {
+                eax: VERSION_BUILD,
+                ebx: VERSION_MAJOR_MINOR,
+                ..Leaf::default()
+            },
             leaf::LEAF_FEATURES => {
                 let mut edx = HYPERCALL_MSR_LOCK_EDX;
                 if self.xmm_fast {
@@ -89,9 +100,15 @@ impl HypervLeaves {
                 }
             }
             // Recommendations: none, and never notify about spinlocks.
-            0x4000_0004 => Leaf { ebx: u32::MAX, ..Leaf::default() },
+            0x4000_0004 => Leaf {
+                ebx: u32::MAX,
+                ..Leaf::default()
+            },
             // Implementation limits: max VPs; max LPs not reported.
-            0x4000_0005 => Leaf { eax: self.cpus, ..Leaf::default() },
+            0x4000_0005 => Leaf {
+                eax: self.cpus,
+                ..Leaf::default()
+            },
             _ => Leaf::default(),
         }
     }
@@ -144,7 +161,10 @@ mod tests {
         let hv = HypervLeaves::new(true, true, 2);
         let v = hv.leaf(0x4000_0000);
         assert!(v.eax >= 0x4000_0005);
-        let vendor: Vec<u8> = [v.ebx, v.ecx, v.edx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        let vendor: Vec<u8> = [v.ebx, v.ecx, v.edx]
+            .iter()
+            .flat_map(|r| r.to_le_bytes())
+            .collect();
         assert_eq!(vendor, b"Microsoft Hv");
         assert_eq!(hv.leaf(0x4000_0001).eax.to_le_bytes(), *b"Hv#1");
         let f = hv.leaf(0x4000_0003);
@@ -164,17 +184,33 @@ mod tests {
 
     #[test]
     fn packing_is_eax_ebx_ecx_edx_low_to_high() {
-        let l = Leaf { eax: 1, ebx: 2, ecx: 3, edx: 4 };
+        let l = Leaf {
+            eax: 1,
+            ebx: 2,
+            ecx: 3,
+            edx: 4,
+        };
         assert_eq!(l.packed(), 1 | (2 << 32) | (3 << 64) | (4 << 96));
     }
 
     #[test]
     fn table_replaces_kvm_leaves() {
-        let kvm_leaf = kvm_cpuid_entry2 { function: 0x4000_0000, eax: 0x4000_0001, ..Default::default() };
-        let one = kvm_cpuid_entry2 { function: 1, ..Default::default() };
+        let kvm_leaf = kvm_cpuid_entry2 {
+            function: 0x4000_0000,
+            eax: 0x4000_0001,
+            ..Default::default()
+        };
+        let one = kvm_cpuid_entry2 {
+            function: 1,
+            ..Default::default()
+        };
         let supported = CpuId::from_entries(&[one, kvm_leaf]).unwrap();
         let t = guest_cpuid(&supported, &HypervLeaves::new(true, true, 2), 1).unwrap();
-        let vendors: Vec<_> = t.as_slice().iter().filter(|e| e.function == 0x4000_0000).collect();
+        let vendors: Vec<_> = t
+            .as_slice()
+            .iter()
+            .filter(|e| e.function == 0x4000_0000)
+            .collect();
         assert_eq!(vendors.len(), 1);
         assert_eq!(vendors[0].eax, MAX_HYPERV_LEAF);
         let l1 = t.as_slice().iter().find(|e| e.function == 1).unwrap();

@@ -10,7 +10,9 @@
 
 use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
 use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
-use hvcall_dispatch::{dispatch, CallContext, CallerRegisters, Convention, Hypervisor, Outcome, VpState};
+use hvcall_dispatch::{
+    dispatch, CallContext, CallerRegisters, Convention, Hypervisor, Outcome, VpState,
+};
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
@@ -42,7 +44,13 @@ pub struct CallerRegs<'a> {
 
 impl<'a> CallerRegs<'a> {
     fn new(regs: kvm_regs, vcpu: &'a VcpuFd) -> Self {
-        Self { regs, vcpu, fpu: None, fpu_dirty: false, fpu_error: None }
+        Self {
+            regs,
+            vcpu,
+            fpu: None,
+            fpu_dirty: false,
+            fpu_error: None,
+        }
     }
 
     fn gpr_mut(&mut self, index: usize) -> Option<&mut u64> {
@@ -139,6 +147,7 @@ pub struct VpHypervisor<'a> {
 
 impl VpHypervisor<'_> {
     fn serve_self(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd) -> Served {
+        shared.counters.snapshot_served();
         VpSnapshot::capture(vcpu, shared.synthetic(vp))
             .map(Box::new)
             .map_err(|e| SnapshotError::Fetch(e.to_string()))
@@ -165,7 +174,10 @@ impl Hypervisor for VpHypervisor<'_> {
                 parent: Some(ROOT_PARTITION_ID),
                 vp_count: self.shared.leaves.cpus,
             }),
-            ROOT_PARTITION_ID => Some(PartitionInfo { parent: None, vp_count: 0 }),
+            ROOT_PARTITION_ID => Some(PartitionInfo {
+                parent: None,
+                vp_count: 0,
+            }),
             _ => None,
         }
     }
@@ -179,11 +191,17 @@ impl Hypervisor for VpHypervisor<'_> {
             return Err(HvStatus::INVALID_PARAMETER);
         }
         if target.vp_index == self.vp {
-            return Ok(VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp)));
+            return Ok(VpSnapshot::from_sync(
+                self.at_call,
+                self.shared.synthetic(self.vp),
+            ));
         }
         let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
         let mut serve = || Self::serve_self(shared, vp, vcpu);
-        match shared.rendezvous.request_snapshot(vp, target.vp_index, &mut serve) {
+        match shared
+            .rendezvous
+            .request_snapshot(vp, target.vp_index, &mut serve)
+        {
             Ok(s) => Ok(*s),
             Err(e) => {
                 tracing::debug!(vp, target = target.vp_index, %e, "no snapshot");
@@ -195,7 +213,11 @@ impl Hypervisor for VpHypervisor<'_> {
         }
     }
 
-    fn read_register(&mut self, snapshot: &mut VpSnapshot, name: HvRegisterName) -> Result<HvRegisterValue, HvStatus> {
+    fn read_register(
+        &mut self,
+        snapshot: &mut VpSnapshot,
+        name: HvRegisterName,
+    ) -> Result<HvRegisterValue, HvStatus> {
         let group = group_of(name).ok_or(HvStatus::INVALID_PARAMETER)?;
         if !snapshot.has(group) && snapshot.vp_index() == self.vp {
             if let Err(e) = snapshot.fill(group, self.vcpu) {
@@ -240,8 +262,21 @@ pub fn handle(
         let vcpu_ref: &VcpuFd = vcpu;
         let mut regs = CallerRegs::new(sync.regs, vcpu_ref);
         let mut memory = CallerMemory::new(shared.ram, overlay);
-        let mut hv = VpHypervisor { shared, vp, vcpu: vcpu_ref, at_call, fetch_error: None };
-        let outcome = dispatch(&ctx, &mut regs, &mut memory, &mut hv, state, &shared.dispatch);
+        let mut hv = VpHypervisor {
+            shared,
+            vp,
+            vcpu: vcpu_ref,
+            at_call,
+            fetch_error: None,
+        };
+        let outcome = dispatch(
+            &ctx,
+            &mut regs,
+            &mut memory,
+            &mut hv,
+            state,
+            &shared.dispatch,
+        );
         if let Some(e) = regs.fpu_error {
             return Err(fault(format!("KVM_GET_FPU: {e}")));
         }
@@ -250,7 +285,9 @@ pub fn handle(
         }
         if regs.fpu_dirty {
             if let Some(f) = &regs.fpu {
-                vcpu_ref.set_fpu(f).map_err(|e| fault(format!("KVM_SET_FPU: {e}")))?;
+                vcpu_ref
+                    .set_fpu(f)
+                    .map_err(|e| fault(format!("KVM_SET_FPU: {e}")))?;
             }
         }
         (outcome, regs.regs)

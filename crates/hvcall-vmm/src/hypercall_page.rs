@@ -75,11 +75,31 @@ pub struct Slot {
 /// read-only) and RAM above it (slot 1). Empty pieces are left out.
 pub fn slot_layout(ram_size: u64, page: Option<u64>) -> Vec<Slot> {
     match page {
-        None => vec![Slot { slot: 0, gpa: 0, size: ram_size, overlay: false }],
+        None => vec![Slot {
+            slot: 0,
+            gpa: 0,
+            size: ram_size,
+            overlay: false,
+        }],
         Some(p) => [
-            Slot { slot: 0, gpa: 0, size: p, overlay: false },
-            Slot { slot: 2, gpa: p, size: PAGE_SIZE, overlay: true },
-            Slot { slot: 1, gpa: p + PAGE_SIZE, size: ram_size - p - PAGE_SIZE, overlay: false },
+            Slot {
+                slot: 0,
+                gpa: 0,
+                size: p,
+                overlay: false,
+            },
+            Slot {
+                slot: 2,
+                gpa: p,
+                size: PAGE_SIZE,
+                overlay: true,
+            },
+            Slot {
+                slot: 1,
+                gpa: p + PAGE_SIZE,
+                size: ram_size - p - PAGE_SIZE,
+                overlay: false,
+            },
         ]
         .into_iter()
         .filter(|s| s.size != 0)
@@ -101,8 +121,15 @@ impl Memslots {
         let overlay_page = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), PAGE_SIZE as usize)])?;
         overlay_page
             .write_slice(&page_contents(), GuestAddress(0))
-            .map_err(|_| RamError::OutOfRange { gpa: 0, len: PAGE_SIZE })?;
-        let mut slots = Self { overlay_page, current: Vec::new(), overlay: None };
+            .map_err(|_| RamError::OutOfRange {
+                gpa: 0,
+                len: PAGE_SIZE,
+            })?;
+        let mut slots = Self {
+            overlay_page,
+            current: Vec::new(),
+            overlay: None,
+        };
         slots.set_overlay(vm, ram, None)?;
         Ok(slots)
     }
@@ -114,7 +141,12 @@ impl Memslots {
 
     /// Maps the overlay at `page` (or removes it). Every vCPU must be
     /// outside `KVM_RUN`.
-    pub fn set_overlay(&mut self, vm: &VmFd, ram: &GuestRam, page: Option<u64>) -> Result<(), SlotError> {
+    pub fn set_overlay(
+        &mut self,
+        vm: &VmFd,
+        ram: &GuestRam,
+        page: Option<u64>,
+    ) -> Result<(), SlotError> {
         if page == self.overlay && !self.current.is_empty() {
             return Ok(());
         }
@@ -126,7 +158,10 @@ impl Memslots {
             let host = if new.overlay {
                 self.overlay_page
                     .get_host_address(GuestAddress(0))
-                    .map_err(|_| RamError::OutOfRange { gpa: new.gpa, len: PAGE_SIZE })? as u64
+                    .map_err(|_| RamError::OutOfRange {
+                        gpa: new.gpa,
+                        len: PAGE_SIZE,
+                    })? as u64
             } else {
                 ram.host_address(new.gpa)?
             };

@@ -27,10 +27,12 @@ pub mod memory;
 pub mod msr;
 pub mod registers;
 pub mod rendezvous;
+pub mod stats;
 mod vcpu;
 pub mod vm;
 
 pub use config::{Console, VmConfig};
+pub use stats::RunStats;
 pub use vm::{Vm, VmExit};
 
 /// Why a VM could not be set up or run.

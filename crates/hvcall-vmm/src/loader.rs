@@ -116,8 +116,18 @@ pub struct LoadedImage {
     pub entry: u64,
 }
 
-fn slice_of<'a>(file: &'a [u8], what: &'static str, offset: u64, len: u64) -> Result<&'a [u8], LoadError> {
-    let err = LoadError::Truncated { what, offset, len, file_len: file.len() };
+fn slice_of<'a>(
+    file: &'a [u8],
+    what: &'static str,
+    offset: u64,
+    len: u64,
+) -> Result<&'a [u8], LoadError> {
+    let err = LoadError::Truncated {
+        what,
+        offset,
+        len,
+        file_len: file.len(),
+    };
     let start = usize::try_from(offset).map_err(|_| err.clone())?;
     let len_usize = usize::try_from(len).map_err(|_| err.clone())?;
     let end = start.checked_add(len_usize).ok_or_else(|| err.clone())?;
@@ -138,7 +148,9 @@ pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImag
         return Err(LoadError::Unsupported("not little-endian"));
     }
     if header.machine != EM_X86_64 {
-        return Err(LoadError::Unsupported("not x86-64 (e_machine != EM_X86_64)"));
+        return Err(LoadError::Unsupported(
+            "not x86-64 (e_machine != EM_X86_64)",
+        ));
     }
     if header.kind != ET_EXEC {
         return Err(LoadError::Unsupported(
@@ -152,16 +164,26 @@ pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImag
     let table = slice_of(elf, "program header table", header.phoff, table_len)?;
 
     let mut loaded = 0usize;
-    for (index, raw) in table.chunks_exact(usize::from(header.phentsize)).enumerate() {
+    for (index, raw) in table
+        .chunks_exact(usize::from(header.phentsize))
+        .enumerate()
+    {
         let ph = Elf64ProgramHeader::read_from_bytes(raw).map_err(|_| LoadError::NotElf)?;
         if ph.kind != PT_LOAD {
             continue;
         }
         if ph.filesz > ph.memsz {
-            return Err(LoadError::FileSizeAboveMemSize { index, filesz: ph.filesz, memsz: ph.memsz });
+            return Err(LoadError::FileSizeAboveMemSize {
+                index,
+                filesz: ph.filesz,
+                memsz: ph.memsz,
+            });
         }
         let in_range = ph.paddr >= IMAGE_MIN_ADDRESS
-            && ph.paddr.checked_add(ph.memsz).is_some_and(|end| end <= image_end);
+            && ph
+                .paddr
+                .checked_add(ph.memsz)
+                .is_some_and(|end| end <= image_end);
         if !in_range {
             return Err(LoadError::SegmentOutOfRange {
                 index,
@@ -181,7 +203,13 @@ pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImag
         };
         ram.write(ph.paddr, data).map_err(range_err)?;
         zero(ram, ph.paddr + ph.filesz, ph.memsz - ph.filesz).map_err(range_err)?;
-        tracing::debug!(index, paddr = ph.paddr, filesz = ph.filesz, memsz = ph.memsz, "loaded segment");
+        tracing::debug!(
+            index,
+            paddr = ph.paddr,
+            filesz = ph.filesz,
+            memsz = ph.memsz,
+            "loaded segment"
+        );
         loaded += 1;
     }
     if loaded == 0 {
@@ -190,7 +218,9 @@ pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImag
     if !ram.contains(header.entry, 1) {
         return Err(LoadError::EntryOutOfRange(header.entry));
     }
-    Ok(LoadedImage { entry: header.entry })
+    Ok(LoadedImage {
+        entry: header.entry,
+    })
 }
 
 /// Zeroes `[gpa, gpa + len)` in bounded chunks.
@@ -268,11 +298,20 @@ mod tests {
     fn rejects_segments_below_1mib_or_into_stacks() {
         let ram = GuestRam::new(2).unwrap();
         let low = flat_elf(0xF_F000, &[0x90], 0);
-        assert!(matches!(load_elf(&ram, &low, END), Err(LoadError::SegmentOutOfRange { .. })));
+        assert!(matches!(
+            load_elf(&ram, &low, END),
+            Err(LoadError::SegmentOutOfRange { .. })
+        ));
         let high = flat_elf(END - 2, &[0x90; 4], 0);
-        assert!(matches!(load_elf(&ram, &high, END), Err(LoadError::SegmentOutOfRange { .. })));
+        assert!(matches!(
+            load_elf(&ram, &high, END),
+            Err(LoadError::SegmentOutOfRange { .. })
+        ));
         let wrap = flat_elf(u64::MAX - 1, &[0x90; 4], 0);
-        assert!(matches!(load_elf(&ram, &wrap, END), Err(LoadError::SegmentOutOfRange { .. })));
+        assert!(matches!(
+            load_elf(&ram, &wrap, END),
+            Err(LoadError::SegmentOutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -285,12 +324,21 @@ mod tests {
         }
         let mut pie = good.clone();
         pie[16] = 3; // ET_DYN
-        assert!(matches!(load_elf(&ram, &pie, END), Err(LoadError::Unsupported(_))));
+        assert!(matches!(
+            load_elf(&ram, &pie, END),
+            Err(LoadError::Unsupported(_))
+        ));
         let mut huge_off = good.clone();
         huge_off[64 + 8..64 + 16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(load_elf(&ram, &huge_off, END), Err(LoadError::Truncated { .. })));
+        assert!(matches!(
+            load_elf(&ram, &huge_off, END),
+            Err(LoadError::Truncated { .. })
+        ));
         let mut fs = good;
         fs[64 + 32..64 + 40].copy_from_slice(&100u64.to_le_bytes());
-        assert!(matches!(load_elf(&ram, &fs, END), Err(LoadError::FileSizeAboveMemSize { .. })));
+        assert!(matches!(
+            load_elf(&ram, &fs, END),
+            Err(LoadError::FileSizeAboveMemSize { .. })
+        ));
     }
 }

@@ -91,7 +91,12 @@ impl SyntheticMsrs {
     }
 
     /// WRMSR in a VM with `ram_size` bytes of RAM.
-    pub fn write(&mut self, index: u32, value: u64, ram_size: u64) -> Result<(), GeneralProtection> {
+    pub fn write(
+        &mut self,
+        index: u32,
+        value: u64,
+        ram_size: u64,
+    ) -> Result<(), GeneralProtection> {
         match index {
             msr::GUEST_OS_ID => {
                 self.guest_os_id = value;
@@ -106,7 +111,9 @@ impl SyntheticMsrs {
                 }
                 let mut new = value & !HYPERCALL_RSVDP;
                 let page = new & !(PAGE_SIZE - 1);
-                if new & HYPERCALL_ENABLE != 0 && page.checked_add(PAGE_SIZE).is_none_or(|e| e > ram_size) {
+                if new & HYPERCALL_ENABLE != 0
+                    && page.checked_add(PAGE_SIZE).is_none_or(|e| e > ram_size)
+                {
                     return Err(GeneralProtection);
                 }
                 if self.guest_os_id == 0 {
@@ -132,33 +139,56 @@ mod tests {
         m.write(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
         assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x20_0000));
         assert_eq!(m.overlay_page(), None);
-        m.write(msr::GUEST_OS_ID, 0x8000_0000_0000_0001, RAM).unwrap();
+        m.write(msr::GUEST_OS_ID, 0x8000_0000_0000_0001, RAM)
+            .unwrap();
         m.write(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
         assert_eq!(m.overlay_page(), Some(0x20_0000));
     }
 
     #[test]
     fn gpfn_outside_ram_is_gp() {
-        let mut m = SyntheticMsrs { guest_os_id: 1, hypercall: 0 };
-        assert_eq!(m.write(msr::HYPERCALL, RAM | 1, RAM), Err(GeneralProtection));
-        assert_eq!(m.write(msr::HYPERCALL, 0xFFFF_FFFF_FFFF_F001, RAM), Err(GeneralProtection));
+        let mut m = SyntheticMsrs {
+            guest_os_id: 1,
+            hypercall: 0,
+        };
+        assert_eq!(
+            m.write(msr::HYPERCALL, RAM | 1, RAM),
+            Err(GeneralProtection)
+        );
+        assert_eq!(
+            m.write(msr::HYPERCALL, 0xFFFF_FFFF_FFFF_F001, RAM),
+            Err(GeneralProtection)
+        );
         assert_eq!(m.write(msr::HYPERCALL, RAM - 0x1000 + 1, RAM), Ok(()));
-        assert_eq!(m.write(msr::HYPERCALL, RAM, RAM), Ok(()), "disabled: GPFN not checked");
+        assert_eq!(
+            m.write(msr::HYPERCALL, RAM, RAM),
+            Ok(()),
+            "disabled: GPFN not checked"
+        );
     }
 
     #[test]
     fn reserved_bits_ignored_and_lock_sticks() {
-        let mut m = SyntheticMsrs { guest_os_id: 1, hypercall: 0 };
+        let mut m = SyntheticMsrs {
+            guest_os_id: 1,
+            hypercall: 0,
+        };
         m.write(msr::HYPERCALL, 0x30_0000 | 0xFFC | 3, RAM).unwrap();
         assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x30_0003));
-        assert_eq!(m.write(msr::HYPERCALL, 0x40_0001, RAM), Err(GeneralProtection));
+        assert_eq!(
+            m.write(msr::HYPERCALL, 0x40_0001, RAM),
+            Err(GeneralProtection)
+        );
         m.write(msr::GUEST_OS_ID, 0, RAM).unwrap();
         assert_eq!(m.overlay_page(), Some(0x30_0000), "locked page stays");
     }
 
     #[test]
     fn guest_os_id_zero_disables_page() {
-        let mut m = SyntheticMsrs { guest_os_id: 1, hypercall: 0 };
+        let mut m = SyntheticMsrs {
+            guest_os_id: 1,
+            hypercall: 0,
+        };
         m.write(msr::HYPERCALL, 0x30_0001, RAM).unwrap();
         m.write(msr::GUEST_OS_ID, 0, RAM).unwrap();
         assert_eq!(m.overlay_page(), None);

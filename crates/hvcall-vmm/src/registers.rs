@@ -105,9 +105,10 @@ impl Source {
             | Source::PendingInterruption
             | Source::InterruptState => Group::Sync,
             Source::Msr(_) => Group::Msrs,
-            Source::Xmm(_) | Source::FpMmx(_) | Source::FpControlStatus | Source::XmmControlStatus => {
-                Group::Fpu
-            }
+            Source::Xmm(_)
+            | Source::FpMmx(_)
+            | Source::FpControlStatus
+            | Source::XmmControlStatus => Group::Fpu,
             Source::Dr(_) | Source::Dr6 | Source::Dr7 => Group::Debug,
             Source::Xfem => Group::Xcrs,
             Source::Synthetic(_) => Group::Synthetic,
@@ -285,7 +286,14 @@ impl VpSnapshot {
     /// A snapshot with only the sync group (`sync` as seen at the exit,
     /// RIP already set to what the snapshot must report).
     pub fn from_sync(sync: kvm_sync_regs, synthetic: SyntheticState) -> Self {
-        Self { sync, msrs: None, fpu: None, debug: None, xcr0: None, synthetic }
+        Self {
+            sync,
+            msrs: None,
+            fpu: None,
+            debug: None,
+            xcr0: None,
+            synthetic,
+        }
     }
 
     /// A whole snapshot of the vCPU owned by the calling thread.
@@ -333,7 +341,10 @@ impl VpSnapshot {
             Group::Xcrs => {
                 let xcrs = vcpu.get_xcrs().map_err(err)?;
                 let n = (xcrs.nr_xcrs as usize).min(xcrs.xcrs.len());
-                let xcr0 = xcrs.xcrs[..n].iter().find(|x| x.xcr == 0).map_or(0, |x| x.value);
+                let xcr0 = xcrs.xcrs[..n]
+                    .iter()
+                    .find(|x| x.xcr == 0)
+                    .map_or(0, |x| x.value);
                 self.xcr0 = Some(xcr0);
             }
         }
@@ -350,8 +361,8 @@ impl VpSnapshot {
         let v: u128 = match source {
             Source::Gpr(i) => u128::from(
                 [
-                    r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
-                    r.r12, r.r13, r.r14, r.r15,
+                    r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10,
+                    r.r11, r.r12, r.r13, r.r14, r.r15,
                 ][i],
             ),
             Source::Rip => u128::from(r.rip),
@@ -437,16 +448,27 @@ fn table_value(t: &kvm_dtable) -> u128 {
 
 /// HV_X64_PENDING_INTERRUPTION_REGISTER from the vCPU events.
 fn pending_interruption(e: &kvm_bindings::kvm_vcpu_events) -> u64 {
-    let (kind, vector, error): (u64, u8, Option<u32>) = if e.exception.injected != 0 || e.exception.pending != 0 {
-        (3, e.exception.nr, (e.exception.has_error_code != 0).then_some(e.exception.error_code))
-    } else if e.nmi.injected != 0 {
-        (2, 2, None)
-    } else if e.interrupt.injected != 0 {
-        (if e.interrupt.soft != 0 { 4 } else { 0 }, e.interrupt.nr, None)
-    } else {
-        return 0;
-    };
-    1 | (kind << 1) | (u64::from(error.is_some()) << 4) | (u64::from(vector) << 16)
+    let (kind, vector, error): (u64, u8, Option<u32>) =
+        if e.exception.injected != 0 || e.exception.pending != 0 {
+            (
+                3,
+                e.exception.nr,
+                (e.exception.has_error_code != 0).then_some(e.exception.error_code),
+            )
+        } else if e.nmi.injected != 0 {
+            (2, 2, None)
+        } else if e.interrupt.injected != 0 {
+            (
+                if e.interrupt.soft != 0 { 4 } else { 0 },
+                e.interrupt.nr,
+                None,
+            )
+        } else {
+            return 0;
+        };
+    1 | (kind << 1)
+        | (u64::from(error.is_some()) << 4)
+        | (u64::from(vector) << 16)
         | (u64::from(error.unwrap_or(0)) << 32)
 }
 
@@ -458,9 +480,13 @@ fn read_msrs(vcpu: &VcpuFd) -> Result<[Option<u64>; MSR_LIST.len()], kvm_ioctls:
     while start < MSR_LIST.len() {
         let entries: Vec<kvm_msr_entry> = MSR_LIST[start..]
             .iter()
-            .map(|(_, index)| kvm_msr_entry { index: *index, ..Default::default() })
+            .map(|(_, index)| kvm_msr_entry {
+                index: *index,
+                ..Default::default()
+            })
             .collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
+        let mut msrs =
+            Msrs::from_entries(&entries).map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
         let n = vcpu.get_msrs(&mut msrs)?;
         for (i, e) in msrs.as_slice().iter().take(n).enumerate() {
             out[start + i] = Some(e.data);
@@ -494,7 +520,11 @@ mod tests {
             unusable: 0,
             padding: 0,
         };
-        sync.sregs.gdt = kvm_dtable { base: 0x1000, limit: 0x2F, ..Default::default() };
+        sync.sregs.gdt = kvm_dtable {
+            base: 0x1000,
+            limit: 0x2F,
+            ..Default::default()
+        };
         let synthetic = SyntheticState {
             vp_index: 1,
             guest_os_id: 7,
@@ -508,9 +538,18 @@ mod tests {
     #[test]
     fn sync_group_values() {
         let s = snapshot();
-        assert_eq!(s.value(HvRegisterName(0x0002_0000)).unwrap().as_u128(), 0x1111);
-        assert_eq!(s.value(HvRegisterName(0x0002_000F)).unwrap().as_u128(), 0xF15);
-        assert_eq!(s.value(HvRegisterName(0x0002_0010)).unwrap().as_u128(), 0x10_0000);
+        assert_eq!(
+            s.value(HvRegisterName(0x0002_0000)).unwrap().as_u128(),
+            0x1111
+        );
+        assert_eq!(
+            s.value(HvRegisterName(0x0002_000F)).unwrap().as_u128(),
+            0xF15
+        );
+        assert_eq!(
+            s.value(HvRegisterName(0x0002_0010)).unwrap().as_u128(),
+            0x10_0000
+        );
     }
 
     #[test]
@@ -545,8 +584,14 @@ mod tests {
         let s = snapshot();
         assert_eq!(s.value(HvRegisterName(0x0009_0003)).unwrap().as_u128(), 1);
         assert_eq!(s.value(HvRegisterName(0x0009_0002)).unwrap().as_u128(), 7);
-        assert_eq!(s.value(HvRegisterName(0x0009_0001)).unwrap().as_u128(), 0x3000_0001);
-        assert_eq!(s.value(HvRegisterName(0x000D_0003)).unwrap().as_u128(), 1 << 16);
+        assert_eq!(
+            s.value(HvRegisterName(0x0009_0001)).unwrap().as_u128(),
+            0x3000_0001
+        );
+        assert_eq!(
+            s.value(HvRegisterName(0x000D_0003)).unwrap().as_u128(),
+            1 << 16
+        );
         assert_eq!(s.value(HvRegisterName(0x000D_0004)).unwrap().as_u128(), 1);
         let priv_info = s.value(HvRegisterName(0x0000_0200)).unwrap().as_u128();
         assert_eq!(priv_info as u32 & 0x60, 0x60);
@@ -555,7 +600,15 @@ mod tests {
 
     #[test]
     fn unknown_names_are_not_served() {
-        for n in [0, 0x0002_0012, 0x0004_0006, 0x0008_000C, 0x0009_0000, 0x000D_0005, 0x0003_001A] {
+        for n in [
+            0,
+            0x0002_0012,
+            0x0004_0006,
+            0x0008_000C,
+            0x0009_0000,
+            0x000D_0005,
+            0x0003_001A,
+        ] {
             assert!(!is_served(HvRegisterName(n)), "{n:#x}");
         }
         assert_eq!(group_of(HvRegisterName(0x0004_0005)), Some(Group::Xcrs));
@@ -571,6 +624,9 @@ mod tests {
         e.exception.nr = 13;
         e.exception.has_error_code = 1;
         e.exception.error_code = 0x18;
-        assert_eq!(pending_interruption(&e), 1 | (3 << 1) | (1 << 4) | (13 << 16) | (0x18 << 32));
+        assert_eq!(
+            pending_interruption(&e),
+            1 | (3 << 1) | (1 << 4) | (13 << 16) | (0x18 << 32)
+        );
     }
 }

@@ -83,7 +83,10 @@ impl Rendezvous {
             vps: (0..cpus).map(|_| VpSlot::default()).collect(),
             ..State::default()
         };
-        Self { state: Mutex::new(state), changed: Condvar::new() }
+        Self {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -187,7 +190,9 @@ impl Rendezvous {
     }
 
     fn has_requests(st: &State, vp: u32) -> bool {
-        st.vps.get(vp as usize).is_some_and(|s| !s.requests.is_empty())
+        st.vps
+            .get(vp as usize)
+            .is_some_and(|s| !s.requests.is_empty())
     }
 
     /// Called by VP `vp`'s thread before `KVM_RUN`. `consistent` says
@@ -224,7 +229,12 @@ impl Rendezvous {
 
     /// Called by VP `requester`'s thread (stopped at its hypercall) to get
     /// a consistent snapshot of VP `target` (another VP).
-    pub fn request_snapshot(&self, requester: u32, target: u32, take: &mut dyn FnMut() -> Served) -> Served {
+    pub fn request_snapshot(
+        &self,
+        requester: u32,
+        target: u32,
+        take: &mut dyn FnMut() -> Served,
+    ) -> Served {
         let mut st = self.lock();
         if st.ended.is_some() {
             return Err(SnapshotError::Ended);
@@ -238,7 +248,11 @@ impl Rendezvous {
         }
         self.changed.notify_all();
         loop {
-            if let Some(reply) = st.vps.get_mut(requester as usize).and_then(|s| s.reply.take()) {
+            if let Some(reply) = st
+                .vps
+                .get_mut(requester as usize)
+                .and_then(|s| s.reply.take())
+            {
                 return reply;
             }
             if st.ended.is_some() {
@@ -340,7 +354,10 @@ mod tests {
             time_ref_count: 0,
             leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
         };
-        Ok(Box::new(VpSnapshot::from_sync(Default::default(), synthetic)))
+        Ok(Box::new(VpSnapshot::from_sync(
+            Default::default(),
+            synthetic,
+        )))
     }
 
     #[test]

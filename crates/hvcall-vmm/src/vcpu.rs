@@ -14,7 +14,7 @@
 //! | shutdown, internal error, failed entry | the VM ends with [`VmExit::Fault`] |
 //! | `EINTR` (a kick) | answer snapshot requests, stop if the VM ended |
 
-use hvcall_dispatch::VpState;
+use hvcall_dispatch::{Outcome, VpState};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use crate::hypercall_page::HYPERCALL_PORT;
@@ -63,6 +63,7 @@ impl Drop for EndOnPanic<'_> {
 }
 
 fn serve(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd) -> Served {
+    shared.counters.snapshot_served();
     VpSnapshot::capture(vcpu, shared.synthetic(vp))
         .map(Box::new)
         .map_err(|e| SnapshotError::Fetch(e.to_string()))
@@ -80,7 +81,9 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     loop {
         let next = {
             let v: &VcpuFd = vcpu;
-            shared.rendezvous.before_run(vp, consistent, &mut || serve(shared, vp, v))
+            shared
+                .rendezvous
+                .before_run(vp, consistent, &mut || serve(shared, vp, v))
         };
         match next {
             Next::Stop => break,
@@ -99,21 +102,33 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 consistent = true;
             }
             Action::Hypercall => match crate::hypercall::handle(shared, vp, vcpu, state) {
-                Ok(_) => consistent = true,
-                Err(e) => shared.rendezvous.end(VmExit::Fault { vp, reason: e.to_string() }),
+                Ok(outcome) => {
+                    shared.counters.hypercall(outcome == Outcome::Continue);
+                    consistent = true;
+                }
+                Err(e) => shared.rendezvous.end(VmExit::Fault {
+                    vp,
+                    reason: e.to_string(),
+                }),
             },
             Action::Halt => {
                 let interrupts_disabled = vcpu.sync_regs().regs.rflags & RFLAGS_IF == 0;
                 tracing::debug!(vp, interrupts_disabled, "halted");
                 let v: &VcpuFd = vcpu;
-                shared.rendezvous.halt(vp, interrupts_disabled, &mut || serve(shared, vp, v));
+                shared
+                    .rendezvous
+                    .halt(vp, interrupts_disabled, &mut || serve(shared, vp, v));
             }
             Action::InternalError => {
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so
                 // `internal` is the active member of the exit union.
                 let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                 let rip = vcpu.sync_regs().regs.rip;
-                let what = if suberror == 1 { " (emulation failure)" } else { "" };
+                let what = if suberror == 1 {
+                    " (emulation failure)"
+                } else {
+                    ""
+                };
                 let reason = format!("KVM internal error, suberror {suberror}{what}, RIP {rip:#x}");
                 shared.rendezvous.end(VmExit::Fault { vp, reason });
             }
@@ -128,6 +143,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
 fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
     let result = vcpu.run();
     shared.rendezvous.after_run();
+    shared.counters.exit();
     match result {
         Ok(VcpuExit::IoOut(port, data)) => match port {
             COM1_DATA => {
@@ -142,7 +158,11 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             }
         },
         Ok(VcpuExit::IoIn(port, data)) => {
-            let value = if port == COM1_LSR { LSR_TRANSMITTER_EMPTY } else { 0xFF };
+            let value = if port == COM1_LSR {
+                LSR_TRANSMITTER_EMPTY
+            } else {
+                0xFF
+            };
             data.fill(value);
             Action::Continue
         }
@@ -157,7 +177,12 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             match shared.write_msr(exit.index, exit.data) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => *exit.error = 1,
-                Err(e) => return Action::End(VmExit::Fault { vp, reason: e.to_string() }),
+                Err(e) => {
+                    return Action::End(VmExit::Fault {
+                        vp,
+                        reason: e.to_string(),
+                    })
+                }
             }
             Action::Continue
         }
@@ -179,9 +204,15 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             vp,
             reason: format!("VM entry failed: hardware reason {reason:#x} on CPU {cpu}"),
         }),
-        Ok(other) => Action::End(VmExit::Fault { vp, reason: format!("unexpected exit {other:?}") }),
+        Ok(other) => Action::End(VmExit::Fault {
+            vp,
+            reason: format!("unexpected exit {other:?}"),
+        }),
         Err(e) if e.errno() == libc::EINTR => Action::Interrupted,
         Err(e) if e.errno() == libc::EAGAIN => Action::Continue,
-        Err(e) => Action::End(VmExit::Fault { vp, reason: format!("KVM_RUN failed: {e}") }),
+        Err(e) => Action::End(VmExit::Fault {
+            vp,
+            reason: format!("KVM_RUN failed: {e}"),
+        }),
     }
 }

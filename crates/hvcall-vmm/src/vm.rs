@@ -21,6 +21,7 @@ use crate::memory::GuestRam;
 use crate::msr::{self, GeneralProtection, SyntheticMsrs};
 use crate::registers::{SyntheticState, VpSnapshot};
 use crate::rendezvous::Rendezvous;
+use crate::stats::{Counters, RunStats};
 use crate::{VmConfig, VmmError};
 
 /// Most vCPUs a VM may have.
@@ -89,11 +90,15 @@ pub struct Vm {
     states: Vec<VpState<VpSnapshot>>,
     created: Instant,
     image: Option<LoadedImage>,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("config", &self.config).field("image", &self.image).finish()
+        f.debug_struct("Vm")
+            .field("config", &self.config)
+            .field("image", &self.image)
+            .finish()
     }
 }
 
@@ -106,7 +111,10 @@ impl Vm {
     /// long mode (pointing nowhere until an image is loaded).
     pub fn new(config: &VmConfig) -> Result<Self, VmmError> {
         if config.cpus == 0 || config.cpus > MAX_CPUS {
-            return Err(VmmError::Config(format!("cpus must be 1..={MAX_CPUS}, not {}", config.cpus)));
+            return Err(VmmError::Config(format!(
+                "cpus must be 1..={MAX_CPUS}, not {}",
+                config.cpus
+            )));
         }
         let ram = GuestRam::new(config.memory_mib)?;
         if boot::stacks_start(ram.size(), config.cpus) <= loader::IMAGE_MIN_ADDRESS {
@@ -131,12 +139,15 @@ impl Vm {
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
         let mut vcpus = Vec::with_capacity(config.cpus as usize);
         for i in 0..config.cpus {
-            let vcpu = vm_fd.create_vcpu(u64::from(i)).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            let vcpu = vm_fd
+                .create_vcpu(u64::from(i))
+                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
             let cpuid = guest_cpuid(&supported, &leaves, i)
                 .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
             let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-            vcpu.set_sregs(&boot::initial_sregs(&sregs)).map_err(kvm_err("KVM_SET_SREGS"))?;
+            vcpu.set_sregs(&boot::initial_sregs(&sregs))
+                .map_err(kvm_err("KVM_SET_SREGS"))?;
             vcpus.push(vcpu);
         }
         Ok(Self {
@@ -151,6 +162,7 @@ impl Vm {
             states: (0..config.cpus).map(|_| VpState::new()).collect(),
             created: Instant::now(),
             image: None,
+            counters: Counters::default(),
         })
     }
 
@@ -178,6 +190,11 @@ impl Vm {
         *lock(&self.msrs)
     }
 
+    /// What the VM did so far (all runs).
+    pub fn stats(&self) -> RunStats {
+        self.counters.get()
+    }
+
     /// Runs every vCPU until the VM ends: a guest exit, all VPs halted, a
     /// fault, or the watchdog.
     pub fn run(&mut self) -> Result<VmExit, VmmError> {
@@ -194,11 +211,19 @@ impl Vm {
             leaves: self.leaves,
             rendezvous: Rendezvous::new(self.config.cpus),
             created: self.created,
-            dispatch: DispatchConfig { max_reps_per_entry: self.config.max_reps_per_entry },
+            dispatch: DispatchConfig {
+                max_reps_per_entry: self.config.max_reps_per_entry,
+            },
+            counters: &self.counters,
         };
         let shared = &shared;
         std::thread::scope(|s| {
-            for (vp, (vcpu, state)) in self.vcpus.iter_mut().zip(self.states.iter_mut()).enumerate() {
+            for (vp, (vcpu, state)) in self
+                .vcpus
+                .iter_mut()
+                .zip(self.states.iter_mut())
+                .enumerate()
+            {
                 std::thread::Builder::new()
                     .name(format!("vcpu{vp}"))
                     .spawn_scoped(s, move || crate::vcpu::run(shared, vp as u32, vcpu, state))
@@ -210,7 +235,12 @@ impl Vm {
             }
             Ok::<(), VmmError>(())
         })
-        .inspect_err(|_| shared.rendezvous.end(VmExit::Fault { vp: 0, reason: "setup".into() }))?;
+        .inspect_err(|_| {
+            shared.rendezvous.end(VmExit::Fault {
+                vp: 0,
+                reason: "setup".into(),
+            })
+        })?;
         self.config.console.flush();
         Ok(shared.rendezvous.ended().unwrap_or(VmExit::Fault {
             vp: 0,
@@ -243,6 +273,8 @@ pub struct Shared<'a> {
     pub created: Instant,
     /// The dispatcher's tuning.
     pub dispatch: DispatchConfig,
+    /// Counters.
+    pub(crate) counters: &'a Counters,
 }
 
 impl Shared<'_> {
@@ -271,7 +303,11 @@ impl Shared<'_> {
     /// WRMSR of a synthetic MSR. Moving the hypercall page pauses every
     /// vCPU while the memory slots change. The outer error is a KVM failure
     /// (the VM must end), the inner one a #GP for the guest.
-    pub fn write_msr(&self, index: u32, value: u64) -> Result<Result<(), GeneralProtection>, SlotError> {
+    pub fn write_msr(
+        &self,
+        index: u32,
+        value: u64,
+    ) -> Result<Result<(), GeneralProtection>, SlotError> {
         let mut msrs = lock(self.msrs);
         let mut new = *msrs;
         if let Err(gp) = new.write(index, value, self.ram.size()) {

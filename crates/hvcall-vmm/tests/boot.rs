@@ -23,7 +23,10 @@ fn com1_bytes_reach_the_console_and_lsr_reports_empty() {
         return;
     }
     let (console, buffer) = Console::buffer();
-    let cfg = VmConfig { console, ..config(1) };
+    let cfg = VmConfig {
+        console,
+        ..config(1)
+    };
     let (_, exit) = run(&cfg, guests::COM1);
     assert_eq!(exit, VmExit::Exited(0));
     assert_eq!(buffer.lock().unwrap().as_slice(), b"hi\n");
@@ -44,7 +47,10 @@ fn stray_vmcall_is_stopped_by_the_watchdog() {
     if !kvm_available("stray_vmcall_is_stopped_by_the_watchdog") {
         return;
     }
-    let cfg = VmConfig { watchdog: Duration::from_millis(300), ..config(2) };
+    let cfg = VmConfig {
+        watchdog: Duration::from_millis(300),
+        ..config(2)
+    };
     let (_, exit) = run(&cfg, guests::VMCALL);
     assert_eq!(exit, VmExit::Watchdog);
     assert_ne!(exit.status(), 0);
@@ -73,7 +79,11 @@ fn every_vp_starts_per_the_boot_protocol() {
         let at = |i: u64| read_u64(&vm, 0x20_0000 + 64 * vp + 8 * i);
         assert_eq!(at(0), vp, "RDI = VP index");
         assert_eq!(at(1), 2, "RSI = VP count");
-        assert_eq!(at(2), ram_end - vp * 64 * 1024, "RSP = RAM end - i * 64 KiB");
+        assert_eq!(
+            at(2),
+            ram_end - vp * 64 * 1024,
+            "RSP = RAM end - i * 64 KiB"
+        );
         let cr0 = at(3);
         assert_eq!(cr0 & 0x8000_0031, 0x8000_0031, "CR0 PE|ET|NE|PG: {cr0:#x}");
         assert_eq!(at(4) & 0x620, 0x620, "CR4 PAE|OSFXSR|OSXMMEXCPT");

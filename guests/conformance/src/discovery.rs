@@ -36,7 +36,10 @@ fn record(vp: u32) {
         return;
     }
     let leaf = __cpuid(cpuid::LEAF_FEATURES);
-    PRIVILEGES[i].store(u64::from(leaf.eax) | (u64::from(leaf.ebx) << 32), Ordering::Relaxed);
+    PRIVILEGES[i].store(
+        u64::from(leaf.eax) | (u64::from(leaf.ebx) << 32),
+        Ordering::Relaxed,
+    );
     FEATURES_EDX[i].store(u64::from(leaf.edx), Ordering::Relaxed);
     let index = fault::rdmsr(msr::VP_INDEX).map_or(u64::MAX, |v| v.wrapping_add(1));
     VP_INDEX_MSR[i].store(index, Ordering::Release);
@@ -46,55 +49,112 @@ fn record(vp: u32) {
 /// reporting) if the page cannot be used.
 pub fn run(r: &mut Report, vps: u32) -> Option<Env> {
     record(0);
-    r.case("§6 discovery", "CPUID 0x1 ECX[31] (hypervisor present)", || {
-        check("ECX[31]", __cpuid(1).ecx & cpuid::HYPERVISOR_PRESENT_ECX != 0)
-    });
-    r.case("§6 discovery", "CPUID 0x40000000: max leaf >= 0x40000005, \"Microsoft Hv\"", || {
-        let l = __cpuid(cpuid::LEAF_VENDOR);
-        check("max leaf", l.eax >= 0x4000_0005)?;
-        check("vendor", hvcall_guest::discovery::vendor_bytes(l.ebx, l.ecx, l.edx) == *b"Microsoft Hv")
-    });
+    r.case(
+        "§6 discovery",
+        "CPUID 0x1 ECX[31] (hypervisor present)",
+        || {
+            check(
+                "ECX[31]",
+                __cpuid(1).ecx & cpuid::HYPERVISOR_PRESENT_ECX != 0,
+            )
+        },
+    );
+    r.case(
+        "§6 discovery",
+        "CPUID 0x40000000: max leaf >= 0x40000005, \"Microsoft Hv\"",
+        || {
+            let l = __cpuid(cpuid::LEAF_VENDOR);
+            check("max leaf", l.eax >= 0x4000_0005)?;
+            check(
+                "vendor",
+                hvcall_guest::discovery::vendor_bytes(l.ebx, l.ecx, l.edx) == *b"Microsoft Hv",
+            )
+        },
+    );
     r.case("§6 discovery", "CPUID 0x40000001: \"Hv#1\"", || {
-        eq("EAX", u64::from(__cpuid(cpuid::LEAF_INTERFACE).eax), u64::from(cpuid::INTERFACE_SIGNATURE))
+        eq(
+            "EAX",
+            u64::from(__cpuid(cpuid::LEAF_INTERFACE).eax),
+            u64::from(cpuid::INTERFACE_SIGNATURE),
+        )
     });
     let features = match discover() {
         Ok(f) => f,
         Err(e) => {
             outln!("FAIL §6 discovery: ", e);
-            r.case("§6 discovery", "hvcall_guest::discover", || check("discover", false));
+            r.case("§6 discovery", "hvcall_guest::discover", || {
+                check("discover", false)
+            });
             return None;
         }
     };
-    r.case("§6 privileges", "AccessHypercallMsrs (EAX 5) and AccessVpIndex (EAX 6)", || {
-        check("AccessHypercallMsrs", features.has_privilege(privilege::ACCESS_HYPERCALL_MSRS))?;
-        check("AccessVpIndex", features.has_privilege(privilege::ACCESS_VP_INDEX))
-    });
+    r.case(
+        "§6 privileges",
+        "AccessHypercallMsrs (EAX 5) and AccessVpIndex (EAX 6)",
+        || {
+            check(
+                "AccessHypercallMsrs",
+                features.has_privilege(privilege::ACCESS_HYPERCALL_MSRS),
+            )?;
+            check(
+                "AccessVpIndex",
+                features.has_privilege(privilege::ACCESS_VP_INDEX),
+            )
+        },
+    );
     outln!(
         "note: AccessVpRegisters ",
-        if features.can_access_vp_registers() { "advertised" } else { "withheld" },
+        if features.can_access_vp_registers() {
+            "advertised"
+        } else {
+            "withheld"
+        },
         "; XMM fast input ",
-        if features.xmm_fast_input() { "advertised" } else { "withheld" },
+        if features.xmm_fast_input() {
+            "advertised"
+        } else {
+            "withheld"
+        },
         ", output ",
-        if features.xmm_fast_output() { "advertised" } else { "withheld" }
+        if features.xmm_fast_output() {
+            "advertised"
+        } else {
+            "withheld"
+        }
     );
-    r.case("§6 discovery", "XMM fast input (EDX 4) and output (EDX 15) advertised together", || {
-        eq("EDX bit 4", u64::from(features.xmm_fast_input()), u64::from(features.xmm_fast_output()))
-    });
-    r.case("§6 privileges", "privilege mask, features and VP index MSR the same on every VP", || {
-        every_vp_agrees(vps)
-    });
+    r.case(
+        "§6 discovery",
+        "XMM fast input (EDX 4) and output (EDX 15) advertised together",
+        || {
+            eq(
+                "EDX bit 4",
+                u64::from(features.xmm_fast_input()),
+                u64::from(features.xmm_fast_output()),
+            )
+        },
+    );
+    r.case(
+        "§6 privileges",
+        "privilege mask, features and VP index MSR the same on every VP",
+        || every_vp_agrees(vps),
+    );
     msr_cases(r);
     let va = (&raw const HYPERCALL_PAGE).cast::<u8>();
     let page_gpa = gpa(va);
-    r.case("§6 MSRs", "hypercall MSR enables at a RAM page, reads back GPFN|1", || {
-        no_fault(fault::wrmsr(msr::HYPERCALL, page_gpa | 1))?;
-        let back = no_fault(fault::rdmsr(msr::HYPERCALL))?;
-        eq("hypercall MSR", back & !0xFFC, page_gpa | 1)
-    });
+    r.case(
+        "§6 MSRs",
+        "hypercall MSR enables at a RAM page, reads back GPFN|1",
+        || {
+            no_fault(fault::wrmsr(msr::HYPERCALL, page_gpa | 1))?;
+            let back = no_fault(fault::rdmsr(msr::HYPERCALL))?;
+            eq("hypercall MSR", back & !0xFFC, page_gpa | 1)
+        },
+    );
     // SAFETY: the page is enabled at `va` if the case above passed; a
     // broken page is caught by the cases that call it.
+    let page = unsafe { HypercallPage::from_raw(va) };
     let env = Env {
-        page: unsafe { HypercallPage::from_raw(va) },
+        page,
         features,
         vps,
     };
@@ -127,33 +187,72 @@ fn gp<T>(result: Result<T, fault::Fault>) -> Outcome {
 }
 
 fn msr_cases(r: &mut Report) {
-    r.case("§6 MSRs", "VP index MSR is read-only: WRMSR raises #GP", || {
-        gp(fault::wrmsr(msr::VP_INDEX, 5))?;
-        eq("VP index after the write", fault::rdmsr(msr::VP_INDEX).unwrap_or(u64::MAX), 0)
-    });
-    r.case("§6 MSRs", "guest OS ID reads 0 before the guest sets it", || {
-        eq("guest OS ID", fault::rdmsr(msr::GUEST_OS_ID).unwrap_or(u64::MAX), 0)
-    });
+    r.case(
+        "§6 MSRs",
+        "VP index MSR is read-only: WRMSR raises #GP",
+        || {
+            gp(fault::wrmsr(msr::VP_INDEX, 5))?;
+            eq(
+                "VP index after the write",
+                fault::rdmsr(msr::VP_INDEX).unwrap_or(u64::MAX),
+                0,
+            )
+        },
+    );
+    r.case(
+        "§6 MSRs",
+        "guest OS ID reads 0 before the guest sets it",
+        || {
+            eq(
+                "guest OS ID",
+                fault::rdmsr(msr::GUEST_OS_ID).unwrap_or(u64::MAX),
+                0,
+            )
+        },
+    );
     let page_gpa = gpa(&raw const HYPERCALL_PAGE);
-    r.case("§6 MSRs", "hypercall MSR enable has no effect while the guest OS ID is 0", || {
-        check("no #GP", fault::wrmsr(msr::HYPERCALL, page_gpa | 1).is_ok())?;
-        let back = fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX);
-        eq("enable bit", back & 1, 0)
-    });
+    r.case(
+        "§6 MSRs",
+        "hypercall MSR enable has no effect while the guest OS ID is 0",
+        || {
+            check("no #GP", fault::wrmsr(msr::HYPERCALL, page_gpa | 1).is_ok())?;
+            let back = fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX);
+            eq("enable bit", back & 1, 0)
+        },
+    );
     r.case("§6 MSRs", "guest OS ID MSR is read/write", || {
-        check("no #GP", fault::wrmsr(msr::GUEST_OS_ID, GUEST_OS_ID).is_ok())?;
-        eq("guest OS ID", fault::rdmsr(msr::GUEST_OS_ID).unwrap_or(u64::MAX), GUEST_OS_ID)
+        check(
+            "no #GP",
+            fault::wrmsr(msr::GUEST_OS_ID, GUEST_OS_ID).is_ok(),
+        )?;
+        eq(
+            "guest OS ID",
+            fault::rdmsr(msr::GUEST_OS_ID).unwrap_or(u64::MAX),
+            GUEST_OS_ID,
+        )
     });
-    r.case("§6 MSRs", "hypercall MSR with a GPFN outside guest RAM raises #GP", || {
-        let before = fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX);
-        gp(fault::wrmsr(msr::HYPERCALL, (1 << 40) | 1))?;
-        eq("hypercall MSR unchanged", fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX), before)
-    });
-    r.case("issue 3 MSRs", "other synthetic MSRs raise #GP (0x40000010, 0x40000073 read; 0x40000003 write)", || {
-        gp(fault::rdmsr(0x4000_0010))?;
-        gp(fault::rdmsr(0x4000_0073))?;
-        gp(fault::wrmsr(0x4000_0003, 1))
-    });
+    r.case(
+        "§6 MSRs",
+        "hypercall MSR with a GPFN outside guest RAM raises #GP",
+        || {
+            let before = fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX);
+            gp(fault::wrmsr(msr::HYPERCALL, (1 << 40) | 1))?;
+            eq(
+                "hypercall MSR unchanged",
+                fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX),
+                before,
+            )
+        },
+    );
+    r.case(
+        "issue 3 MSRs",
+        "other synthetic MSRs raise #GP (0x40000010, 0x40000073 read; 0x40000003 write)",
+        || {
+            gp(fault::rdmsr(0x4000_0010))?;
+            gp(fault::rdmsr(0x4000_0073))?;
+            gp(fault::wrmsr(0x4000_0003, 1))
+        },
+    );
 }
 
 fn overlay_cases(r: &mut Report, va: *const u8) {
@@ -161,18 +260,24 @@ fn overlay_cases(r: &mut Report, va: *const u8) {
         // SAFETY: `va` is the hypercall page (readable), `i` < 4096.
         unsafe { core::ptr::read_volatile(va.add(i)) }
     };
-    r.case("§6 overlay", "the page reads as hypercall code, not the zeroed RAM below", || {
-        check("non-zero code bytes", (0..16).any(|i| read(i) != 0))
-    });
-    r.case("§6 overlay", "guest writes to the page do not change it", || {
-        let (first, last) = (read(0), read(4095));
-        // SAFETY: writing to the overlay is what this case tests; the VMM
-        // drops the write (if it did not, the later calls would show it).
-        unsafe {
-            core::ptr::write_volatile(va.cast_mut(), !first);
-            core::ptr::write_volatile(va.add(4095).cast_mut(), !last);
-        }
-        eq("byte 0", u64::from(read(0)), u64::from(first))?;
-        eq("byte 4095", u64::from(read(4095)), u64::from(last))
-    });
+    r.case(
+        "§6 overlay",
+        "the page reads as hypercall code, not the zeroed RAM below",
+        || check("non-zero code bytes", (0..16).any(|i| read(i) != 0)),
+    );
+    r.case(
+        "§6 overlay",
+        "guest writes to the page do not change it",
+        || {
+            let (first, last) = (read(0), read(4095));
+            // SAFETY: writing to the overlay is what this case tests; the VMM
+            // drops the write (if it did not, the later calls would show it).
+            unsafe {
+                core::ptr::write_volatile(va.cast_mut(), !first);
+                core::ptr::write_volatile(va.add(4095).cast_mut(), !last);
+            }
+            eq("byte 0", u64::from(read(0)), u64::from(first))?;
+            eq("byte 4095", u64::from(read(4095)), u64::from(last))
+        },
+    );
 }

@@ -80,7 +80,14 @@ pub fn write_input(at: u64, partition: u64, vp: u32, vtl: u8, reserved: [u8; 3],
 
 /// A well-formed input for SELF/SELF at the input buffer.
 pub fn self_input(names: &[u32]) {
-    write_input(input(), partition_id::SELF, hvcall_abi::vp_index::SELF, 0, [0; 3], names);
+    write_input(
+        input(),
+        partition_id::SELF,
+        hvcall_abi::vp_index::SELF,
+        0,
+        [0; 3],
+        names,
+    );
 }
 
 /// Fills output slots `0..n` at `at` with distinct sentinels.
@@ -94,8 +101,16 @@ pub fn fill(at: u64, n: u64) {
 /// Fails unless output slots `range` at `at` still hold their sentinels.
 pub fn untouched(at: u64, range: core::ops::Range<u64>) -> Outcome {
     for i in range {
-        eq("untouched output slot (low qword)", get64(at + 16 * i), SENTINEL | i)?;
-        eq("untouched output slot (high qword)", get64(at + 16 * i + 8), !(SENTINEL | i))?;
+        eq(
+            "untouched output slot (low qword)",
+            get64(at + 16 * i),
+            SENTINEL | i,
+        )?;
+        eq(
+            "untouched output slot (high qword)",
+            get64(at + 16 * i + 8),
+            !(SENTINEL | i),
+        )?;
     }
     Ok(())
 }

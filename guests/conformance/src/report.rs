@@ -54,7 +54,18 @@ impl Report {
             }
             Err(m) => {
                 self.failed += 1;
-                outln!("FAIL ", row, " ", what, ": ", m.what, " got ", Hex(m.got), " want ", Hex(m.want));
+                outln!(
+                    "FAIL ",
+                    row,
+                    " ",
+                    what,
+                    ": ",
+                    m.what,
+                    " got ",
+                    Hex(m.got),
+                    " want ",
+                    Hex(m.want)
+                );
             }
         }
     }

@@ -96,12 +96,26 @@ fn vp0(vps: u32) {
         }
     }
 
-    outln!(Pad("register", 12), Pad("VP0 (self)", 36), if have_vp1 { "VP1 (running)" } else { "VP1: none (--cpus 1)" });
+    outln!(
+        Pad("register", 12),
+        Pad("VP0 (self)", 36),
+        if have_vp1 {
+            "VP1 (running)"
+        } else {
+            "VP1: none (--cpus 1)"
+        }
+    );
     for (i, (label, _)) in NAMES.iter().enumerate() {
         let a = own[i];
         let b = other[i];
         if have_vp1 {
-            outln!(Pad(label, 12), Pad("", 0), Hex128(a.low(), a.high()), Pad("", 36 - width(a)), Hex128(b.low(), b.high()));
+            outln!(
+                Pad(label, 12),
+                Pad("", 0),
+                Hex128(a.low(), a.high()),
+                Pad("", 36 - width(a)),
+                Hex128(b.low(), b.high())
+            );
         } else {
             outln!(Pad(label, 12), Hex128(a.low(), a.high()));
         }
@@ -110,7 +124,12 @@ fn vp0(vps: u32) {
     if have_vp1 && features.xmm_fast_input() && features.xmm_fast_output() {
         let mut fast = [HvRegisterValue::default(); 2];
         match hv.get_vp_registers_fast(partition_id::SELF, 1, vtl, &[n::RBX, n::R12], &mut fast) {
-            Ok(()) => outln!("XMM fast form, VP1: rbx ", Hex(fast[0].low()), ", r12 ", Hex(fast[1].low())),
+            Ok(()) => outln!(
+                "XMM fast form, VP1: rbx ",
+                Hex(fast[0].low()),
+                ", r12 ",
+                Hex(fast[1].low())
+            ),
             Err(e) => {
                 outln!("XMM fast form failed: ", e);
                 rt::exit(1);

@@ -3,13 +3,8 @@
 //! static PIE would need relocations nobody applies).
 //!
 //! `.cargo/config.toml` is not read when the guests are built from another
-//! directory, so the flags come from each guest's `build.rs`:
-//!
-//! ```no_run
-//! fn main() {
-//!     link::configure();
-//! }
-//! ```
+//! directory, so the flags come from each guest's `build.rs`, which calls
+//! [`configure`] from its `main`.
 
 use std::path::Path;
 

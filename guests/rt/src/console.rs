@@ -16,7 +16,9 @@ static LOCK: AtomicBool = AtomicBool::new(false);
 /// Writes one byte to COM1.
 pub fn put(byte: u8) {
     // SAFETY: a port write with no memory effects.
-    unsafe { asm!("out dx, al", in("dx") COM1, in("al") byte, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") COM1, in("al") byte, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Something printable on the console.

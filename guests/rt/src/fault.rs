@@ -140,15 +140,16 @@ pub(crate) fn build_idt() {
     let cs: u16;
     // SAFETY: reads CS.
     unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
-    for v in 0..VECTORS {
-        // SAFETY: the table is defined in the global asm below.
-        let handler = unsafe { rt_vector_table[v] };
+    // SAFETY: the table is defined in the global asm below.
+    let handlers = unsafe { &rt_vector_table };
+    let idt = (&raw mut IDT).cast::<[u64; 2]>();
+    for (v, &handler) in handlers.iter().enumerate() {
         let low = (handler & 0xFFFF)
             | (u64::from(cs) << 16)
             | (0x8E << 40) // present, DPL 0, 64-bit interrupt gate
             | ((handler >> 16) & 0xFFFF) << 48;
-        // SAFETY: only VP0 writes, before the gate opens.
-        unsafe { (*(&raw mut IDT)).0[v] = [low, handler >> 32] };
+        // SAFETY: `v` < VECTORS; only VP0 writes, before the gate opens.
+        unsafe { idt.add(v).write([low, handler >> 32]) };
     }
 }
 
@@ -168,7 +169,14 @@ pub(crate) fn load_idt() {
 }
 
 extern "C" fn unexpected(vector: u64, error: u64, rip: u64) -> ! {
-    outln!("rt: unexpected exception ", Hex(vector), " error ", Hex(error), " at ", Hex(rip));
+    outln!(
+        "rt: unexpected exception ",
+        Hex(vector),
+        " error ",
+        Hex(error),
+        " at ",
+        Hex(rip)
+    );
     crate::exit(4)
 }
 

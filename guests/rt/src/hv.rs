@@ -75,8 +75,14 @@ impl Show for hvcall_guest::DiscoveryError {
         match self {
             E::NoHypervisor => "no hypervisor (CPUID 0x1 ECX[31] clear)".show(),
             E::WrongVendor { .. } => "vendor is not \"Microsoft Hv\"".show(),
-            E::MaxLeafTooLow { max_leaf } => outline!("max hypervisor leaf ", Hex(u64::from(*max_leaf)), " below 0x40000005"),
-            E::NotHv1 { signature } => outline!("interface ", Hex(u64::from(*signature)), " is not \"Hv#1\""),
+            E::MaxLeafTooLow { max_leaf } => outline!(
+                "max hypervisor leaf ",
+                Hex(u64::from(*max_leaf)),
+                " below 0x40000005"
+            ),
+            E::NotHv1 { signature } => {
+                outline!("interface ", Hex(u64::from(*signature)), " is not \"Hv#1\"")
+            }
         }
     }
 }
@@ -88,7 +94,12 @@ impl Show for hvcall_guest::PageError {
             E::Misaligned { gpa } => outline!("page ", Hex(*gpa), " not aligned"),
             E::Locked { msr } => outline!("MSR locked: ", Hex(*msr)),
             E::NotEnabled { written, readback } => {
-                outline!("MSR reads back ", Hex(*readback), " after writing ", Hex(*written))
+                outline!(
+                    "MSR reads back ",
+                    Hex(*readback),
+                    " after writing ",
+                    Hex(*written)
+                )
             }
         }
     }
@@ -99,7 +110,11 @@ impl Show for hvcall_guest::GetError {
         use hvcall_guest::GetError as E;
         match self {
             E::LengthMismatch { .. } => "names and values differ in length".show(),
-            E::Failed { status, reps_completed, index } => outline!(
+            E::Failed {
+                status,
+                reps_completed,
+                index,
+            } => outline!(
                 "status ",
                 Hex(u64::from(status.0)),
                 " reps completed ",
@@ -113,4 +128,3 @@ impl Show for hvcall_guest::GetError {
         }
     }
 }
-

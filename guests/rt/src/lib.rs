@@ -43,7 +43,9 @@ macro_rules! entry {
 pub fn exit(status: u8) -> ! {
     // SAFETY: a port write has no memory effects; the exit port is the boot
     // protocol's way to end the VM.
-    unsafe { asm!("out dx, al", in("dx") EXIT_PORT, in("al") status, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") EXIT_PORT, in("al") status, options(nomem, nostack, preserves_flags))
+    };
     halt()
 }
 

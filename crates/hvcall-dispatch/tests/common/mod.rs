@@ -4,7 +4,12 @@
 //!
 //! The register placement of each ABI is written out here independently of
 //! the dispatcher's `Convention` methods, straight from behaviour.md §3–§4.
-#![allow(dead_code, clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::panic
+)]
 
 use hvcall_abi::{Arch, HvRegisterName, HvStatus};
 use hvcall_dispatch::registers::RegisterFile;
@@ -169,7 +174,15 @@ pub fn junk_regs() -> RegisterFile {
 
 /// Place a call in the registers of convention `c`: control, and either
 /// the two GPAs (memory form) or the input image (fast form).
-pub fn place(c: Convention, regs: &mut RegisterFile, control: u64, form: Form, input: &[u8], in_gpa: u64, out_gpa: u64) {
+pub fn place(
+    c: Convention,
+    regs: &mut RegisterFile,
+    control: u64,
+    form: Form,
+    input: &[u8],
+    in_gpa: u64,
+    out_gpa: u64,
+) {
     let lo = |v: u64| v & 0xFFFF_FFFF;
     match c {
         Convention::X64 => regs.gprs[RCX] = control,
@@ -213,7 +226,8 @@ pub fn place(c: Convention, regs: &mut RegisterFile, control: u64, form: Form, i
                     regs.gprs[RDX] = word(0);
                     regs.gprs[R8] = word(1);
                     for k in 1..(padded.len() / 16).min(7) {
-                        regs.vectors[k - 1] = u128::from(word(2 * k)) | (u128::from(word(2 * k + 1)) << 64);
+                        regs.vectors[k - 1] =
+                            u128::from(word(2 * k)) | (u128::from(word(2 * k + 1)) << 64);
                     }
                 }
                 Convention::X86 => {
@@ -331,7 +345,15 @@ impl Case {
         if self.form == Form::Memory {
             self.ram.poke(self.in_gpa, input).unwrap_or(());
         }
-        place(self.conv, &mut self.regs, control, self.form, input, self.in_gpa, self.out_gpa);
+        place(
+            self.conv,
+            &mut self.regs,
+            control,
+            self.form,
+            input,
+            self.in_gpa,
+            self.out_gpa,
+        );
         self.n = ((control >> 32) & 0xFFF) as u16;
         self
     }
@@ -340,7 +362,14 @@ impl Case {
     pub fn entry(&mut self) -> Outcome {
         self.regs_before = self.regs.clone();
         self.ram_before = ram_image(&self.ram);
-        dispatch(&self.ctx, &mut self.regs, &mut self.ram, &mut self.model, &mut self.state, &self.config)
+        dispatch(
+            &self.ctx,
+            &mut self.regs,
+            &mut self.ram,
+            &mut self.model,
+            &mut self.state,
+            &self.config,
+        )
     }
 
     /// Enter until the call completes (or #UD); returns the last outcome
@@ -350,7 +379,14 @@ impl Case {
         let ram_before = ram_image(&self.ram);
         let mut entries = 0;
         loop {
-            let out = dispatch(&self.ctx, &mut self.regs, &mut self.ram, &mut self.model, &mut self.state, &self.config);
+            let out = dispatch(
+                &self.ctx,
+                &mut self.regs,
+                &mut self.ram,
+                &mut self.model,
+                &mut self.state,
+                &self.config,
+            );
             entries += 1;
             assert!(entries < 10_000, "call never completes");
             if out != Outcome::Continue {
@@ -396,7 +432,11 @@ impl Case {
                     match regs.as_slice() {
                         [r] => assert_eq!(get_reg(&self.regs, *r), v, "{what}: value {i}"),
                         [lo, hi] => {
-                            assert_eq!(get_reg(&self.regs, *lo), v & u128::from(u64::MAX), "{what}: value {i} low");
+                            assert_eq!(
+                                get_reg(&self.regs, *lo),
+                                v & u128::from(u64::MAX),
+                                "{what}: value {i} low"
+                            );
                             assert_eq!(get_reg(&self.regs, *hi), v >> 64, "{what}: value {i} high");
                         }
                         _ => unreachable!(),
@@ -415,7 +455,10 @@ impl Case {
             }
         }
         assert_regs_only(&self.regs_before, &self.regs, &allowed, &what);
-        assert!(ram_image(&self.ram) == expected_ram, "{what}: RAM differs from expected");
+        assert!(
+            ram_image(&self.ram) == expected_ram,
+            "{what}: RAM differs from expected"
+        );
     }
 
     /// Assert a completed call that wrote nothing but its result.
@@ -428,7 +471,10 @@ impl Case {
         let what = format!("{:?} {:?}", self.conv, self.form);
         assert_eq!(outcome, Outcome::InjectUndefined, "{what}");
         assert_eq!(self.regs, self.regs_before, "{what}: registers changed");
-        assert!(ram_image(&self.ram) == self.ram_before, "{what}: RAM changed");
+        assert!(
+            ram_image(&self.ram) == self.ram_before,
+            "{what}: RAM changed"
+        );
     }
 }
 
@@ -436,17 +482,27 @@ impl Case {
 pub fn assert_regs_only(before: &RegisterFile, after: &RegisterFile, allowed: &[Reg], what: &str) {
     for i in 0..before.gprs.len() {
         if !allowed.contains(&Reg::Gpr(i)) {
-            assert_eq!(before.gprs[i], after.gprs[i], "{what}: general register {i} changed");
+            assert_eq!(
+                before.gprs[i], after.gprs[i],
+                "{what}: general register {i} changed"
+            );
         }
     }
     for i in 0..before.vectors.len() {
         if !allowed.contains(&Reg::Vector(i)) {
-            assert_eq!(before.vectors[i], after.vectors[i], "{what}: vector register {i} changed");
+            assert_eq!(
+                before.vectors[i], after.vectors[i],
+                "{what}: vector register {i} changed"
+            );
         }
     }
 }
 
 /// Valid names of the standard model: `k` distinct ones.
 pub fn names(c: Convention, k: usize) -> Vec<u32> {
-    hvcall_model::standard_names(arch(c)).iter().take(k).map(|n| n.0).collect()
+    hvcall_model::standard_names(arch(c))
+        .iter()
+        .take(k)
+        .map(|n| n.0)
+        .collect()
 }

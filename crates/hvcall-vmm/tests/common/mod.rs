@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test crate uses a part of the helpers
 //! Helpers for the KVM tests: the /dev/kvm skip rule and running the
 //! hand-written guests of `guests.rs`.
 
@@ -35,7 +36,8 @@ pub fn config(cpus: u32) -> VmConfig {
 /// Runs `code` (linked at 0x100000) and returns the VM for inspection.
 pub fn run(config: &VmConfig, code: &[u8]) -> (Vm, VmExit) {
     let mut vm = Vm::new(config).expect("VM setup");
-    vm.load_elf(&loader::flat_elf(0x10_0000, code, 0)).expect("load");
+    vm.load_elf(&loader::flat_elf(0x10_0000, code, 0))
+        .expect("load");
     let exit = vm.run().expect("run");
     (vm, exit)
 }

@@ -1,0 +1,241 @@
+//! HvCallGetVpRegisters through the hypercall page, answered from real
+//! vCPU state: self reads, continuation, the XMM fast form, reads of a
+//! running VP and mutual reads.
+
+mod common;
+
+use common::{config, guests, kvm_available, read_u128, read_u64, run};
+use hvcall_vmm::{RunStats, VmConfig, VmExit};
+
+/// Checks the results of guests/self_read.S; returns the VM's counters.
+fn check_self_read(cfg: &VmConfig) -> RunStats {
+    let (vm, exit) = run(cfg, guests::SELF_READ);
+    assert_eq!(exit, VmExit::Exited(0));
+    let control = 0x50 | (8u64 << 32);
+    assert_eq!(
+        read_u64(&vm, 0x20_0000),
+        8 << 32,
+        "SUCCESS, 8 reps completed"
+    );
+    assert_eq!(
+        read_u64(&vm, 0x20_0008) & 0xFFFF_FFFF_FFFF,
+        control,
+        "RCX after the call"
+    );
+    let value = |i: u64| read_u128(&vm, 0x22_1000 + 16 * i);
+    assert_eq!(value(0), 0, "VpIndex");
+    assert_eq!(
+        value(1),
+        0x30_0000,
+        "RIP = the hypercall instruction (page offset 0)"
+    );
+    assert_eq!(value(2), u128::from(control), "RCX at the call (§5)");
+    assert_eq!(value(3), 0x5555, "RAX before the result is written (§5)");
+    assert_eq!(value(4), 0xAB_CDEF, "R12");
+    let cs = value(5);
+    assert_eq!((cs >> 96) as u16, 0x08, "CS selector");
+    assert_eq!(
+        (cs >> 112) as u16,
+        0xB | 0x10 | 0x80 | 0x2000 | 0x8000,
+        "CS attributes (§5)"
+    );
+    assert_eq!(value(6) & 0xD00, 0xD00, "EFER");
+    assert_eq!(value(7) & 0x8000_0001, 0x8000_0001, "CR0");
+    vm.stats()
+}
+
+#[test]
+fn self_read_through_the_page_returns_state_at_the_call() {
+    if !kvm_available("self_read_through_the_page_returns_state_at_the_call") {
+        return;
+    }
+    let stats = check_self_read(&config(1));
+    assert_eq!((stats.hypercalls, stats.continuations), (1, 0));
+}
+
+#[test]
+fn section_2_continuation_with_one_rep_per_entry_gives_the_same_results() {
+    if !kvm_available("section_2_continuation_with_one_rep_per_entry_gives_the_same_results") {
+        return;
+    }
+    let stats = check_self_read(&VmConfig {
+        max_reps_per_entry: 1,
+        ..config(1)
+    });
+    assert_eq!(
+        (stats.hypercalls, stats.continuations),
+        (8, 7),
+        "one entry per element"
+    );
+}
+
+#[test]
+fn section_3_xmm_fast_input_and_output() {
+    if !kvm_available("section_3_xmm_fast_input_and_output") {
+        return;
+    }
+    let (vm, exit) = run(&config(1), guests::FAST_READ);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(read_u64(&vm, 0x20_0000), 2 << 32, "SUCCESS, 2 reps");
+    assert_eq!(read_u128(&vm, 0x20_0010), 0, "XMM1 = VpIndex");
+    assert_eq!(read_u128(&vm, 0x20_0020), 0x7777, "XMM2 = R12");
+    assert_eq!(read_u64(&vm, 0x20_1030), 0, "no #UD");
+}
+
+#[test]
+fn step_5b_xmm_fast_without_the_cpuid_bits_injects_ud() {
+    if !kvm_available("step_5b_xmm_fast_without_the_cpuid_bits_injects_ud") {
+        return;
+    }
+    let cfg = VmConfig {
+        xmm_fast: false,
+        ..config(1)
+    };
+    let (vm, exit) = run(&cfg, guests::FAST_READ);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(
+        read_u64(&vm, 0x20_1030),
+        1,
+        "one #UD reached the guest's IDT"
+    );
+    assert_eq!(
+        read_u64(&vm, 0x20_0000),
+        0x5555,
+        "RAX unchanged: no result written"
+    );
+}
+
+/// The guest-physical addresses of "inc r12" and "inc r13" in VP 1's loop.
+fn cross_read_loop() -> (u64, u64) {
+    let pattern = [0x49, 0xFF, 0xC4, 0x49, 0xFF, 0xC5];
+    let at = guests::CROSS_READ
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .expect("VP 1 loop in cross_read.S") as u64;
+    (0x10_0000 + at, 0x10_0000 + at + 3)
+}
+
+#[test]
+fn section_5_reads_of_a_running_vp_are_consistent_snapshots() {
+    if !kvm_available("section_5_reads_of_a_running_vp_are_consistent_snapshots") {
+        return;
+    }
+    let (vm, exit) = run(&config(2), guests::CROSS_READ);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(
+        read_u64(&vm, 0x20_0000),
+        3 << 32,
+        "every call: SUCCESS, 3 reps"
+    );
+    let (inc_r12, inc_r13) = cross_read_loop();
+    let mut last = 0;
+    for i in 0..200 {
+        let base = 0x23_0000 + 64 * i;
+        let rip = read_u128(&vm, base) as u64;
+        let r12 = read_u128(&vm, base + 16) as u64;
+        let r13 = read_u128(&vm, base + 32) as u64;
+        let expected = if rip == inc_r13 { r13 + 1 } else { r13 };
+        assert!(
+            rip >= inc_r12 && rip <= inc_r13 + 3,
+            "sample {i}: RIP {rip:#x} outside VP 1's loop"
+        );
+        assert_eq!(
+            r12, expected,
+            "sample {i}: torn snapshot RIP {rip:#x} R12 {r12} R13 {r13}"
+        );
+        assert!(r12 >= last, "sample {i}: time went backwards");
+        last = r12;
+    }
+    assert!(last > 0, "VP 1 ran while it was read");
+    assert!(
+        vm.stats().snapshots_served >= 200,
+        "every read was a snapshot taken by VP 1"
+    );
+}
+
+#[test]
+fn section_4_a_32_bit_caller_uses_the_register_pairs() {
+    if !kvm_available("section_4_a_32_bit_caller_uses_the_register_pairs") {
+        return;
+    }
+    let (vm, exit) = run(&config(1), guests::COMPAT_READ);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(
+        read_u64(&vm, 0x20_0000),
+        3 << 32,
+        "EDX:EAX = SUCCESS, 3 reps"
+    );
+    assert_eq!(read_u128(&vm, 0x22_1000), 0, "VpIndex");
+    let cs = read_u128(&vm, 0x22_1010);
+    assert_eq!((cs >> 96) as u16, 0x18, "CS selector of the 32-bit code");
+    assert_eq!((cs >> 112) as u16 & 0x6000, 0x4000, "CS: L = 0, D = 1");
+    assert_eq!(
+        read_u128(&vm, 0x22_1020),
+        0x30_0000,
+        "RIP = the hypercall instruction"
+    );
+}
+
+#[test]
+fn two_vps_reading_each_other_at_once_both_finish() {
+    if !kvm_available("two_vps_reading_each_other_at_once_both_finish") {
+        return;
+    }
+    let (vm, exit) = run(&config(2), guests::MUTUAL_READ);
+    assert_eq!(exit, VmExit::AllHalted, "no deadlock, no watchdog");
+    for vp in 0..2u64 {
+        assert_eq!(
+            read_u64(&vm, 0x20_0000 + 8 * vp),
+            2 << 32,
+            "VP {vp}: every call succeeded"
+        );
+        let other = 1 - vp;
+        let out = 0x24_0000 + 0x1000 * vp;
+        assert_eq!(
+            read_u128(&vm, out),
+            u128::from(other),
+            "VP {vp} read the other's VpIndex"
+        );
+        assert_eq!(
+            read_u128(&vm, out + 16),
+            u128::from(0x1000 + other),
+            "VP {vp} read the other's R12"
+        );
+    }
+}
+
+#[test]
+fn every_register_group_from_self_and_from_a_running_vp() {
+    if !kvm_available("every_register_group_from_self_and_from_a_running_vp") {
+        return;
+    }
+    let (vm, exit) = run(&config(2), guests::GROUPS);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(read_u64(&vm, 0x20_0000), 18 << 32, "both calls: SUCCESS, 18 reps");
+    let patterns: [u128; 2] = [
+        0xFEDC_BA98_7654_3210_0123_4567_89AB_CDEF,
+        0x5555_6666_7777_8888_1111_2222_3333_4444,
+    ];
+    for vp in 0..2u64 {
+        let v = |i: u64| read_u128(&vm, 0x22_1000 + 0x1000 * vp + 16 * i);
+        let who = format!("VP {vp}");
+        assert_eq!(v(0), 0x3333_1111_2222 + u128::from(vp), "{who} Lstar");
+        assert_eq!(v(1), 0x0007_0106_0007_0406 + (u128::from(vp) << 32), "{who} Pat");
+        assert_eq!(v(2), 0x4000 + 0x1000 * u128::from(vp), "{who} Dr0");
+        assert_eq!(v(3), patterns[vp as usize], "{who} Xmm3");
+        assert_eq!(v(4) & 1, 1, "{who} Xfem has x87");
+        assert_ne!(v(5), 0, "{who} Tsc");
+        assert_eq!(v(6), 0x2000, "{who} Cr3");
+        assert_eq!(v(7), (0x1000 << 64) | (0x2F << 48), "{who} Gdtr");
+        assert_eq!((v(8) >> 96) as u16, 0x20, "{who} Tr selector");
+        assert_eq!(v(9) & 0xFFFF, 0x37F, "{who} FCW at reset");
+        assert_eq!((v(10) >> 64) as u32 & 0xFFFF, 0x1F80, "{who} MXCSR at reset");
+        assert_eq!(v(11) & 0xFFFF_0000, 0, "{who} Dr7: no breakpoints");
+        assert_eq!(v(12), 0x1212 + u128::from(vp), "{who} R12");
+        assert_eq!(v(13), u128::from(vp), "{who} VpIndex");
+        assert_eq!(v(14), 0x8000_0000_0000_1234, "{who} GuestOsId");
+        assert_ne!((v(15) >> 32) as u32 & (1 << 17), 0, "{who} PrivilegesAndFeaturesInfo");
+        assert_eq!(v(16), 0, "{who} InterruptState");
+        assert_eq!(v(17), 0, "{who} SysenterCs");
+    }
+}
