@@ -15,7 +15,8 @@ const TARGET: &str = "x86_64-unknown-none";
 const GUESTS: [&str; 6] = ["demo", "conformance", "torn", "mutual", "groups", "vmcall"];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.join("../..");
     let guests = root.join("guests");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -53,8 +54,16 @@ fn main() {
     let bin_dir = target_dir.join(TARGET).join("release");
     for guest in GUESTS {
         let elf = bin_dir.join(guest);
-        assert!(elf.is_file(), "guest ELF {} missing after the build", elf.display());
-        println!("cargo:rustc-env=HVCALL_GUEST_{}={}", guest.to_uppercase(), elf.display());
+        assert!(
+            elf.is_file(),
+            "guest ELF {} missing after the build",
+            elf.display()
+        );
+        println!(
+            "cargo:rustc-env=HVCALL_GUEST_{}={}",
+            guest.to_uppercase(),
+            elf.display()
+        );
     }
 }
 
@@ -108,7 +117,9 @@ fn ensure_target() {
             return;
         }
     }
-    let status = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     match status {
         Ok(s) if s.success() => {}
         other => panic!(
@@ -129,6 +140,9 @@ fn rerun_if_changed(guests: &Path, root: &Path) {
         println!("cargo:rerun-if-changed={}", guests.join(member).display());
     }
     for krate in ["hvcall-guest", "hvcall-abi"] {
-        println!("cargo:rerun-if-changed={}", root.join("crates").join(krate).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("crates").join(krate).display()
+        );
     }
 }

@@ -312,3 +312,21 @@ fn section_2_clear_forgets_the_pending_call() {
     assert_eq!((out, entries), (Outcome::Complete, 2));
     assert_eq!(case.model.snapshots_taken(), 2);
 }
+
+#[test]
+fn section_2_output_that_stops_being_ram_between_entries_is_reported_like_5f() {
+    // Not a row of behaviour.md: the output page becomes an overlay while
+    // the call is parked. The dispatcher never writes there; it reports
+    // INVALID_ALIGNMENT at the element it could not write.
+    for conv in CONVENTIONS {
+        let list = names(conv, 3);
+        let mut case = call(conv, Form::Memory, 0, &list, 1);
+        assert_eq!(case.entry(), Outcome::Continue);
+        case.ram.add_overlay(OUT_GPA);
+        let out = case.entry();
+        assert_eq!(out, Outcome::Complete);
+        assert_eq!((case.status(), case.reps()), (HvStatus::INVALID_ALIGNMENT, 1));
+        assert_eq!(case.ram.peek(OUT_GPA + 16, 32).unwrap(), [GUARD; 32]);
+        assert!(!case.state.is_pending());
+    }
+}

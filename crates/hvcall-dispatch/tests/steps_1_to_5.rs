@@ -288,3 +288,18 @@ fn step_5f_x86_uses_the_high_halves_of_the_gpa_pairs() {
     let out = case.entry();
     case.expect_error(out, HvStatus::INVALID_ALIGNMENT, 0);
 }
+
+#[test]
+fn step_5c_32_bit_fast_call_is_invalid_input_even_without_xmm_bits() {
+    // 32-bit callers have no XMM register file, so 5b (#UD) does not apply
+    // to them; their fast call always fails 5c.
+    for (xin, xout) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut case = Case::new(Convention::X86, Form::Fast);
+        let p = case.model.partition_mut(2).unwrap();
+        p.xmm_fast_input = xin;
+        p.xmm_fast_output = xout;
+        case.get(0, header(SELF_PARTITION, SELF_VP, 0), &names(Convention::X86, 1));
+        let out = case.entry();
+        case.expect_error(out, HvStatus::INVALID_HYPERCALL_INPUT, 0);
+    }
+}

@@ -86,7 +86,7 @@ pub unsafe fn set_guest_os_id(id: u64) {
 /// Must run at CPL 0 after a non-zero guest OS ID was written, and the page
 /// at `gpa`/`va` must not hold anything the program still uses.
 pub unsafe fn enable_hypercall_page(gpa: u64, va: *const u8) -> Result<HypercallPage, PageError> {
-    if gpa % hvcall_abi::PAGE_SIZE != 0 {
+    if !gpa.is_multiple_of(hvcall_abi::PAGE_SIZE) {
         return Err(PageError::Misaligned { gpa });
     }
     // SAFETY: forwarded from the caller (CPL 0, "Hv#1" hypervisor).

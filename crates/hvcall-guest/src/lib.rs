@@ -28,6 +28,8 @@ pub mod registers;
 pub mod rep;
 
 pub use discovery::{discover, DiscoveryError, HvFeatures};
-pub use hypercall_page::{enable_hypercall_page, set_guest_os_id, FastRegisters, HypercallPage, PageError};
+pub use hypercall_page::{
+    enable_hypercall_page, set_guest_os_id, FastRegisters, HypercallPage, PageError,
+};
 pub use registers::{get_vp_registers, get_vp_registers_fast, GetError, Hv, Scratch, Transport};
 pub use rep::{run_rep_call, RepError};

@@ -8,7 +8,10 @@
 
 use hvcall_abi::call_code::GET_VP_REGISTERS;
 use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
-use hvcall_abi::{HvInputVtl, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult, PAGE_SIZE};
+use hvcall_abi::{
+    HvInputVtl, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult,
+    PAGE_SIZE,
+};
 
 use crate::hypercall_page::{FastRegisters, HypercallPage};
 use crate::rep::{run_rep_call, RepError};
@@ -101,7 +104,8 @@ pub trait Transport {
     /// `scratch().output` as output list.
     fn call_memory(&mut self, control: HypercallControl) -> HypercallResult;
     /// One XMM fast call on `regs`.
-    fn call_fast(&mut self, control: HypercallControl, regs: &mut FastRegisters) -> HypercallResult;
+    fn call_fast(&mut self, control: HypercallControl, regs: &mut FastRegisters)
+        -> HypercallResult;
     /// What the hypervisor advertises.
     fn features(&self) -> HvFeatures;
 }
@@ -121,7 +125,12 @@ impl<'a> Hv<'a> {
     /// # Safety
     /// Must run at CPL 0; `scratch_gpa` must be the guest-physical address
     /// of `scratch`, and `page` an enabled hypercall page.
-    pub unsafe fn new(page: HypercallPage, features: HvFeatures, scratch: &'a mut Scratch, scratch_gpa: u64) -> Self {
+    pub unsafe fn new(
+        page: HypercallPage,
+        features: HvFeatures,
+        scratch: &'a mut Scratch,
+        scratch_gpa: u64,
+    ) -> Self {
         Self {
             page,
             features,
@@ -174,13 +183,20 @@ impl Transport for Hv<'_> {
         // GPA; the hypervisor writes at most one page at the output GPA,
         // which is `scratch.output`.
         let raw = unsafe {
-            self.page
-                .hypercall(control.into_bits(), self.scratch_gpa, self.scratch_gpa + PAGE_SIZE)
+            self.page.hypercall(
+                control.into_bits(),
+                self.scratch_gpa,
+                self.scratch_gpa + PAGE_SIZE,
+            )
         };
         HypercallResult::from_bits(raw)
     }
 
-    fn call_fast(&mut self, control: HypercallControl, regs: &mut FastRegisters) -> HypercallResult {
+    fn call_fast(
+        &mut self,
+        control: HypercallControl,
+        regs: &mut FastRegisters,
+    ) -> HypercallResult {
         // SAFETY: `new`'s contract (CPL 0, enabled page); the boot protocol
         // and any x64 OS set CR4.OSFXSR.
         HypercallResult::from_bits(unsafe { self.page.hypercall_fast(control.into_bits(), regs) })
@@ -202,7 +218,10 @@ pub fn control(count: usize, rep_start: u16, fast: bool) -> HypercallControl {
 
 /// The 16-byte input header as two little-endian qwords.
 pub fn header(partition: u64, vp: u32, vtl: HvInputVtl) -> [u64; 2] {
-    [partition, u64::from(vp) | (u64::from(vtl.into_bits()) << 32)]
+    [
+        partition,
+        u64::from(vp) | (u64::from(vtl.into_bits()) << 32),
+    ]
 }
 
 /// Reads `names` of VP `vp` of `partition` at `vtl` into `values` with the
@@ -226,7 +245,11 @@ pub fn get_vp_registers<T: Transport>(
         });
     }
     let head = header(partition, vp, vtl);
-    for (batch, (names, values)) in names.chunks(BATCH).zip(values.chunks_mut(BATCH)).enumerate() {
+    for (batch, (names, values)) in names
+        .chunks(BATCH)
+        .zip(values.chunks_mut(BATCH))
+        .enumerate()
+    {
         let scratch = t.scratch();
         scratch.input[..8].copy_from_slice(&head[0].to_le_bytes());
         scratch.input[8..16].copy_from_slice(&head[1].to_le_bytes());
@@ -234,10 +257,15 @@ pub fn get_vp_registers<T: Transport>(
         for (slot, name) in list.chunks_exact_mut(NAME_SIZE as usize).zip(names) {
             slot.copy_from_slice(&name.0.to_le_bytes());
         }
-        let outcome = run_rep_call(names.len() as u16, |start| t.call_memory(control(names.len(), start, false)));
+        let outcome = run_rep_call(names.len() as u16, |start| {
+            t.call_memory(control(names.len(), start, false))
+        });
         let done = completed(&outcome, names.len());
         let output = &t.scratch().output;
-        for (value, bytes) in values[..done].iter_mut().zip(output.chunks_exact(VALUE_SIZE as usize)) {
+        for (value, bytes) in values[..done]
+            .iter_mut()
+            .zip(output.chunks_exact(VALUE_SIZE as usize))
+        {
             value.0.copy_from_slice(bytes);
         }
         outcome.map_err(|e| to_get_error(e, batch * BATCH))?;
@@ -277,7 +305,9 @@ pub fn get_vp_registers_fast<T: Transport>(
         return Ok(());
     }
     let mut regs = fast_input(partition, vp, vtl, names);
-    let outcome = run_rep_call(names.len() as u16, |start| t.call_fast(control(names.len(), start, true), &mut regs));
+    let outcome = run_rep_call(names.len() as u16, |start| {
+        t.call_fast(control(names.len(), start, true), &mut regs)
+    });
     let done = completed(&outcome, names.len());
     let first = fast_output_pair(names.len());
     for (value, pair) in values[..done].iter_mut().zip(&regs.pairs[first..]) {
@@ -288,7 +318,12 @@ pub fn get_vp_registers_fast<T: Transport>(
 
 /// The fast register file for a call: the header in pair 0, the names
 /// packed from pair 1 on (4 bytes each, little-endian).
-pub fn fast_input(partition: u64, vp: u32, vtl: HvInputVtl, names: &[HvRegisterName]) -> FastRegisters {
+pub fn fast_input(
+    partition: u64,
+    vp: u32,
+    vtl: HvInputVtl,
+    names: &[HvRegisterName],
+) -> FastRegisters {
     let mut regs = FastRegisters::default();
     regs.pairs[0] = header(partition, vp, vtl);
     for (i, name) in names.iter().enumerate().take(FAST_MAX) {
@@ -318,7 +353,10 @@ fn completed(outcome: &Result<(), RepError>, count: usize) -> usize {
 
 fn to_get_error(e: RepError, base: usize) -> GetError {
     match e {
-        RepError::Failed { status, reps_completed } => GetError::Failed {
+        RepError::Failed {
+            status,
+            reps_completed,
+        } => GetError::Failed {
             status,
             reps_completed,
             index: base + usize::from(reps_completed),

@@ -51,23 +51,35 @@ pub enum RepError {
 /// assert_eq!(r, Ok(()));
 /// assert_eq!(starts, [0, 2, 4]);
 /// ```
-pub fn run_rep_call(count: u16, mut call: impl FnMut(u16) -> HypercallResult) -> Result<(), RepError> {
+pub fn run_rep_call(
+    count: u16,
+    mut call: impl FnMut(u16) -> HypercallResult,
+) -> Result<(), RepError> {
     let mut rep_start = 0;
     loop {
         let result = call(rep_start);
         let reps_completed = result.reps_completed();
         let status = result.status();
         if !status.is_success() {
-            return Err(RepError::Failed { status, reps_completed });
+            return Err(RepError::Failed {
+                status,
+                reps_completed,
+            });
         }
         if reps_completed == count {
             return Ok(());
         }
         if reps_completed > count {
-            return Err(RepError::Overrun { count, reps_completed });
+            return Err(RepError::Overrun {
+                count,
+                reps_completed,
+            });
         }
         if reps_completed <= rep_start {
-            return Err(RepError::NoProgress { rep_start, reps_completed });
+            return Err(RepError::NoProgress {
+                rep_start,
+                reps_completed,
+            });
         }
         rep_start = reps_completed;
     }
@@ -121,7 +133,13 @@ mod tests {
                 HypercallResult::of(HvStatus::INVALID_PARAMETER, 6)
             }
         });
-        assert_eq!(r, Err(RepError::Failed { status: HvStatus::INVALID_PARAMETER, reps_completed: 6 }));
+        assert_eq!(
+            r,
+            Err(RepError::Failed {
+                status: HvStatus::INVALID_PARAMETER,
+                reps_completed: 6
+            })
+        );
         assert_eq!(calls, 2);
     }
 
@@ -132,9 +150,21 @@ mod tests {
             calls += 1;
             ok(2)
         });
-        assert_eq!(r, Err(RepError::NoProgress { rep_start: 2, reps_completed: 2 }));
+        assert_eq!(
+            r,
+            Err(RepError::NoProgress {
+                rep_start: 2,
+                reps_completed: 2
+            })
+        );
         assert_eq!(calls, 2);
-        assert_eq!(run_rep_call(9, |_| ok(0)), Err(RepError::NoProgress { rep_start: 0, reps_completed: 0 }));
+        assert_eq!(
+            run_rep_call(9, |_| ok(0)),
+            Err(RepError::NoProgress {
+                rep_start: 0,
+                reps_completed: 0
+            })
+        );
     }
 
     #[test]
@@ -144,7 +174,19 @@ mod tests {
             n += 1;
             ok(if n == 1 { 5 } else { 3 })
         });
-        assert_eq!(r, Err(RepError::NoProgress { rep_start: 5, reps_completed: 3 }));
-        assert_eq!(run_rep_call(4, |_| ok(5)), Err(RepError::Overrun { count: 4, reps_completed: 5 }));
+        assert_eq!(
+            r,
+            Err(RepError::NoProgress {
+                rep_start: 5,
+                reps_completed: 3
+            })
+        );
+        assert_eq!(
+            run_rep_call(4, |_| ok(5)),
+            Err(RepError::Overrun {
+                count: 4,
+                reps_completed: 5
+            })
+        );
     }
 }

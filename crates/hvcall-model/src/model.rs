@@ -228,3 +228,92 @@ impl Hypervisor for Model {
 /// AccessVpRegisters (the others do not matter to the dispatcher).
 pub const DEFAULT_PRIVILEGES: u64 =
     privilege::ACCESS_VP_REGISTERS | privilege::ACCESS_HYPERCALL_MSRS | privilege::ACCESS_VP_INDEX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::standard_value;
+
+    const RAX: HvRegisterName = HvRegisterName(0x0002_0000);
+    const RIP: HvRegisterName = HvRegisterName(0x0002_0010);
+
+    #[test]
+    fn shared_registers_have_one_copy_private_ones_one_per_vtl() {
+        let mut vp = Vp::default();
+        vp.set_register(Arch::X64, 0, RAX, HvRegisterValue::from(1u8));
+        vp.set_register(Arch::X64, 1, RAX, HvRegisterValue::from(2u8));
+        vp.set_register(Arch::X64, 0, RIP, HvRegisterValue::from(3u8));
+        vp.set_register(Arch::X64, 1, RIP, HvRegisterValue::from(4u8));
+        assert_eq!(
+            vp.register(Arch::X64, 0, RAX),
+            Some(HvRegisterValue::from(2u8))
+        );
+        assert_eq!(
+            vp.register(Arch::X64, 1, RAX),
+            Some(HvRegisterValue::from(2u8))
+        );
+        assert_eq!(
+            vp.register(Arch::X64, 0, RIP),
+            Some(HvRegisterValue::from(3u8))
+        );
+        assert_eq!(
+            vp.register(Arch::X64, 1, RIP),
+            Some(HvRegisterValue::from(4u8))
+        );
+        assert_eq!(vp.register(Arch::X64, 2, RIP), None);
+        assert_eq!(vp.registers(1).len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_is_a_copy_taken_once() {
+        let mut model = Model::standard(Arch::X64);
+        let target = Target {
+            partition_id: VM_PARTITION,
+            vp_index: 1,
+            vtl: 0,
+        };
+        let mut snap = model.snapshot(&target).unwrap();
+        model.set_register(VM_PARTITION, 1, 0, RIP, HvRegisterValue::from(0xBADu64));
+        assert_eq!(
+            model.read_register(&mut snap, RIP),
+            Ok(standard_value(VM_PARTITION, 1, 0, RIP))
+        );
+        assert_eq!(
+            model.read_register(&mut snap, HvRegisterName(0x1234)),
+            Err(HvStatus::INVALID_PARAMETER)
+        );
+        assert_eq!((model.snapshots_taken(), model.registers_read()), (1, 2));
+    }
+
+    #[test]
+    fn caller_and_partitions_come_from_the_configuration() {
+        let model = Model::builder(Arch::Arm64)
+            .partition(VM_PARTITION, ROOT_PARTITION, 3)
+            .privileges(VM_PARTITION, 0)
+            .xmm_fast(VM_PARTITION, true, false)
+            .vtls(VM_PARTITION, 2, 0b11, 1)
+            .caller(VM_PARTITION, 2)
+            .build();
+        let caller = model.caller();
+        assert_eq!(
+            (caller.partition_id, caller.vp_index, caller.vtl),
+            (2, 2, 1)
+        );
+        assert_eq!(caller.privileges, 0);
+        assert!(caller.xmm_fast_input && !caller.xmm_fast_output);
+        assert_eq!(
+            model.partition(VM_PARTITION),
+            Some(PartitionInfo {
+                parent: Some(ROOT_PARTITION),
+                vp_count: 3
+            })
+        );
+        assert_eq!(
+            model.partition(ROOT_PARTITION).map(|p| p.parent),
+            Some(None)
+        );
+        assert_eq!(model.partition(0), None);
+        assert_eq!(model.enabled_vtls(VM_PARTITION, 2), 0b11);
+        assert_eq!(model.enabled_vtls(VM_PARTITION, 3), 0);
+    }
+}

@@ -1,6 +1,6 @@
 //! One hypercall exit: the caller's registers ([`CallerRegs`]), the
 //! partition and VP view ([`VpHypervisor`]), the call to
-//! [`hvcall_dispatch::dispatch`] and applying its [`Outcome`].
+//! [`hvcall_dispatch::dispatch()`] and applying its [`Outcome`].
 //!
 //! The calling VP's general registers come from the `kvm_run` sync regs
 //! (no ioctl); XMM0–5 are fetched with one `KVM_GET_FPU` only if the
@@ -18,17 +18,15 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 
 use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
 use crate::memory::CallerMemory;
-use crate::registers::{group_of, VpSnapshot};
-use crate::rendezvous::{Served, SnapshotError};
+use crate::registers::group_of;
+use crate::rendezvous::SnapshotError;
+use crate::snapshot::VpSnapshot;
 use crate::vm::Shared;
 
 /// The VM's partition id.
 pub const VM_PARTITION_ID: u64 = 2;
 /// The root partition's id (the host side of hvcall).
 pub const ROOT_PARTITION_ID: u64 = 1;
-/// HV_STATUS_INVALID_VP_STATE: the target VP could not be read (the VM
-/// is ending). The guest never sees it run on.
-const INVALID_VP_STATE: HvStatus = HvStatus(0x0015);
 const UD_VECTOR: u8 = 6;
 const EFER_LMA: u64 = 1 << 10;
 const CR0_PE: u64 = 1;
@@ -145,15 +143,6 @@ pub struct VpHypervisor<'a> {
     fetch_error: Option<String>,
 }
 
-impl VpHypervisor<'_> {
-    fn serve_self(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd) -> Served {
-        shared.counters.snapshot_served();
-        VpSnapshot::capture(vcpu, shared.synthetic(vp))
-            .map(Box::new)
-            .map_err(|e| SnapshotError::Fetch(e.to_string()))
-    }
-}
-
 impl Hypervisor for VpHypervisor<'_> {
     type Snapshot = VpSnapshot;
 
@@ -197,7 +186,7 @@ impl Hypervisor for VpHypervisor<'_> {
             ));
         }
         let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
-        let mut serve = || Self::serve_self(shared, vp, vcpu);
+        let mut serve = || shared.serve_snapshot(vp, vcpu);
         match shared
             .rendezvous
             .request_snapshot(vp, target.vp_index, &mut serve)
@@ -208,7 +197,9 @@ impl Hypervisor for VpHypervisor<'_> {
                 if let SnapshotError::Fetch(msg) = e {
                     self.fetch_error = Some(msg);
                 }
-                Err(INVALID_VP_STATE)
+                // The VM is ending (or KVM failed): the guest never runs
+                // on to see this status.
+                Err(HvStatus::INVALID_VP_STATE)
             }
         }
     }

@@ -7,6 +7,9 @@
 //! `ret` (`C3`). The same bytes work for 64-bit and 32-bit callers. The
 //! rest of the page is `int3`.
 //!
+//! A write to the port from anywhere, even before the page is enabled, is
+//! handled as a hypercall: the page is only the documented way to make one.
+//!
 //! The page is a read-only KVM memory slot laid over the RAM page, so the
 //! guest can read and execute it, and its writes come back as MMIO exits
 //! that the VMM drops. [`slot_layout`] computes the memory slots for RAM
@@ -23,8 +26,11 @@ use crate::memory::{GuestRam, RamError};
 /// The I/O port the hypercall page writes to. A write to it from anywhere
 /// is a hypercall; the VMM never compares RIP with the page's address.
 pub const HYPERCALL_PORT: u16 = 0xE8;
-/// Length of the exiting instruction: at the exit RIP points past it, so
-/// the hypercall instruction is at RIP − 2.
+/// Length of the exiting instruction (`out imm8, al`): at the exit RIP
+/// points past it, so the hypercall instruction is at RIP − 2. A guest
+/// that writes the port with another encoding (`out dx, al` is 1 byte)
+/// gets a wrong re-entry address on continuation and #UD; only the page's
+/// own instruction is supported.
 pub const HYPERCALL_INSTRUCTION_LEN: u64 = 2;
 
 /// The page contents.

@@ -1,7 +1,7 @@
 //! hvcall's KVM VMM: runs a static ELF64 guest on KVM and gives it the
 //! Hyper-V discovery interface (CPUID leaves, synthetic MSRs, hypercall
 //! page) and HvCallGetVpRegisters, answered from real vCPU state through
-//! [`hvcall_dispatch::dispatch`].
+//! [`hvcall_dispatch::dispatch()`].
 //!
 //! ```no_run
 //! let elf = std::fs::read("guest.elf").unwrap();
@@ -12,9 +12,23 @@
 //! Modules, by concern: [`config`] (what a VM is built with), [`memory`]
 //! (guest RAM), [`loader`] (ELF), [`boot`] (boot protocol), [`cpuid`],
 //! [`msr`] (synthetic MSRs), [`hypercall_page`] (the overlay),
-//! [`registers`] (HV register names → KVM state), [`rendezvous`]
-//! (cross-vCPU coordination), [`hypercall`] (dispatcher glue), [`vm`] and
-//! the vCPU run loop.
+//! [`registers`] (HV register names → KVM state) and [`snapshot`] (one
+//! VP's state), [`rendezvous`] (cross-vCPU coordination), [`hypercall`]
+//! (dispatcher glue for a guest's call), [`root`] (host-side reads as the
+//! parent partition), [`vm`] (the VM and its run), [`stats`], and the
+//! private `vcpu` (run loop and exits) and `kick` (signals) modules.
+//!
+//! Host side of a run, with the root partition's view afterwards:
+//!
+//! ```no_run
+//! use hvcall_abi::name::x64;
+//! use hvcall_vmm::{loader, Vm, VmConfig, VmExit};
+//! let mut vm = Vm::new(&VmConfig::default()).unwrap();
+//! vm.load_elf(&loader::flat_elf(0x10_0000, &[0xFA, 0xF4], 0)).unwrap(); // cli; hlt
+//! assert_eq!(vm.run().unwrap(), VmExit::AllHalted);
+//! let rip = vm.get_vp_registers(0, &[x64::RIP]).unwrap()[0].as_u64();
+//! assert_eq!(rip, 0x10_0002);
+//! ```
 
 pub mod boot;
 pub mod config;
@@ -27,6 +41,8 @@ pub mod memory;
 pub mod msr;
 pub mod registers;
 pub mod rendezvous;
+pub mod root;
+pub mod snapshot;
 pub mod stats;
 mod vcpu;
 pub mod vm;

@@ -341,4 +341,22 @@ mod tests {
             Err(LoadError::FileSizeAboveMemSize { .. })
         ));
     }
+
+    proptest::proptest! {
+        /// Hostile files: never a panic, never a write outside the image
+        /// range (the guard page below 1 MiB stays zero).
+        #[test]
+        fn arbitrary_files_never_panic(mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400), header in proptest::bool::ANY) {
+            let ram = GuestRam::new(2).unwrap();
+            if header {
+                let good = flat_elf(0x10_0000, &[0x90; 8], 0);
+                let n = bytes.len().min(good.len());
+                bytes[..n].copy_from_slice(&good[..n]);
+            }
+            let _ = load_elf(&ram, &bytes, END);
+            let mut low = [0u8; 4096];
+            ram.read(0xF_F000, &mut low).unwrap();
+            proptest::prop_assert!(low.iter().all(|&b| b == 0));
+        }
+    }
 }

@@ -188,4 +188,26 @@ mod tests {
         m.read(0x10_1000, &mut b).unwrap();
         assert_eq!(b, [7]);
     }
+
+    proptest::proptest! {
+        /// `is_ram` against a byte-set model computed in u128 (no
+        /// overflow possible there), including ranges that wrap 2^64.
+        #[test]
+        fn is_ram_matches_a_simple_model(
+            gpa in proptest::prop_oneof![0u64..0x30_0000, proptest::num::u64::ANY],
+            len in proptest::prop_oneof![0u64..0x2000, proptest::num::u64::ANY],
+            page in proptest::option::of(0u64..0x200),
+        ) {
+            let ram = GuestRam::new(2).unwrap();
+            let overlay = page.map(|p| p * PAGE_SIZE);
+            let m = CallerMemory::new(&ram, overlay);
+            let (start, end) = (u128::from(gpa), u128::from(gpa) + u128::from(len));
+            let in_ram = end <= 2 << 20;
+            let hits_overlay = overlay.is_some_and(|p| {
+                let p = u128::from(p);
+                len != 0 && start < p + 4096 && p < end
+            });
+            proptest::prop_assert_eq!(m.is_ram(gpa, len), in_ram && !hits_overlay);
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! All coordination state sits behind one mutex with one condition
 //! variable, so there is no lock order to get wrong. vCPU ioctls are only
 //! ever made by the vCPU's own thread: to read VP `t` another thread posts
-//! a request, kicks `t` (see [`crate::kick`]) and waits; `t` takes the
+//! a request, kicks `t` (a signal, see the `kick` module) and waits; `t` takes the
 //! snapshot on its thread at the next point where its state is consistent
 //! (just after `KVM_RUN` returned `EINTR`, or while it waits in a
 //! hypercall, while halted, or paused) and posts the reply.
@@ -17,7 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::kick::Kicker;
-use crate::registers::VpSnapshot;
+use crate::snapshot::VpSnapshot;
 use crate::VmExit;
 
 /// Why a snapshot could not be had.
@@ -347,7 +347,7 @@ mod tests {
     }
 
     fn fake_snapshot(vp: u32) -> Served {
-        let synthetic = crate::registers::SyntheticState {
+        let synthetic = crate::snapshot::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,

@@ -19,8 +19,8 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use crate::hypercall_page::HYPERCALL_PORT;
 use crate::kick::Registration;
-use crate::registers::VpSnapshot;
-use crate::rendezvous::{Next, Served, SnapshotError};
+use crate::rendezvous::Next;
+use crate::snapshot::VpSnapshot;
 use crate::vm::Shared;
 use crate::VmExit;
 
@@ -62,13 +62,6 @@ impl Drop for EndOnPanic<'_> {
     }
 }
 
-fn serve(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd) -> Served {
-    shared.counters.snapshot_served();
-    VpSnapshot::capture(vcpu, shared.synthetic(vp))
-        .map(Box::new)
-        .map_err(|e| SnapshotError::Fetch(e.to_string()))
-}
-
 /// Runs VP `vp` until the VM ends.
 pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<VpSnapshot>) {
     let _guard = EndOnPanic { shared, vp };
@@ -83,7 +76,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
             let v: &VcpuFd = vcpu;
             shared
                 .rendezvous
-                .before_run(vp, consistent, &mut || serve(shared, vp, v))
+                .before_run(vp, consistent, &mut || shared.serve_snapshot(vp, v))
         };
         match next {
             Next::Stop => break,
@@ -115,9 +108,9 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 let interrupts_disabled = vcpu.sync_regs().regs.rflags & RFLAGS_IF == 0;
                 tracing::debug!(vp, interrupts_disabled, "halted");
                 let v: &VcpuFd = vcpu;
-                shared
-                    .rendezvous
-                    .halt(vp, interrupts_disabled, &mut || serve(shared, vp, v));
+                shared.rendezvous.halt(vp, interrupts_disabled, &mut || {
+                    shared.serve_snapshot(vp, v)
+                });
             }
             Action::InternalError => {
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so

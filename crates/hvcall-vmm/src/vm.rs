@@ -8,6 +8,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use hvcall_abi::{HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::{DispatchConfig, VpState};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -19,8 +20,9 @@ use crate::kick;
 use crate::loader::{self, LoadedImage};
 use crate::memory::GuestRam;
 use crate::msr::{self, GeneralProtection, SyntheticMsrs};
-use crate::registers::{SyntheticState, VpSnapshot};
-use crate::rendezvous::Rendezvous;
+use crate::rendezvous::{Rendezvous, Served, SnapshotError};
+use crate::root::{RootHypervisor, RootReadError};
+use crate::snapshot::{SyntheticState, VpSnapshot};
 use crate::stats::{Counters, RunStats};
 use crate::{VmConfig, VmmError};
 
@@ -190,6 +192,35 @@ impl Vm {
         *lock(&self.msrs)
     }
 
+    /// Reads registers of VP `vp_index` as the root partition (the VM's
+    /// parent) through the dispatcher, while the VM is not running: before
+    /// the first run or after a run ended. Any number of names; the values
+    /// come in the same order.
+    ///
+    /// ```no_run
+    /// use hvcall_abi::name::x64;
+    /// # let config = hvcall_vmm::VmConfig::default();
+    /// let mut vm = hvcall_vmm::Vm::new(&config).unwrap();
+    /// let v = vm.get_vp_registers(1, &[x64::RIP, x64::VP_INDEX]).unwrap();
+    /// assert_eq!(v[1].as_u32(), 1);
+    /// ```
+    pub fn get_vp_registers(
+        &mut self,
+        vp_index: u32,
+        names: &[HvRegisterName],
+    ) -> Result<Vec<HvRegisterValue>, RootReadError> {
+        let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
+        let synthetic = move |vp| SyntheticState::now(vp, &msrs, created, leaves);
+        let mut hv = RootHypervisor {
+            vcpus: &self.vcpus,
+            synthetic: &synthetic,
+        };
+        let config = DispatchConfig {
+            max_reps_per_entry: self.config.max_reps_per_entry,
+        };
+        crate::root::get_vp_registers(&mut hv, &config, vp_index, names)
+    }
+
     /// What the VM did so far (all runs).
     pub fn stats(&self) -> RunStats {
         self.counters.get()
@@ -224,22 +255,25 @@ impl Vm {
                 .zip(self.states.iter_mut())
                 .enumerate()
             {
-                std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(format!("vcpu{vp}"))
-                    .spawn_scoped(s, move || crate::vcpu::run(shared, vp as u32, vcpu, state))
-                    .map_err(VmmError::Thread)?;
+                    .spawn_scoped(s, move || crate::vcpu::run(shared, vp as u32, vcpu, state));
+                if let Err(e) = spawned {
+                    // The threads already started must stop before the
+                    // scope can join them.
+                    let reason = format!("cannot start its thread: {e}");
+                    shared.rendezvous.end(VmExit::Fault {
+                        vp: vp as u32,
+                        reason,
+                    });
+                    return Err(VmmError::Thread(e));
+                }
             }
             if !shared.rendezvous.wait_end(self.config.watchdog) {
                 tracing::warn!(watchdog = ?self.config.watchdog, "watchdog fired");
                 shared.rendezvous.end(VmExit::Watchdog);
             }
-            Ok::<(), VmmError>(())
-        })
-        .inspect_err(|_| {
-            shared.rendezvous.end(VmExit::Fault {
-                vp: 0,
-                reason: "setup".into(),
-            })
+            Ok(())
         })?;
         self.config.console.flush();
         Ok(shared.rendezvous.ended().unwrap_or(VmExit::Fault {
@@ -285,14 +319,15 @@ impl Shared<'_> {
 
     /// The synthetic state of VP `vp`, now.
     pub fn synthetic(&self, vp: u32) -> SyntheticState {
-        let msrs = *lock(self.msrs);
-        SyntheticState {
-            vp_index: vp,
-            guest_os_id: msrs.guest_os_id,
-            hypercall: msrs.hypercall,
-            time_ref_count: (self.created.elapsed().as_nanos() / 100) as u64,
-            leaves: self.leaves,
-        }
+        SyntheticState::now(vp, &lock(self.msrs), self.created, self.leaves)
+    }
+
+    /// A whole snapshot of VP `vp`, taken on its own thread for another VP.
+    pub(crate) fn serve_snapshot(&self, vp: u32, vcpu: &VcpuFd) -> Served {
+        self.counters.snapshot_served();
+        VpSnapshot::capture(vcpu, self.synthetic(vp))
+            .map(Box::new)
+            .map_err(|e| SnapshotError::Fetch(e.to_string()))
     }
 
     /// RDMSR of a synthetic MSR by VP `vp`.

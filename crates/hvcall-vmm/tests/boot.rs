@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{config, guests, kvm_available, read_u64, run};
+use hvcall_abi::name::x64;
 use hvcall_vmm::{Console, VmConfig, VmExit};
 
 #[test]
@@ -37,9 +38,13 @@ fn all_vps_halted_with_interrupts_off_is_status_0() {
     if !kvm_available("all_vps_halted_with_interrupts_off_is_status_0") {
         return;
     }
-    let (_, exit) = run(&config(3), guests::HALT);
+    let (mut vm, exit) = run(&config(3), guests::HALT);
     assert_eq!(exit, VmExit::AllHalted);
     assert_eq!(exit.status(), 0);
+    for vp in 0..3 {
+        let rip = vm.get_vp_registers(vp, &[x64::RIP]).unwrap()[0].as_u64();
+        assert_eq!(rip, 0x10_0002, "VP {vp} stopped just past its HLT");
+    }
 }
 
 #[test]

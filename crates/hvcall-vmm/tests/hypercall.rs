@@ -80,6 +80,13 @@ fn section_3_xmm_fast_input_and_output() {
     assert_eq!(read_u128(&vm, 0x20_0010), 0, "XMM1 = VpIndex");
     assert_eq!(read_u128(&vm, 0x20_0020), 0x7777, "XMM2 = R12");
     assert_eq!(read_u64(&vm, 0x20_1030), 0, "no #UD");
+    // Writing XMM1-2 back (KVM_SET_FPU) must not disturb the rest of the
+    // SSE state: MXCSR keeps its reset value.
+    let mut vm = vm;
+    let csr = vm
+        .get_vp_registers(0, &[hvcall_abi::name::x64::XMM_CONTROL_STATUS])
+        .unwrap();
+    assert_eq!((csr[0].as_u128() >> 64) as u32 & 0xFFFF, 0x1F80, "MXCSR");
 }
 
 #[test]
@@ -211,7 +218,11 @@ fn every_register_group_from_self_and_from_a_running_vp() {
     }
     let (vm, exit) = run(&config(2), guests::GROUPS);
     assert_eq!(exit, VmExit::Exited(0));
-    assert_eq!(read_u64(&vm, 0x20_0000), 18 << 32, "both calls: SUCCESS, 18 reps");
+    assert_eq!(
+        read_u64(&vm, 0x20_0000),
+        18 << 32,
+        "both calls: SUCCESS, 18 reps"
+    );
     let patterns: [u128; 2] = [
         0xFEDC_BA98_7654_3210_0123_4567_89AB_CDEF,
         0x5555_6666_7777_8888_1111_2222_3333_4444,
@@ -220,7 +231,11 @@ fn every_register_group_from_self_and_from_a_running_vp() {
         let v = |i: u64| read_u128(&vm, 0x22_1000 + 0x1000 * vp + 16 * i);
         let who = format!("VP {vp}");
         assert_eq!(v(0), 0x3333_1111_2222 + u128::from(vp), "{who} Lstar");
-        assert_eq!(v(1), 0x0007_0106_0007_0406 + (u128::from(vp) << 32), "{who} Pat");
+        assert_eq!(
+            v(1),
+            0x0007_0106_0007_0406 + (u128::from(vp) << 32),
+            "{who} Pat"
+        );
         assert_eq!(v(2), 0x4000 + 0x1000 * u128::from(vp), "{who} Dr0");
         assert_eq!(v(3), patterns[vp as usize], "{who} Xmm3");
         assert_eq!(v(4) & 1, 1, "{who} Xfem has x87");
@@ -229,12 +244,20 @@ fn every_register_group_from_self_and_from_a_running_vp() {
         assert_eq!(v(7), (0x1000 << 64) | (0x2F << 48), "{who} Gdtr");
         assert_eq!((v(8) >> 96) as u16, 0x20, "{who} Tr selector");
         assert_eq!(v(9) & 0xFFFF, 0x37F, "{who} FCW at reset");
-        assert_eq!((v(10) >> 64) as u32 & 0xFFFF, 0x1F80, "{who} MXCSR at reset");
+        assert_eq!(
+            (v(10) >> 64) as u32 & 0xFFFF,
+            0x1F80,
+            "{who} MXCSR at reset"
+        );
         assert_eq!(v(11) & 0xFFFF_0000, 0, "{who} Dr7: no breakpoints");
         assert_eq!(v(12), 0x1212 + u128::from(vp), "{who} R12");
         assert_eq!(v(13), u128::from(vp), "{who} VpIndex");
         assert_eq!(v(14), 0x8000_0000_0000_1234, "{who} GuestOsId");
-        assert_ne!((v(15) >> 32) as u32 & (1 << 17), 0, "{who} PrivilegesAndFeaturesInfo");
+        assert_ne!(
+            (v(15) >> 32) as u32 & (1 << 17),
+            0,
+            "{who} PrivilegesAndFeaturesInfo"
+        );
         assert_eq!(v(16), 0, "{who} InterruptState");
         assert_eq!(v(17), 0, "{who} SysenterCs");
     }

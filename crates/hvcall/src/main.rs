@@ -4,13 +4,17 @@
 //!
 //! - `hvcall registers [--arch x64|arm64] [--json]` ([`registers`]): every
 //!   TLFS register name of one architecture with its number.
+//! - `hvcall run [--guest NAME | --kernel FILE] ...` ([`run`]): boots a
+//!   guest in the KVM VMM; the built-in guests are in [`guests`].
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod guests;
 mod registers;
+mod run;
 
 /// Hyper-V HvCallGetVpRegisters on KVM, end to end.
 #[derive(Debug, Parser)]
@@ -25,12 +29,15 @@ struct Cli {
 enum Command {
     /// List every HV_REGISTER_NAME of one architecture with its number.
     Registers(registers::RegistersArgs),
+    /// Boot a guest (default: the demo) in the KVM VMM.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
         Command::Registers(args) => registers::main(args),
+        Command::Run(args) => run::run(&args),
     }
 }
 

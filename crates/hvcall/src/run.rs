@@ -59,7 +59,9 @@ impl RunArgs {
             config.watchdog = Duration::try_from_secs_f64(secs)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| format!("--watchdog {secs}: expected a positive number of seconds"))?;
+                .ok_or_else(|| {
+                    format!("--watchdog {secs}: expected a positive number of seconds")
+                })?;
         }
         Ok(config)
     }
@@ -116,5 +118,90 @@ fn report(exit: &VmExit, config: &VmConfig) {
             config.watchdog,
             exit.status()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `hvcall run`'s options alone.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied())).map(|c| c.run)
+    }
+
+    #[test]
+    fn no_options_give_the_demo_and_the_vmm_defaults() {
+        let args = parse(&[]).expect("parses");
+        assert_eq!(args.guest, Guest::Demo);
+        let config = args.config().expect("valid");
+        let default = VmConfig::default();
+        assert_eq!(config.cpus, default.cpus);
+        assert_eq!(config.memory_mib, default.memory_mib);
+        assert_eq!(config.max_reps_per_entry, default.max_reps_per_entry);
+        assert!(config.access_vp_registers && config.xmm_fast);
+        assert_eq!(config.watchdog, default.watchdog);
+    }
+
+    #[test]
+    fn every_option_reaches_the_vm_config() {
+        let args = parse(&[
+            "--guest",
+            "conformance",
+            "--cpus",
+            "4",
+            "--memory",
+            "128",
+            "--max-reps-per-entry",
+            "1",
+            "--no-access-vp-registers",
+            "--no-xmm-fast",
+            "--watchdog",
+            "2.5",
+        ])
+        .expect("parses");
+        assert_eq!(args.guest, Guest::Conformance);
+        let config = args.config().expect("valid");
+        assert_eq!(
+            (config.cpus, config.memory_mib, config.max_reps_per_entry),
+            (4, 128, 1)
+        );
+        assert!(!config.access_vp_registers && !config.xmm_fast);
+        assert_eq!(config.watchdog, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse(&["--cpus", "0"]).is_err());
+        assert!(parse(&["--max-reps-per-entry", "0"]).is_err());
+        assert!(parse(&["--guest", "nope"]).is_err());
+        assert!(parse(&["--guest", "torn", "--kernel", "x.elf"]).is_err());
+        for secs in ["0", "-1", "NaN", "inf"] {
+            let arg = format!("--watchdog={secs}");
+            let args = parse(&[&arg]).expect("parses as f64");
+            assert!(args.config().is_err(), "--watchdog {secs} accepted");
+        }
+    }
+
+    #[test]
+    fn every_built_in_guest_is_an_elf() {
+        for guest in [
+            Guest::Demo,
+            Guest::Conformance,
+            Guest::Torn,
+            Guest::Mutual,
+            Guest::Groups,
+            Guest::Vmcall,
+        ] {
+            assert_eq!(&guest.elf()[..4], b"\x7fELF", "{guest:?}");
+        }
     }
 }

@@ -13,7 +13,9 @@
 #![no_main]
 
 mod checks;
+mod compat;
 mod continuation;
+mod cpl3;
 mod discovery;
 mod env;
 mod fast;
@@ -46,5 +48,7 @@ fn main(vp: u32, vps: u32) {
     continuation::run(&mut r, &env);
     fast::run(&mut r, &env);
     values::run(&mut r, &env);
+    compat::run(&mut r, &env);
+    cpl3::run(&mut r, &env);
     r.finish()
 }

@@ -111,7 +111,6 @@ fn vp0(vps: u32) {
         if have_vp1 {
             outln!(
                 Pad(label, 12),
-                Pad("", 0),
                 Hex128(a.low(), a.high()),
                 Pad("", 36 - width(a)),
                 Hex128(b.low(), b.high())

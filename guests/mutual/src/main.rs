@@ -29,7 +29,11 @@ fn main(vp: u32, vps: u32) {
         outln!("mutual: needs two VPs");
         rt::exit(2);
     }
-    let (features, page) = if vp == 0 { rt::hv::enable() } else { (discover(), rt::hv::page()) };
+    let (features, page) = if vp == 0 {
+        rt::hv::enable()
+    } else {
+        (discover(), rt::hv::page())
+    };
     let mut scratch = Scratch::new();
     let scratch_gpa = gpa(&scratch);
     // SAFETY: CPL 0, enabled page, identity-mapped scratch on this stack.
@@ -42,7 +46,13 @@ fn main(vp: u32, vps: u32) {
     let mut values = [HvRegisterValue::default(); 2];
     for _ in 0..READS {
         let ok = hv
-            .get_vp_registers(partition_id::SELF, target, HvInputVtl::new(), &[n::VP_INDEX, n::RIP], &mut values)
+            .get_vp_registers(
+                partition_id::SELF,
+                target,
+                HvInputVtl::new(),
+                &[n::VP_INDEX, n::RIP],
+                &mut values,
+            )
             .is_ok();
         if !ok || values[0].as_u64() != u64::from(target) {
             FAILED.fetch_add(1, Ordering::AcqRel);
@@ -50,7 +60,13 @@ fn main(vp: u32, vps: u32) {
         }
     }
     let mut own = [HvRegisterValue::default(); 1];
-    let self_ok = hv.get_vp_registers(partition_id::SELF, vp_index::SELF, HvInputVtl::new(), &[n::VP_INDEX], &mut own);
+    let self_ok = hv.get_vp_registers(
+        partition_id::SELF,
+        vp_index::SELF,
+        HvInputVtl::new(),
+        &[n::VP_INDEX],
+        &mut own,
+    );
     if self_ok.is_err() || own[0].as_u64() != u64::from(vp) {
         FAILED.fetch_add(1, Ordering::AcqRel);
     }

@@ -35,7 +35,8 @@ impl Model {
                 max_leaf: 0x4000_0005,
                 privileges: hvcall_abi::privilege::ACCESS_VP_REGISTERS,
                 features_ecx: 0,
-                features_edx: hvcall_abi::cpuid::XMM_FAST_INPUT_EDX | hvcall_abi::cpuid::XMM_FAST_OUTPUT_EDX,
+                features_edx: hvcall_abi::cpuid::XMM_FAST_INPUT_EDX
+                    | hvcall_abi::cpuid::XMM_FAST_OUTPUT_EDX,
             },
             calls: Vec::new(),
             stuck_at: None,
@@ -90,14 +91,20 @@ impl Transport for Model {
         r
     }
 
-    fn call_fast(&mut self, control: HypercallControl, regs: &mut FastRegisters) -> HypercallResult {
+    fn call_fast(
+        &mut self,
+        control: HypercallControl,
+        regs: &mut FastRegisters,
+    ) -> HypercallResult {
         assert!(control.fast());
         let n = usize::from(control.rep_count());
         let file = *regs;
         let name = |i: usize| (file.pairs[1 + i / 4][(i % 4) / 2] >> (32 * (i % 2))) as u32;
         let first = fast_output_pair(n);
         let mut out = file;
-        let r = self.run(control, file.pairs[0], name, |i, v| out.pairs[first + i] = [v.low(), v.high()]);
+        let r = self.run(control, file.pairs[0], name, |i, v| {
+            out.pairs[first + i] = [v.low(), v.high()]
+        });
         *regs = out;
         r
     }
@@ -116,7 +123,9 @@ fn memory_form_batches_by_page_and_reissues_early_returns() {
     let mut model = Model::new(100);
     let names = names(600);
     let mut values = vec![HvRegisterValue::default(); 600];
-    let vtl = HvInputVtl::new().with_target_vtl(0).with_use_target_vtl(true);
+    let vtl = HvInputVtl::new()
+        .with_target_vtl(0)
+        .with_use_target_vtl(true);
     get_vp_registers(&mut model, 2, 1, vtl, &names, &mut values).unwrap();
     for (n, v) in names.iter().zip(&values) {
         assert_eq!(*v, value_of(n.0));
@@ -124,7 +133,15 @@ fn memory_form_batches_by_page_and_reissues_early_returns() {
     let starts: Vec<(u16, u16)> = model.calls.iter().map(|c| (c.0, c.1)).collect();
     assert_eq!(
         starts,
-        [(256, 0), (256, 100), (256, 200), (256, 0), (256, 100), (256, 200), (88, 0)]
+        [
+            (256, 0),
+            (256, 100),
+            (256, 200),
+            (256, 0),
+            (256, 100),
+            (256, 200),
+            (88, 0)
+        ]
     );
     assert!(model.calls.iter().all(|c| c.2 == [2, 1 | (0x10 << 32)]));
 }
@@ -136,7 +153,14 @@ fn memory_form_reports_the_failing_index_and_keeps_earlier_values() {
     names[290] = BAD;
     let sentinel = HvRegisterValue::from(0x5A5Au64);
     let mut values = vec![sentinel; 300];
-    let r = get_vp_registers(&mut model, u64::MAX, 0, HvInputVtl::new(), &names, &mut values);
+    let r = get_vp_registers(
+        &mut model,
+        u64::MAX,
+        0,
+        HvInputVtl::new(),
+        &names,
+        &mut values,
+    );
     assert_eq!(
         r,
         Err(GetError::Failed {
@@ -157,7 +181,14 @@ fn a_hypervisor_without_progress_is_an_error() {
     model.stuck_at = Some(0);
     let names = names(3);
     let mut values = vec![HvRegisterValue::default(); 3];
-    let r = get_vp_registers(&mut model, u64::MAX, 0, HvInputVtl::new(), &names, &mut values);
+    let r = get_vp_registers(
+        &mut model,
+        u64::MAX,
+        0,
+        HvInputVtl::new(),
+        &names,
+        &mut values,
+    );
     assert_eq!(r, Err(GetError::NoProgress { index: 0 }));
     assert_eq!(model.calls.len(), 1);
 }
@@ -167,7 +198,13 @@ fn length_mismatch_is_rejected_without_a_call() {
     let mut model = Model::new(7);
     let mut values = vec![HvRegisterValue::default(); 2];
     let r = get_vp_registers(&mut model, 1, 0, HvInputVtl::new(), &names(3), &mut values);
-    assert_eq!(r, Err(GetError::LengthMismatch { names: 3, values: 2 }));
+    assert_eq!(
+        r,
+        Err(GetError::LengthMismatch {
+            names: 3,
+            values: 2
+        })
+    );
     assert!(model.calls.is_empty());
 }
 
@@ -175,7 +212,10 @@ fn length_mismatch_is_rejected_without_a_call() {
 fn fast_input_layout_follows_the_register_pairs() {
     let regs = fast_input(7, 3, HvInputVtl::new().with_use_target_vtl(true), &names(3));
     assert_eq!(regs.pairs[0], [7, 3 | (0x10 << 32)]);
-    assert_eq!(regs.pairs[1], [0x0002_0000 | (0x0002_0001 << 32), 0x0002_0002]);
+    assert_eq!(
+        regs.pairs[1],
+        [0x0002_0000 | (0x0002_0001 << 32), 0x0002_0002]
+    );
     assert!(regs.pairs[2..].iter().all(|p| *p == [0, 0]));
     assert_eq!(fast_output_pair(1), 2);
     assert_eq!(fast_output_pair(4), 2);
@@ -187,7 +227,15 @@ fn fast_form_reads_outputs_from_xmm1_on_with_continuation() {
     let mut model = Model::new(1);
     let names = names(4);
     let mut values = vec![HvRegisterValue::default(); 4];
-    get_vp_registers_fast(&mut model, u64::MAX, 0, HvInputVtl::new(), &names, &mut values).unwrap();
+    get_vp_registers_fast(
+        &mut model,
+        u64::MAX,
+        0,
+        HvInputVtl::new(),
+        &names,
+        &mut values,
+    )
+    .unwrap();
     for (n, v) in names.iter().zip(&values) {
         assert_eq!(*v, value_of(n.0));
     }
@@ -205,8 +253,18 @@ fn fast_form_needs_both_cpuid_bits_and_at_most_four_names() {
     );
     model.features.features_edx = hvcall_abi::cpuid::XMM_FAST_INPUT_EDX;
     assert_eq!(
-        get_vp_registers_fast(&mut model, 1, 0, HvInputVtl::new(), &names(1), &mut values[..1]),
-        Err(GetError::FastNotAdvertised { input: true, output: false })
+        get_vp_registers_fast(
+            &mut model,
+            1,
+            0,
+            HvInputVtl::new(),
+            &names(1),
+            &mut values[..1]
+        ),
+        Err(GetError::FastNotAdvertised {
+            input: true,
+            output: false
+        })
     );
     assert!(model.calls.is_empty());
 }

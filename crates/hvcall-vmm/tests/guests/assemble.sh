@@ -25,3 +25,4 @@ tmp=$(mktemp -d)
   done
 } > "$out"
 rm -rf "$tmp"
+rustfmt --edition 2021 "$out"

@@ -1,12 +1,16 @@
-# VP1 runs "inc r12; inc r13" forever. VP0 reads VP1's Rip, R12, R13 200
-# times (output i at 0x230000 + 64 * i, status ORed into 0x200000), then
-# exits 0. In every snapshot, R12 = R13 + (RIP is between the two incs).
+# VP1 runs "inc r12; inc r13" forever. VP0 waits until VP1 is in its
+# loop, reads VP1's Rip, R12, R13 200 times (output i at
+# 0x230000 + 64 * i, status ORed into 0x200000), then exits 0. In every
+# snapshot, R12 = R13 + (RIP is between the two incs).
 .intel_syntax noprefix
 .code64
 .include "common.inc"
     test rdi, rdi
     jnz vp1
     enable_page
+wait_vp1:
+    cmp byte ptr ds:0x2000F0, 1
+    jne wait_vp1
     mov qword ptr [0x200000], 0
     mov r15, 0
     mov rbx, 0x230000
@@ -26,6 +30,7 @@ sample:
 vp1:
     xor r12, r12
     xor r13, r13
+    mov byte ptr ds:0x2000F0, 1
 .globl vp1_loop
 vp1_loop:
     inc r12

@@ -1,0 +1,401 @@
+//! A consistent view of one VP's registers: [`VpSnapshot`], filled group
+//! by group (see [`crate::registers`] for the groups).
+//!
+//! A snapshot of the calling VP fills groups lazily, each at most once per
+//! call; a snapshot of another VP is taken whole ([`VpSnapshot::capture`]),
+//! on that VP's own thread.
+
+use hvcall_abi::{HvRegisterName, HvRegisterValue};
+use kvm_bindings::{kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs};
+use kvm_ioctls::VcpuFd;
+
+use crate::cpuid::HypervLeaves;
+use crate::registers::{
+    pending_interruption, segment_value, source_of, table_value, Group, Seg, Source, Syn, MSR_LIST,
+};
+
+/// The x87/SSE state in FXSAVE layout (the legacy area of XSAVE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FpuState {
+    fxsave: [u8; 512],
+}
+
+impl FpuState {
+    /// From `KVM_GET_XSAVE`'s legacy area.
+    pub fn from_xsave(x: &kvm_bindings::kvm_xsave) -> Self {
+        let mut fxsave = [0u8; 512];
+        for (dst, word) in fxsave.chunks_exact_mut(4).zip(x.region.iter()) {
+            dst.copy_from_slice(&word.to_le_bytes());
+        }
+        Self { fxsave }
+    }
+
+    /// From `KVM_GET_FPU` (no MXCSR_MASK there: reads as 0).
+    pub fn from_fpu(f: &kvm_bindings::kvm_fpu) -> Self {
+        let mut s = [0u8; 512];
+        s[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+        s[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+        s[4] = f.ftwx;
+        s[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
+        s[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
+        s[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
+        s[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
+        for (i, st) in f.fpr.iter().enumerate() {
+            s[32 + 16 * i..48 + 16 * i].copy_from_slice(st);
+        }
+        for (i, x) in f.xmm.iter().enumerate() {
+            s[160 + 16 * i..176 + 16 * i].copy_from_slice(x);
+        }
+        Self { fxsave: s }
+    }
+
+    fn u128_at(&self, offset: usize) -> u128 {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&self.fxsave[offset..offset + 16]);
+        u128::from_le_bytes(b)
+    }
+}
+
+/// hvcall's synthetic state of one VP, read at snapshot time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SyntheticState {
+    /// The VP's index.
+    pub vp_index: u32,
+    /// HV_X64_MSR_GUEST_OS_ID.
+    pub guest_os_id: u64,
+    /// HV_X64_MSR_HYPERCALL.
+    pub hypercall: u64,
+    /// Partition reference time, 100 ns units.
+    pub time_ref_count: u64,
+    /// The CPUID leaves the feature registers mirror.
+    pub leaves: HypervLeaves,
+}
+
+impl SyntheticState {
+    /// The synthetic state of VP `vp_index` now, in a VM created at
+    /// `created` (reference time 0).
+    pub fn now(
+        vp_index: u32,
+        msrs: &crate::msr::SyntheticMsrs,
+        created: std::time::Instant,
+        leaves: HypervLeaves,
+    ) -> Self {
+        Self {
+            vp_index,
+            guest_os_id: msrs.guest_os_id,
+            hypercall: msrs.hypercall,
+            time_ref_count: (created.elapsed().as_nanos() / 100) as u64,
+            leaves,
+        }
+    }
+}
+
+/// One VP's state, fetched group by group.
+#[derive(Clone, Debug)]
+pub struct VpSnapshot {
+    sync: kvm_sync_regs,
+    msrs: Option<[Option<u64>; MSR_LIST.len()]>,
+    fpu: Option<FpuState>,
+    debug: Option<kvm_debugregs>,
+    xcr0: Option<u64>,
+    synthetic: SyntheticState,
+}
+
+/// A group could not be fetched from KVM.
+#[derive(Debug, thiserror::Error)]
+#[error("fetching {group:?} state: {source}")]
+pub struct FetchError {
+    /// The group.
+    pub group: Group,
+    /// The ioctl error.
+    pub source: kvm_ioctls::Error,
+}
+
+impl VpSnapshot {
+    /// A snapshot with only the sync group (`sync` as seen at the exit,
+    /// RIP already set to what the snapshot must report).
+    pub fn from_sync(sync: kvm_sync_regs, synthetic: SyntheticState) -> Self {
+        Self {
+            sync,
+            msrs: None,
+            fpu: None,
+            debug: None,
+            xcr0: None,
+            synthetic,
+        }
+    }
+
+    /// A whole snapshot of the vCPU owned by the calling thread.
+    pub fn capture(vcpu: &VcpuFd, synthetic: SyntheticState) -> Result<Self, FetchError> {
+        let mut s = Self::from_sync(vcpu.sync_regs(), synthetic);
+        for g in [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs] {
+            s.fill(g, vcpu)?;
+        }
+        Ok(s)
+    }
+
+    /// The VP this snapshot is of.
+    pub fn vp_index(&self) -> u32 {
+        self.synthetic.vp_index
+    }
+
+    /// A whole snapshot of a vCPU that is not running (no `KVM_RUN` in
+    /// progress on any thread), through ioctls only.
+    pub fn capture_stopped(vcpu: &VcpuFd, synthetic: SyntheticState) -> Result<Self, FetchError> {
+        let err = |source| FetchError {
+            group: Group::Sync,
+            source,
+        };
+        let sync = kvm_sync_regs {
+            regs: vcpu.get_regs().map_err(err)?,
+            sregs: vcpu.get_sregs().map_err(err)?,
+            events: vcpu.get_vcpu_events().map_err(err)?,
+        };
+        let mut s = Self::from_sync(sync, synthetic);
+        for g in [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs] {
+            s.fill(g, vcpu)?;
+        }
+        Ok(s)
+    }
+
+    /// Whether `group` is already fetched.
+    pub fn has(&self, group: Group) -> bool {
+        match group {
+            Group::Sync | Group::Synthetic => true,
+            Group::Msrs => self.msrs.is_some(),
+            Group::Fpu => self.fpu.is_some(),
+            Group::Debug => self.debug.is_some(),
+            Group::Xcrs => self.xcr0.is_some(),
+        }
+    }
+
+    /// Fetches `group` from `vcpu` (the VP this snapshot is of, on its own
+    /// thread) unless already present.
+    pub fn fill(&mut self, group: Group, vcpu: &VcpuFd) -> Result<(), FetchError> {
+        if self.has(group) {
+            return Ok(());
+        }
+        let err = |source| FetchError { group, source };
+        match group {
+            Group::Sync | Group::Synthetic => {}
+            Group::Msrs => self.msrs = Some(read_msrs(vcpu).map_err(err)?),
+            Group::Fpu => {
+                self.fpu = Some(match vcpu.get_xsave() {
+                    Ok(x) => FpuState::from_xsave(&x),
+                    Err(_) => FpuState::from_fpu(&vcpu.get_fpu().map_err(err)?),
+                })
+            }
+            Group::Debug => self.debug = Some(vcpu.get_debug_regs().map_err(err)?),
+            Group::Xcrs => {
+                let xcrs = vcpu.get_xcrs().map_err(err)?;
+                let n = (xcrs.nr_xcrs as usize).min(xcrs.xcrs.len());
+                let xcr0 = xcrs.xcrs[..n]
+                    .iter()
+                    .find(|x| x.xcr == 0)
+                    .map_or(0, |x| x.value);
+                self.xcr0 = Some(xcr0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of `name`, or `None` if it is not served or its group is
+    /// missing (fill it first).
+    pub fn value(&self, name: HvRegisterName) -> Option<HvRegisterValue> {
+        let source = source_of(name)?;
+        let r = &self.sync.regs;
+        let s = &self.sync.sregs;
+        let e = &self.sync.events;
+        let v: u128 = match source {
+            Source::Gpr(i) => u128::from(
+                [
+                    r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10,
+                    r.r11, r.r12, r.r13, r.r14, r.r15,
+                ][i],
+            ),
+            Source::Rip => u128::from(r.rip),
+            Source::Rflags => u128::from(r.rflags),
+            Source::Cr(0) => u128::from(s.cr0),
+            Source::Cr(2) => u128::from(s.cr2),
+            Source::Cr(3) => u128::from(s.cr3),
+            Source::Cr(4) => u128::from(s.cr4),
+            Source::Cr(_) => u128::from(s.cr8),
+            Source::Efer => u128::from(s.efer),
+            Source::ApicBase => u128::from(s.apic_base),
+            Source::Segment(seg) => segment_value(match seg {
+                Seg::Es => &s.es,
+                Seg::Cs => &s.cs,
+                Seg::Ss => &s.ss,
+                Seg::Ds => &s.ds,
+                Seg::Fs => &s.fs,
+                Seg::Gs => &s.gs,
+                Seg::Ldtr => &s.ldt,
+                Seg::Tr => &s.tr,
+            }),
+            Source::Gdtr => table_value(&s.gdt),
+            Source::Idtr => table_value(&s.idt),
+            Source::PendingInterruption => u128::from(pending_interruption(e)),
+            Source::InterruptState => {
+                u128::from(e.interrupt.shadow != 0) | (u128::from(e.nmi.masked != 0) << 1)
+            }
+            Source::Msr(i) => u128::from(self.msrs.as_ref()?[i]?),
+            Source::Xmm(i) => self.fpu.as_ref()?.u128_at(160 + 16 * i),
+            // 80-bit value; bits 127:80 reserved (zero).
+            Source::FpMmx(i) => self.fpu.as_ref()?.u128_at(32 + 16 * i) & ((1u128 << 80) - 1),
+            // FCW, FSW, abridged FTW, reserved byte, FOP, FIP: the first 16
+            // bytes of FXSAVE (byte 5 is reserved there too).
+            Source::FpControlStatus => self.fpu.as_ref()?.u128_at(0) & !(0xFFu128 << 40),
+            // FDP, MXCSR, MXCSR_MASK: FXSAVE bytes 16..32.
+            Source::XmmControlStatus => self.fpu.as_ref()?.u128_at(16),
+            Source::Dr(i) => u128::from(self.debug.as_ref()?.db[i]),
+            Source::Dr6 => u128::from(self.debug.as_ref()?.dr6),
+            Source::Dr7 => u128::from(self.debug.as_ref()?.dr7),
+            Source::Xfem => u128::from(self.xcr0?),
+            Source::Synthetic(syn) => self.synthetic_value(syn),
+        };
+        Some(HvRegisterValue::from(v))
+    }
+
+    fn synthetic_value(&self, syn: Syn) -> u128 {
+        let st = &self.synthetic;
+        match syn {
+            Syn::Hypercall => u128::from(st.hypercall),
+            Syn::GuestOsId => u128::from(st.guest_os_id),
+            Syn::VpIndex => u128::from(st.vp_index),
+            Syn::TimeRefCount => u128::from(st.time_ref_count),
+            // ActiveVtl 0, EnabledVtlSet (31:16) = {VTL 0}.
+            Syn::VsmVpStatus => 1 << 16,
+            // EnabledVtlSet (15:0) = {VTL 0}, MaximumVtl (19:16) = 0.
+            Syn::VsmPartitionStatus => 1,
+            Syn::Cpuid(leaf) => st.leaves.leaf(leaf).packed(),
+        }
+    }
+}
+
+/// Reads [`MSR_LIST`]; an MSR KVM refuses reads as absent (KVM_GET_MSRS
+/// stops at the first failure, so the rest is retried after it).
+fn read_msrs(vcpu: &VcpuFd) -> Result<[Option<u64>; MSR_LIST.len()], kvm_ioctls::Error> {
+    let mut out = [None; MSR_LIST.len()];
+    let mut start = 0;
+    while start < MSR_LIST.len() {
+        let entries: Vec<kvm_msr_entry> = MSR_LIST[start..]
+            .iter()
+            .map(|(_, index)| kvm_msr_entry {
+                index: *index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs =
+            Msrs::from_entries(&entries).map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
+        let n = vcpu.get_msrs(&mut msrs)?;
+        for (i, e) in msrs.as_slice().iter().take(n).enumerate() {
+            out[start + i] = Some(e.data);
+        }
+        start += n + 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::{kvm_dtable, kvm_segment};
+
+    fn snapshot() -> VpSnapshot {
+        let mut sync = kvm_sync_regs::default();
+        sync.regs.rax = 0x1111;
+        sync.regs.r15 = 0xF15;
+        sync.regs.rip = 0x10_0000;
+        sync.sregs.cs = kvm_segment {
+            base: 0,
+            limit: 0xFFFF_FFFF,
+            selector: 8,
+            type_: 11,
+            present: 1,
+            dpl: 0,
+            db: 0,
+            s: 1,
+            l: 1,
+            g: 1,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        sync.sregs.gdt = kvm_dtable {
+            base: 0x1000,
+            limit: 0x2F,
+            ..Default::default()
+        };
+        let synthetic = SyntheticState {
+            vp_index: 1,
+            guest_os_id: 7,
+            hypercall: 0x3000_0001,
+            time_ref_count: 5,
+            leaves: HypervLeaves::new(true, true, 2),
+        };
+        VpSnapshot::from_sync(sync, synthetic)
+    }
+
+    #[test]
+    fn sync_group_values() {
+        let s = snapshot();
+        assert_eq!(
+            s.value(HvRegisterName(0x0002_0000)).unwrap().as_u128(),
+            0x1111
+        );
+        assert_eq!(
+            s.value(HvRegisterName(0x0002_000F)).unwrap().as_u128(),
+            0xF15
+        );
+        assert_eq!(
+            s.value(HvRegisterName(0x0002_0010)).unwrap().as_u128(),
+            0x10_0000
+        );
+    }
+
+    #[test]
+    fn segment_layout_section_5() {
+        let v = snapshot().value(HvRegisterName(0x0006_0001)).unwrap();
+        assert_eq!(v.low(), 0, "base");
+        assert_eq!(v.high() & 0xFFFF_FFFF, 0xFFFF_FFFF, "limit");
+        assert_eq!((v.high() >> 32) & 0xFFFF, 8, "selector");
+        // type 11, S, P, L, G
+        assert_eq!(v.high() >> 48, 0xB | 0x10 | 0x80 | 0x2000 | 0x8000);
+    }
+
+    #[test]
+    fn table_layout_section_5() {
+        let v = snapshot().value(HvRegisterName(0x0007_0001)).unwrap();
+        assert_eq!((v.low() >> 48) & 0xFFFF, 0x2F);
+        assert_eq!(v.high(), 0x1000);
+        assert_eq!(v.low() & 0xFFFF_FFFF_FFFF, 0, "padding");
+    }
+
+    #[test]
+    fn lazy_groups_are_absent_until_filled() {
+        let s = snapshot();
+        assert!(!s.has(Group::Msrs));
+        assert_eq!(s.value(HvRegisterName(0x0008_0004)), None);
+        assert_eq!(s.value(HvRegisterName(0x0003_0000)), None);
+        assert_eq!(s.value(HvRegisterName(0x0005_0005)), None);
+    }
+
+    #[test]
+    fn synthetic_values() {
+        let s = snapshot();
+        assert_eq!(s.value(HvRegisterName(0x0009_0003)).unwrap().as_u128(), 1);
+        assert_eq!(s.value(HvRegisterName(0x0009_0002)).unwrap().as_u128(), 7);
+        assert_eq!(
+            s.value(HvRegisterName(0x0009_0001)).unwrap().as_u128(),
+            0x3000_0001
+        );
+        assert_eq!(
+            s.value(HvRegisterName(0x000D_0003)).unwrap().as_u128(),
+            1 << 16
+        );
+        assert_eq!(s.value(HvRegisterName(0x000D_0004)).unwrap().as_u128(), 1);
+        let priv_info = s.value(HvRegisterName(0x0000_0200)).unwrap().as_u128();
+        assert_eq!(priv_info as u32 & 0x60, 0x60);
+        assert_ne!((priv_info >> 32) as u32 & (1 << 17), 0);
+    }
+}

@@ -1,0 +1,78 @@
+//! Shared by the KVM integration tests: run `hvcall run ...` and decide
+//! whether KVM is there. Without /dev/kvm a test prints a SKIP line and
+//! passes, unless HVCALL_REQUIRE_KVM=1, which turns that into a failure.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The captured result of one `hvcall run`.
+pub struct Run {
+    /// Exit status (None if killed by a signal).
+    pub status: Option<i32>,
+    /// Guest console output.
+    pub stdout: String,
+    /// Diagnostics.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics with the full output unless the exit status is `want`.
+    pub fn expect_status(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.status,
+            Some(want),
+            "unexpected exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics with the full output unless stdout contains `needle`.
+    pub fn expect_stdout(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Whether KVM tests can run; prints SKIP (or panics when
+/// HVCALL_REQUIRE_KVM=1) when /dev/kvm is missing.
+pub fn kvm_available(test: &str) -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    if std::env::var("HVCALL_REQUIRE_KVM").as_deref() == Ok("1") {
+        panic!("{test}: /dev/kvm is missing and HVCALL_REQUIRE_KVM=1");
+    }
+    eprintln!("SKIP {test}: /dev/kvm is missing");
+    false
+}
+
+/// Runs `hvcall run ARGS` (with a generous watchdog unless ARGS set one,
+/// so a loaded CI machine cannot turn a slow run into a failure) and
+/// captures it; `None` when KVM is unavailable (see [`kvm_available`]).
+pub fn hvcall_run(test: &str, args: &[&str]) -> Option<Run> {
+    if !kvm_available(test) {
+        return None;
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hvcall"));
+    cmd.arg("run").args(args);
+    if !args.contains(&"--watchdog") {
+        cmd.args(["--watchdog", "120"]);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run the hvcall binary");
+    Some(Run {
+        status: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
