@@ -185,8 +185,8 @@ impl Hypervisor for VpHypervisor<'_> {
                 self.shared.synthetic(self.vp),
             ));
         }
-        let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
-        let mut serve = || shared.serve_snapshot(vp, vcpu);
+        let (shared, vp, vcpu, at_call) = (self.shared, self.vp, self.vcpu, self.at_call);
+        let mut serve = || shared.serve_snapshot_from(vp, vcpu, at_call);
         match shared
             .rendezvous
             .request_snapshot(vp, target.vp_index, &mut serve)

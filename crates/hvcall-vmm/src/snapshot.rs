@@ -127,7 +127,17 @@ impl VpSnapshot {
 
     /// A whole snapshot of the vCPU owned by the calling thread.
     pub fn capture(vcpu: &VcpuFd, synthetic: SyntheticState) -> Result<Self, FetchError> {
-        let mut s = Self::from_sync(vcpu.sync_regs(), synthetic);
+        Self::capture_from(vcpu.sync_regs(), vcpu, synthetic)
+    }
+
+    /// A whole snapshot of the vCPU owned by the calling thread, with its
+    /// sync group (`regs`, `sregs`, `events`) given by the caller.
+    pub fn capture_from(
+        sync: kvm_sync_regs,
+        vcpu: &VcpuFd,
+        synthetic: SyntheticState,
+    ) -> Result<Self, FetchError> {
+        let mut s = Self::from_sync(sync, synthetic);
         for g in [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs] {
             s.fill(g, vcpu)?;
         }

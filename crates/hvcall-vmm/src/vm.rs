@@ -324,8 +324,20 @@ impl Shared<'_> {
 
     /// A whole snapshot of VP `vp`, taken on its own thread for another VP.
     pub(crate) fn serve_snapshot(&self, vp: u32, vcpu: &VcpuFd) -> Served {
+        self.serve_snapshot_from(vp, vcpu, vcpu.sync_regs())
+    }
+
+    /// Like [`Self::serve_snapshot`], with the sync group given: a VP that
+    /// waits in its own hypercall reports its state at the call (RIP on the
+    /// hypercall instruction, RAX not yet written), not the exit's.
+    pub(crate) fn serve_snapshot_from(
+        &self,
+        vp: u32,
+        vcpu: &VcpuFd,
+        sync: kvm_bindings::kvm_sync_regs,
+    ) -> Served {
         self.counters.snapshot_served();
-        VpSnapshot::capture(vcpu, self.synthetic(vp))
+        VpSnapshot::capture_from(sync, vcpu, self.synthetic(vp))
             .map(Box::new)
             .map_err(|e| SnapshotError::Fetch(e.to_string()))
     }
