@@ -325,7 +325,10 @@ fn section_2_output_that_stops_being_ram_between_entries_is_reported_like_5f() {
         case.ram.add_overlay(OUT_GPA);
         let out = case.entry();
         assert_eq!(out, Outcome::Complete);
-        assert_eq!((case.status(), case.reps()), (HvStatus::INVALID_ALIGNMENT, 1));
+        assert_eq!(
+            (case.status(), case.reps()),
+            (HvStatus::INVALID_ALIGNMENT, 1)
+        );
         assert_eq!(case.ram.peek(OUT_GPA + 16, 32).unwrap(), [GUARD; 32]);
         assert!(!case.state.is_pending());
     }

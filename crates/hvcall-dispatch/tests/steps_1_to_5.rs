@@ -298,7 +298,11 @@ fn step_5c_32_bit_fast_call_is_invalid_input_even_without_xmm_bits() {
         let p = case.model.partition_mut(2).unwrap();
         p.xmm_fast_input = xin;
         p.xmm_fast_output = xout;
-        case.get(0, header(SELF_PARTITION, SELF_VP, 0), &names(Convention::X86, 1));
+        case.get(
+            0,
+            header(SELF_PARTITION, SELF_VP, 0),
+            &names(Convention::X86, 1),
+        );
         let out = case.entry();
         case.expect_error(out, HvStatus::INVALID_HYPERCALL_INPUT, 0);
     }
