@@ -28,6 +28,14 @@ fn each(
     }
 }
 
+/// [`each`] for a call that fails before step 7: `status`, reps completed
+/// = the rep start, nothing written but the result.
+fn rejected(n: usize, start: u16, header: [u8; 16], setup: impl Fn(&mut Case), status: HvStatus) {
+    each(n, start, header, setup, |case, out| {
+        case.expect_error(out, status, start)
+    });
+}
+
 /// The values the call reads from (partition, VP, VTL), for slots
 /// `start..n` of the standard names.
 fn values_of(
@@ -54,25 +62,19 @@ fn step_6a_reserved_header_bytes_are_invalid_parameter() {
         // Partition 0 would fail 6c: 6a comes first. Reps completed = s.
         let mut h = header(0, SELF_VP, 0);
         h[byte] = 1;
-        each(
-            3,
-            1,
-            h,
-            |_| {},
-            |case, out| case.expect_error(out, HvStatus::INVALID_PARAMETER, 1),
-        );
+        rejected(3, 1, h, |_| {}, HvStatus::INVALID_PARAMETER);
     }
 }
 
 #[test]
 fn step_6b_input_vtl_reserved_bits_are_invalid_parameter() {
     for vtl in [0x20u8, 0x40, 0x80, 0xF1] {
-        each(
+        rejected(
             3,
             2,
             header(0, SELF_VP, vtl),
             |_| {},
-            |case, out| case.expect_error(out, HvStatus::INVALID_PARAMETER, 2),
+            HvStatus::INVALID_PARAMETER,
         );
     }
 }
@@ -81,16 +83,20 @@ fn step_6b_input_vtl_reserved_bits_are_invalid_parameter() {
 fn step_6c_unknown_partition_is_invalid_partition_id() {
     for pid in [0u64, 3, 0x1234, u64::MAX - 1] {
         // A VP index that 6g would reject: 6c comes first.
-        each(
+        rejected(
             2,
             1,
             header(pid, 99, 0),
             |_| {},
-            |case, out| case.expect_error(out, HvStatus::INVALID_PARTITION_ID, 1),
+            HvStatus::INVALID_PARTITION_ID,
         );
-        each(2, 0, header(pid, 0, 0), root_calls, |case, out| {
-            case.expect_error(out, HvStatus::INVALID_PARTITION_ID, 0)
-        });
+        rejected(
+            2,
+            0,
+            header(pid, 0, 0),
+            root_calls,
+            HvStatus::INVALID_PARTITION_ID,
+        );
     }
 }
 
@@ -104,16 +110,14 @@ fn step_6d_partition_that_is_not_a_child_is_access_denied() {
             .caller(VM_PARTITION, 0)
             .build();
     };
-    each(
+    rejected(
         2,
         0,
         header(ROOT_PARTITION, 0, 0),
         |_| {},
-        |case, out| case.expect_error(out, HvStatus::ACCESS_DENIED, 0),
+        HvStatus::ACCESS_DENIED,
     );
-    each(2, 1, header(3, 0, 0), sibling, |case, out| {
-        case.expect_error(out, HvStatus::ACCESS_DENIED, 1)
-    });
+    rejected(2, 1, header(3, 0, 0), sibling, HvStatus::ACCESS_DENIED);
 }
 
 #[test]
@@ -121,9 +125,13 @@ fn step_6e_self_access_without_privilege_is_access_denied() {
     let no_privilege =
         |case: &mut Case| case.model.partition_mut(VM_PARTITION).unwrap().privileges = 0;
     for pid in [SELF_PARTITION, VM_PARTITION] {
-        each(2, 1, header(pid, 0, 0), no_privilege, |case, out| {
-            case.expect_error(out, HvStatus::ACCESS_DENIED, 1)
-        });
+        rejected(
+            2,
+            1,
+            header(pid, 0, 0),
+            no_privilege,
+            HvStatus::ACCESS_DENIED,
+        );
     }
 }
 
@@ -151,31 +159,31 @@ fn step_6e_parent_needs_no_privilege_for_its_child() {
 
 #[test]
 fn step_6f_vp_self_in_another_partition_is_invalid_vp_index() {
-    each(
+    rejected(
         2,
         1,
         header(VM_PARTITION, SELF_VP, 0),
         root_calls,
-        |case, out| case.expect_error(out, HvStatus::INVALID_VP_INDEX, 1),
+        HvStatus::INVALID_VP_INDEX,
     );
 }
 
 #[test]
 fn step_6g_vp_index_out_of_range_is_invalid_vp_index() {
     for vp in [2u32, 3, 0xFFFF_FFFF, 0xFFFF_FFFD] {
-        each(
+        rejected(
             2,
             0,
             header(SELF_PARTITION, vp, 0),
             |_| {},
-            |case, out| case.expect_error(out, HvStatus::INVALID_VP_INDEX, 0),
+            HvStatus::INVALID_VP_INDEX,
         );
-        each(
+        rejected(
             2,
             1,
             header(VM_PARTITION, vp, 0),
             root_calls,
-            |case, out| case.expect_error(out, HvStatus::INVALID_VP_INDEX, 1),
+            HvStatus::INVALID_VP_INDEX,
         );
     }
 }
@@ -184,12 +192,12 @@ fn step_6g_vp_index_out_of_range_is_invalid_vp_index() {
 fn step_6h_higher_target_vtl_on_self_is_access_denied() {
     // VTL 1 is not enabled either: 6h comes before 6i.
     for vtl in [0x11u8, 0x1F] {
-        each(
+        rejected(
             2,
             1,
             header(SELF_PARTITION, SELF_VP, vtl),
             |_| {},
-            |case, out| case.expect_error(out, HvStatus::ACCESS_DENIED, 1),
+            HvStatus::ACCESS_DENIED,
         );
     }
 }
@@ -224,12 +232,12 @@ fn step_6h_parent_may_name_any_vtl() {
 #[test]
 fn step_6i_vtl_not_enabled_on_target_vp_is_invalid_vtl_state() {
     // The parent names VTL 1 of a child VP that has only VTL 0.
-    each(
+    rejected(
         2,
         1,
         header(VM_PARTITION, 1, 0x11),
         root_calls,
-        |case, out| case.expect_error(out, HvStatus::INVALID_VTL_STATE, 1),
+        HvStatus::INVALID_VTL_STATE,
     );
     // The caller runs in VTL 1 (enabled on its own VP but not on VP 1) and
     // names VP 1 with UseTargetVtl = 0: the target VTL is its own, 1.
@@ -238,23 +246,23 @@ fn step_6i_vtl_not_enabled_on_target_vp_is_invalid_vtl_state() {
         vp.enabled_vtls = 0b11;
         vp.active_vtl = 1;
     };
-    each(
+    rejected(
         2,
         0,
         header(SELF_PARTITION, 1, 0),
         caller_in_vtl1,
-        |case, out| case.expect_error(out, HvStatus::INVALID_VTL_STATE, 0),
+        HvStatus::INVALID_VTL_STATE,
     );
     // A VTL beyond 15 cannot be named, but a caller's own VTL may be
     // anything: the dispatcher must not overflow.
     let caller_in_vtl200 =
         |case: &mut Case| case.model.vp_mut(VM_PARTITION, 0).unwrap().active_vtl = 200;
-    each(
+    rejected(
         1,
         0,
         header(SELF_PARTITION, SELF_VP, 0),
         caller_in_vtl200,
-        |case, out| case.expect_error(out, HvStatus::INVALID_VTL_STATE, 0),
+        HvStatus::INVALID_VTL_STATE,
     );
 }
 
@@ -309,19 +317,19 @@ fn rule_partition_ids_2_is_self_1_is_denied_0_is_invalid() {
             )
         },
     );
-    each(
+    rejected(
         2,
         0,
         header(ROOT_PARTITION, 0, 0),
         |_| {},
-        |case, out| case.expect_error(out, HvStatus::ACCESS_DENIED, 0),
+        HvStatus::ACCESS_DENIED,
     );
-    each(
+    rejected(
         2,
         0,
         header(0, 0, 0),
         |_| {},
-        |case, out| case.expect_error(out, HvStatus::INVALID_PARTITION_ID, 0),
+        HvStatus::INVALID_PARTITION_ID,
     );
 }
 
@@ -455,29 +463,29 @@ fn section_5_shared_registers_read_the_same_for_every_vtl() {
 #[test]
 fn order_first_failure_decides() {
     // 6b and 6c and 7 all fail: 6b wins.
-    each(
+    rejected(
         2,
         0,
         header(0, 99, 0x20),
         |_| {},
-        |case, out| case.expect_error(out, HvStatus::INVALID_PARAMETER, 0),
+        HvStatus::INVALID_PARAMETER,
     );
     // 6e and 6g fail: 6e wins.
     let no_privilege =
         |case: &mut Case| case.model.partition_mut(VM_PARTITION).unwrap().privileges = 0;
-    each(
+    rejected(
         2,
         0,
         header(SELF_PARTITION, 99, 0),
         no_privilege,
-        |case, out| case.expect_error(out, HvStatus::ACCESS_DENIED, 0),
+        HvStatus::ACCESS_DENIED,
     );
     // 6g and 6i fail: 6g wins.
-    each(
+    rejected(
         2,
         1,
         header(VM_PARTITION, 7, 0x13),
         root_calls,
-        |case, out| case.expect_error(out, HvStatus::INVALID_VP_INDEX, 1),
+        HvStatus::INVALID_VP_INDEX,
     );
 }

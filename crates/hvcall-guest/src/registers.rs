@@ -238,12 +238,7 @@ pub fn get_vp_registers<T: Transport>(
     names: &[HvRegisterName],
     values: &mut [HvRegisterValue],
 ) -> Result<(), GetError> {
-    if names.len() != values.len() {
-        return Err(GetError::LengthMismatch {
-            names: names.len(),
-            values: values.len(),
-        });
-    }
+    check_lengths(names, values)?;
     let head = header(partition, vp, vtl);
     for (batch, (names, values)) in names
         .chunks(BATCH)
@@ -285,12 +280,7 @@ pub fn get_vp_registers_fast<T: Transport>(
     names: &[HvRegisterName],
     values: &mut [HvRegisterValue],
 ) -> Result<(), GetError> {
-    if names.len() != values.len() {
-        return Err(GetError::LengthMismatch {
-            names: names.len(),
-            values: values.len(),
-        });
-    }
+    check_lengths(names, values)?;
     if names.len() > FAST_MAX {
         return Err(GetError::TooManyForFast { count: names.len() });
     }
@@ -339,6 +329,19 @@ pub fn fast_input(
 /// (16 + 4 * count bytes) rounded up to whole pairs.
 pub const fn fast_output_pair(count: usize) -> usize {
     (HEADER_SIZE as usize + NAME_SIZE as usize * count).div_ceil(16)
+}
+
+/// Fails with [`GetError::LengthMismatch`] unless there is one value slot
+/// per name.
+fn check_lengths(names: &[HvRegisterName], values: &[HvRegisterValue]) -> Result<(), GetError> {
+    if names.len() == values.len() {
+        Ok(())
+    } else {
+        Err(GetError::LengthMismatch {
+            names: names.len(),
+            values: values.len(),
+        })
+    }
 }
 
 /// How many leading values of a batch of `count` hold results.

@@ -113,11 +113,6 @@ impl Model {
         self.partitions.get_mut(&id)
     }
 
-    /// The partition `id`.
-    pub fn partition_ref(&self, id: u64) -> Option<&Partition> {
-        self.partitions.get(&id)
-    }
-
     /// VP `vp` of partition `id`.
     pub fn vp(&self, id: u64, vp: u32) -> Option<&Vp> {
         self.partitions.get(&id)?.vps.get(usize::try_from(vp).ok()?)

@@ -6,6 +6,7 @@
 //! exit. Guest code at CPL 0 is emulated on this KVM, so absolute numbers
 //! vary a lot between machines; the ratios are what to compare.
 
+#[allow(dead_code, reason = "the benchmark runs only the BENCH guest")]
 #[path = "../tests/common/guests.rs"]
 mod guests;
 

@@ -112,7 +112,9 @@ pub fn stacks_start(ram_size: u64, cpus: u32) -> u64 {
     ram_size.saturating_sub(u64::from(cpus) * STACK_SIZE)
 }
 
-fn segment(selector: u16, code64: bool) -> kvm_segment {
+/// A flat (base 0, 4 GiB, DPL 0) segment of the boot GDT: 64-bit code when
+/// `code64`, else read/write data.
+pub(crate) fn flat_segment(selector: u16, code64: bool) -> kvm_segment {
     kvm_segment {
         base: 0,
         limit: 0xFFFF_FFFF,
@@ -133,9 +135,9 @@ fn segment(selector: u16, code64: bool) -> kvm_segment {
 /// The long-mode system registers every vCPU starts with. `base` is the
 /// vCPU's current sregs (keeps fields KVM filled, such as the APIC base).
 pub fn initial_sregs(base: &kvm_sregs) -> kvm_sregs {
-    let data = segment(DATA_SELECTOR, false);
+    let data = flat_segment(DATA_SELECTOR, false);
     kvm_sregs {
-        cs: segment(CODE64_SELECTOR, true),
+        cs: flat_segment(CODE64_SELECTOR, true),
         ds: data,
         es: data,
         fs: data,

@@ -26,6 +26,8 @@ impl Console {
         (Console::Buffer(b.clone()), b)
     }
 
+    /// Writes guest console bytes (a buffer keeps at most
+    /// [`CONSOLE_BUFFER_LIMIT`] bytes; write errors are ignored).
     pub(crate) fn write(&self, bytes: &[u8]) {
         match self {
             Console::Stdout => {
@@ -40,6 +42,7 @@ impl Console {
         }
     }
 
+    /// Flushes stdout (a buffer needs nothing).
     pub(crate) fn flush(&self) {
         if let Console::Stdout = self {
             let _ = std::io::stdout().lock().flush();

@@ -31,6 +31,23 @@ const UD_VECTOR: u8 = 6;
 const EFER_LMA: u64 = 1 << 10;
 const CR0_PE: u64 = 1;
 
+/// The two partitions hvcall knows, as every caller sees them: the VM
+/// (`vm_vp_count` VPs), child of the root partition (which has no VPs the
+/// dispatcher can address).
+pub(crate) fn partition_info(partition_id: u64, vm_vp_count: u32) -> Option<PartitionInfo> {
+    match partition_id {
+        VM_PARTITION_ID => Some(PartitionInfo {
+            parent: Some(ROOT_PARTITION_ID),
+            vp_count: vm_vp_count,
+        }),
+        ROOT_PARTITION_ID => Some(PartitionInfo {
+            parent: None,
+            vp_count: 0,
+        }),
+        _ => None,
+    }
+}
+
 /// The calling VP's registers as the dispatcher sees them.
 pub struct CallerRegs<'a> {
     regs: kvm_regs,
@@ -158,17 +175,7 @@ impl Hypervisor for VpHypervisor<'_> {
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
-        match partition_id {
-            VM_PARTITION_ID => Some(PartitionInfo {
-                parent: Some(ROOT_PARTITION_ID),
-                vp_count: self.shared.leaves.cpus,
-            }),
-            ROOT_PARTITION_ID => Some(PartitionInfo {
-                parent: None,
-                vp_count: 0,
-            }),
-            _ => None,
-        }
+        partition_info(partition_id, self.shared.leaves.cpus)
     }
 
     fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {

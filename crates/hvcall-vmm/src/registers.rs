@@ -87,6 +87,7 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// The group of VP state this source is read with.
     pub(crate) fn group(self) -> Group {
         match self {
             Source::Gpr(_)
@@ -289,18 +290,7 @@ mod tests {
     fn segment_and_table_layouts_section_5() {
         let cs = kvm_segment {
             base: 0x1234,
-            limit: 0xFFFF_FFFF,
-            selector: 8,
-            type_: 11,
-            present: 1,
-            dpl: 0,
-            db: 0,
-            s: 1,
-            l: 1,
-            g: 1,
-            avl: 0,
-            unusable: 0,
-            padding: 0,
+            ..crate::boot::flat_segment(8, true)
         };
         let v = segment_value(&cs);
         assert_eq!(v as u64, 0x1234, "base @0");

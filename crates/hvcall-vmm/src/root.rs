@@ -13,7 +13,7 @@ use hvcall_dispatch::{GuestMemory, Hypervisor, MemoryError};
 use kvm_ioctls::VcpuFd;
 use zerocopy::IntoBytes;
 
-use crate::hypercall::{ROOT_PARTITION_ID, VM_PARTITION_ID};
+use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
 use crate::registers::group_of;
 use crate::snapshot::{SyntheticState, VpSnapshot};
 
@@ -88,17 +88,7 @@ impl Hypervisor for RootHypervisor<'_> {
     }
 
     fn partition(&self, id: u64) -> Option<PartitionInfo> {
-        match id {
-            VM_PARTITION_ID => Some(PartitionInfo {
-                parent: Some(ROOT_PARTITION_ID),
-                vp_count: self.vcpus.len() as u32,
-            }),
-            ROOT_PARTITION_ID => Some(PartitionInfo {
-                parent: None,
-                vp_count: 0,
-            }),
-            _ => None,
-        }
+        partition_info(id, self.vcpus.len() as u32)
     }
 
     fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {

@@ -309,28 +309,14 @@ fn read_msrs(vcpu: &VcpuFd) -> Result<[Option<u64>; MSR_LIST.len()], kvm_ioctls:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvm_bindings::{kvm_dtable, kvm_segment};
+    use kvm_bindings::kvm_dtable;
 
     fn snapshot() -> VpSnapshot {
         let mut sync = kvm_sync_regs::default();
         sync.regs.rax = 0x1111;
         sync.regs.r15 = 0xF15;
         sync.regs.rip = 0x10_0000;
-        sync.sregs.cs = kvm_segment {
-            base: 0,
-            limit: 0xFFFF_FFFF,
-            selector: 8,
-            type_: 11,
-            present: 1,
-            dpl: 0,
-            db: 0,
-            s: 1,
-            l: 1,
-            g: 1,
-            avl: 0,
-            unusable: 0,
-            padding: 0,
-        };
+        sync.sregs.cs = crate::boot::flat_segment(8, true);
         sync.sregs.gdt = kvm_dtable {
             base: 0x1000,
             limit: 0x2F,

@@ -27,18 +27,25 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts one `KVM_RUN` return.
     pub(crate) fn exit(&self) {
         self.exits.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts one hypercall entry, and a continuation if `continued`.
     pub(crate) fn hypercall(&self, continued: bool) {
         self.hypercalls.fetch_add(1, Ordering::Relaxed);
         if continued {
             self.continuations.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Counts one snapshot taken for another VP.
     pub(crate) fn snapshot_served(&self) {
         self.snapshots_served.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The totals so far.
     pub(crate) fn get(&self) -> RunStats {
         RunStats {
             exits: self.exits.load(Ordering::Relaxed),

@@ -37,6 +37,16 @@ fn demo_prints_the_register_table_and_exits_0() {
         "{}",
         run.stdout
     );
+    // Segments are decoded: both VPs run in the boot protocol's flat
+    // 64-bit code segment (selector 0x08, type 0xB, S, P, L, G).
+    assert_eq!(
+        line("cs")
+            .matches("sel=0x0008 base=0x0 limit=0xffffffff attr=0xa09b")
+            .count(),
+        2,
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

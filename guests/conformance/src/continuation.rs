@@ -7,7 +7,8 @@ use hvcall_abi::name::x64 as n;
 use hvcall_abi::{partition_id, HvStatus as S};
 
 use crate::env::{
-    control, fill, input, output, pattern_name, result, slot, untouched, write_input, Env,
+    control, fill, input, output, pattern_name, result, self_input, slot, untouched, write_input,
+    Env,
 };
 use crate::report::{eq, Outcome, Report};
 
@@ -85,14 +86,7 @@ pub fn run(r: &mut Report, env: &Env) {
                     n::GUEST_OS_ID.0
                 };
             }
-            write_input(
-                input(),
-                partition_id::SELF,
-                hvcall_abi::vp_index::SELF,
-                0,
-                [0; 3],
-                &names,
-            );
+            self_input(&names);
             fill(output(), 100);
             result(
                 env.call(control(100, 0), input(), output()),
@@ -115,14 +109,7 @@ pub fn run(r: &mut Report, env: &Env) {
         || {
             let mut names = [n::VP_INDEX.0; 40];
             names[30] = 0x0002_0012;
-            write_input(
-                input(),
-                partition_id::SELF,
-                hvcall_abi::vp_index::SELF,
-                0,
-                [0; 3],
-                &names,
-            );
+            self_input(&names);
             fill(output(), 40);
             result(
                 env.call(control(40, 0), input(), output()),

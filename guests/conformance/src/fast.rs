@@ -9,7 +9,7 @@ use rt::fault::UD;
 
 use crate::env::{control, pattern_name, Env, FAST, PATTERN_GPRS};
 use crate::probe::{self, reg, CpuState};
-use crate::report::{check, eq, Outcome, Report};
+use crate::report::{check, eq, Report};
 
 /// A fast call reading `names` of `vp` from rep start `s`: the state it
 /// starts with.
@@ -24,28 +24,6 @@ fn fast_state(vp: u32, names: &[u32], s: u64) -> CpuState {
     }
     st.xmm[0] = packed;
     st
-}
-
-/// Fails unless `after` equals `before` outside RAX, RCX and XMM
-/// `outputs` (XMM indexes), and RCX differs at most in its rep start.
-fn only_changed(before: &CpuState, after: &CpuState, outputs: core::ops::Range<usize>) -> Outcome {
-    for i in 0..16 {
-        if i != reg::RAX && i != reg::RCX && i != reg::RSP {
-            eq("general register kept", after.gpr[i], before.gpr[i])?;
-        }
-    }
-    eq(
-        "RCX apart from rep start",
-        after.gpr[reg::RCX] & !(0xFFF << 48),
-        before.gpr[reg::RCX] & !(0xFFF << 48),
-    )?;
-    for x in 0..16 {
-        if !outputs.contains(&x) {
-            eq("XMM low qword kept", after.xmm[x][0], before.xmm[x][0])?;
-            eq("XMM high qword kept", after.xmm[x][1], before.xmm[x][1])?;
-        }
-    }
-    Ok(())
 }
 
 /// The value pattern name `k` must read on `vp`: VP1's pattern, or for
@@ -99,7 +77,7 @@ pub fn run(r: &mut Report, env: &Env) {
         let mut after = before;
         check("no exception", probe::call(page, &mut after).is_none())?;
         eq("status", u64::from(rax_result(&after).0), u64::from(S::INVALID_HYPERCALL_INPUT.0))?;
-        only_changed(&before, &after, 0..0)
+        probe::only_changed(&before, &after, 0..0)
     });
     for count in 1..=4usize {
         r.case("§3 fast", fast_label(count), || {
@@ -116,7 +94,7 @@ pub fn run(r: &mut Report, env: &Env) {
                     u64::from(rax_result(&after).0),
                     u64::from(S::ACCESS_DENIED.0),
                 )?;
-                return only_changed(&before, &after, 0..0);
+                return probe::only_changed(&before, &after, 0..0);
             }
             eq("status", u64::from(rax_result(&after).0), 0)?;
             eq(
@@ -132,7 +110,7 @@ pub fn run(r: &mut Report, env: &Env) {
                 )?;
                 eq("output value (XMM high)", after.xmm[1 + k][1], 0)?;
             }
-            only_changed(&before, &after, 1..1 + count)
+            probe::only_changed(&before, &after, 1..1 + count)
         });
     }
     if denied {
@@ -151,7 +129,7 @@ pub fn run(r: &mut Report, env: &Env) {
             for k in 2..4 {
                 eq("output value", after.xmm[1 + k][0], want(k, vp, &before))?;
             }
-            only_changed(&before, &after, 3..5)
+            probe::only_changed(&before, &after, 3..5)
         },
     );
     r.case(
@@ -172,7 +150,7 @@ pub fn run(r: &mut Report, env: &Env) {
             for k in 0..2 {
                 eq("output value", after.xmm[1 + k][0], want(k, vp, &before))?;
             }
-            only_changed(&before, &after, 1..3)
+            probe::only_changed(&before, &after, 1..3)
         },
     );
 }

@@ -12,6 +12,8 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
+mod asm;
 mod checks;
 mod compat;
 mod continuation;

@@ -2,12 +2,14 @@
 //! general registers but RSP and XMM0–15 from a [`CpuState`], calls the
 //! hypercall page and stores them back, also when the call faults (#UD),
 //! so cases can check which registers a call changed (behaviour.md §3, §4,
-//! §5) and that a #UD changed nothing (step 5b).
+//! §5; [`only_changed`]) and that a #UD changed nothing (step 5b).
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use rt::fault::{self, Fault, RECOVER_RIP, RECOVER_RSP};
+
+use crate::report::{eq, Outcome};
 
 /// Register indexes in x86 encoding order.
 pub mod reg {
@@ -51,6 +53,32 @@ impl CpuState {
     }
 }
 
+/// Fails unless `after` equals `before` outside RAX, RCX and XMM
+/// `outputs` (XMM indexes), and RCX differs at most in its rep start.
+pub fn only_changed(
+    before: &CpuState,
+    after: &CpuState,
+    outputs: core::ops::Range<usize>,
+) -> Outcome {
+    for i in 0..16 {
+        if i != reg::RAX && i != reg::RCX && i != reg::RSP {
+            eq("general register kept", after.gpr[i], before.gpr[i])?;
+        }
+    }
+    eq(
+        "RCX apart from rep start",
+        after.gpr[reg::RCX] & !(0xFFF << 48),
+        before.gpr[reg::RCX] & !(0xFFF << 48),
+    )?;
+    for x in 0..16 {
+        if !outputs.contains(&x) {
+            eq("XMM low qword kept", after.xmm[x][0], before.xmm[x][0])?;
+            eq("XMM high qword kept", after.xmm[x][1], before.xmm[x][1])?;
+        }
+    }
+    Ok(())
+}
+
 /// Address `conf_probe` calls (every register is loaded, so it comes from
 /// memory).
 static TARGET: AtomicU64 = AtomicU64::new(0);
@@ -79,12 +107,7 @@ pub fn call(target: u64, state: &mut CpuState) -> Option<Fault> {
 global_asm!(
     ".global conf_probe",
     "conf_probe:",
-    "push rbx",
-    "push rbp",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
+    save_callee_saved!(),
     "push rdi",
     "lea rax, [rip + 9f]",
     "mov [rip + {rrip}], rax",
@@ -157,12 +180,7 @@ global_asm!(
     "movdqu [rdi + 368], xmm15",
     "mov qword ptr [rip + {rrip}], 0",
     "pop rdi",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop rbp",
-    "pop rbx",
+    restore_callee_saved!(),
     "ret",
     rrip = sym RECOVER_RIP,
     rrsp = sym RECOVER_RSP,

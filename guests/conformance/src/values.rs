@@ -29,25 +29,6 @@ fn probe_memory(env: &Env, control: u64) -> Result<(CpuState, CpuState), crate::
     Ok((before, after))
 }
 
-/// Fails unless only RAX and RCX's rep start changed.
-fn kept(before: &CpuState, after: &CpuState) -> Outcome {
-    for i in 0..16 {
-        if i != reg::RAX && i != reg::RCX && i != reg::RSP {
-            eq("general register kept", after.gpr[i], before.gpr[i])?;
-        }
-    }
-    eq(
-        "RCX apart from rep start",
-        after.gpr[reg::RCX] & !(0xFFF << 48),
-        before.gpr[reg::RCX] & !(0xFFF << 48),
-    )?;
-    for x in 0..16 {
-        eq("XMM low qword kept", after.xmm[x][0], before.xmm[x][0])?;
-        eq("XMM high qword kept", after.xmm[x][1], before.xmm[x][1])?;
-    }
-    Ok(())
-}
-
 fn rax(st: &CpuState) -> (u16, u16) {
     let v = st.gpr[reg::RAX];
     (v as u16, ((v >> 32) & 0xFFF) as u16)
@@ -68,7 +49,7 @@ pub fn run(r: &mut Report, env: &Env) {
                 env.self_status(S::SUCCESS),
                 env.self_reps(4, 0),
             )?;
-            kept(&before, &after)
+            probe::only_changed(&before, &after, 0..0)
         },
     );
     r.case(
@@ -82,7 +63,7 @@ pub fn run(r: &mut Report, env: &Env) {
                 env.self_status(S::INVALID_PARAMETER),
                 env.self_reps(1, 0),
             )?;
-            kept(&before, &after)
+            probe::only_changed(&before, &after, 0..0)
         },
     );
     r.case(
@@ -92,7 +73,7 @@ pub fn run(r: &mut Report, env: &Env) {
             self_input(&[n::VP_INDEX.0]);
             let (before, after) = probe_memory(env, control(1, 0) | (1 << 27))?;
             result(rax(&after), S::INVALID_HYPERCALL_INPUT.0, 0)?;
-            kept(&before, &after)?;
+            probe::only_changed(&before, &after, 0..0)?;
             eq("RCX", after.gpr[reg::RCX], before.gpr[reg::RCX])
         },
     );

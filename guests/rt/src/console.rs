@@ -50,22 +50,6 @@ impl Show for Hex {
     }
 }
 
-/// A 128-bit value printed as `0x` and 32 hex digits when its high half
-/// is not zero, else like [`Hex`].
-#[derive(Copy, Clone)]
-pub struct Hex128(pub u64, pub u64);
-
-impl Show for Hex128 {
-    fn show(&self) {
-        "0x".show();
-        if self.1 != 0 {
-            digits(self.1);
-            put(b'_');
-        }
-        digits(self.0);
-    }
-}
-
 fn digits(v: u64) {
     for i in (0..16).rev() {
         put(b"0123456789abcdef"[((v >> (4 * i)) & 0xF) as usize]);

@@ -5,8 +5,8 @@
 //! Recovery state is global, so one VP at a time may expect a fault:
 //! [`expect`] takes a lock for that. Code arms recovery by storing a resume
 //! address in [`RECOVER_RIP`] and the stack pointer to resume with in
-//! [`RECOVER_RSP`] (see [`rdmsr`] for the pattern); the handler disarms it,
-//! records the fault and resumes there at CPL 0.
+//! [`RECOVER_RSP`] (`recoverable!` does it for inline asm, see [`rdmsr`]);
+//! the handler disarms it, records the fault and resumes there at CPL 0.
 
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,23 +71,36 @@ impl Drop for Expect {
     }
 }
 
-/// RDMSR that reports a fault (#GP) instead of dying.
-pub fn rdmsr(msr: u32) -> Result<u64, Fault> {
-    let guard = expect();
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDMSR at CPL 0 either works or faults; a fault resumes at
-    // label 2 with the same RSP. The asm writes only the recovery statics.
-    unsafe {
+/// Inline asm running one instruction that may fault, with recovery armed
+/// around it: a fault resumes right after the instruction with the same
+/// RSP (and is then reported by [`Expect::finish`]). The operands follow
+/// the instruction. Use inside `unsafe`, holding an [`Expect`].
+macro_rules! recoverable {
+    ($instruction:literal, $($operands:tt)*) => {
         asm!(
             "lea {tmp}, [rip + 2f]",
             "mov [{rip}], {tmp}",
             "mov [{rsp}], rsp",
-            "rdmsr",
+            $instruction,
             "mov qword ptr [{rip}], 0",
             "2:",
             rip = in(reg) RECOVER_RIP.as_ptr(),
             rsp = in(reg) RECOVER_RSP.as_ptr(),
             tmp = out(reg) _,
+            $($operands)*
+        )
+    };
+}
+
+/// RDMSR that reports a fault (#GP) instead of dying.
+pub fn rdmsr(msr: u32) -> Result<u64, Fault> {
+    let guard = expect();
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDMSR at CPL 0 either works or faults; a fault resumes
+    // after it with the same RSP. The asm writes only the recovery statics.
+    unsafe {
+        recoverable!(
+            "rdmsr",
             in("ecx") msr,
             out("eax") lo,
             out("edx") hi,
@@ -105,16 +118,8 @@ pub fn wrmsr(msr: u32, value: u64) -> Result<(), Fault> {
     // SAFETY: as in `rdmsr`; the caller picks an MSR whose write does not
     // break the running program.
     unsafe {
-        asm!(
-            "lea {tmp}, [rip + 2f]",
-            "mov [{rip}], {tmp}",
-            "mov [{rsp}], rsp",
+        recoverable!(
             "wrmsr",
-            "mov qword ptr [{rip}], 0",
-            "2:",
-            rip = in(reg) RECOVER_RIP.as_ptr(),
-            rsp = in(reg) RECOVER_RSP.as_ptr(),
-            tmp = out(reg) _,
             in("ecx") msr,
             in("eax") value as u32,
             in("edx") (value >> 32) as u32,

@@ -4,6 +4,8 @@
 //!
 //! The register placement of each ABI is written out here independently of
 //! the dispatcher's `Convention` methods, straight from behaviour.md §3–§4.
+// Each test crate uses a part of the helpers (dead_code); tests may index,
+// unwrap and panic.
 #![allow(
     dead_code,
     clippy::indexing_slicing,
@@ -16,14 +18,18 @@ use hvcall_dispatch::registers::RegisterFile;
 use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
 use hvcall_model::{GuestRam, Model, ModelSnapshot};
 
+/// HV_PARTITION_ID_SELF.
 pub const SELF_PARTITION: u64 = u64::MAX;
+/// HV_VP_INDEX_SELF.
 pub const SELF_VP: u32 = 0xFFFF_FFFE;
-/// Where the memory form's input and output lists go.
+/// Where the memory form's input list goes.
 pub const IN_GPA: u64 = 0x3000;
+/// Where the memory form's output list goes.
 pub const OUT_GPA: u64 = 0x5000;
 /// RAM: [0, 0x10000) and [0x20000, 0x30000); a hole between; an overlay
 /// page at 0x8000.
 pub const OVERLAY_GPA: u64 = 0x8000;
+/// The start of the hole (not RAM).
 pub const HOLE_GPA: u64 = 0x10000;
 /// Byte that fills the output page before a call (guard bytes).
 pub const GUARD: u8 = 0xA5;
@@ -43,24 +49,34 @@ pub const CONVENTIONS: [Convention; 4] = [
 /// Where the lists of a call live.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Form {
+    /// Input and output lists in guest memory.
     Memory,
+    /// Input and output in registers.
     Fast,
 }
 
 /// A register of the caller's file.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Reg {
+    /// General register `i` (x86 encoding order on x64, Xi on ARM64).
     Gpr(usize),
+    /// Vector register `i` (XMMi on x64).
     Vector(usize),
 }
 
-// x86 encoding order.
+/// RAX (x86 encoding order).
 pub const RAX: usize = 0;
+/// RCX.
 pub const RCX: usize = 1;
+/// RDX.
 pub const RDX: usize = 2;
+/// RBX.
 pub const RBX: usize = 3;
+/// RSI.
 pub const RSI: usize = 6;
+/// RDI.
 pub const RDI: usize = 7;
+/// R8.
 pub const R8: usize = 8;
 
 /// Every (convention, form) a row applies to: the memory form always, the
@@ -88,6 +104,7 @@ pub fn fast_fits(c: Convention, n: u16) -> bool {
     }
 }
 
+/// The architecture of a convention.
 pub fn arch(c: Convention) -> Arch {
     match c {
         Convention::X64 | Convention::X86 => Arch::X64,
@@ -130,6 +147,7 @@ pub fn fast_output_regs(c: Convention, n: u16, i: u16) -> Vec<Reg> {
     }
 }
 
+/// The value of register `r` (general registers zero-extended).
 pub fn get_reg(regs: &RegisterFile, r: Reg) -> u128 {
     match r {
         Reg::Gpr(i) => u128::from(regs.gprs[i]),
@@ -327,6 +345,7 @@ impl Case {
         }
     }
 
+    /// The architecture of this case's convention.
     pub fn arch(&self) -> Arch {
         arch(self.conv)
     }
@@ -362,6 +381,11 @@ impl Case {
     pub fn entry(&mut self) -> Outcome {
         self.regs_before = self.regs.clone();
         self.ram_before = ram_image(&self.ram);
+        self.dispatch_once()
+    }
+
+    /// One call of the dispatcher on this case's state.
+    fn dispatch_once(&mut self) -> Outcome {
         dispatch(
             &self.ctx,
             &mut self.regs,
@@ -379,14 +403,7 @@ impl Case {
         let ram_before = ram_image(&self.ram);
         let mut entries = 0;
         loop {
-            let out = dispatch(
-                &self.ctx,
-                &mut self.regs,
-                &mut self.ram,
-                &mut self.model,
-                &mut self.state,
-                &self.config,
-            );
+            let out = self.dispatch_once();
             entries += 1;
             assert!(entries < 10_000, "call never completes");
             if out != Outcome::Continue {
@@ -397,10 +414,12 @@ impl Case {
         }
     }
 
+    /// The status of the result value in the registers.
     pub fn status(&self) -> HvStatus {
         HvStatus((result_of(self.conv, &self.regs) & 0xFFFF) as u16)
     }
 
+    /// The reps completed of the result value in the registers.
     pub fn reps(&self) -> u16 {
         ((result_of(self.conv, &self.regs) >> 32) & 0xFFF) as u16
     }

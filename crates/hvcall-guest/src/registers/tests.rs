@@ -14,6 +14,16 @@ fn value_of(name: u32) -> HvRegisterValue {
     HvRegisterValue::from_parts(u64::from(name) * 3 + 1, !u64::from(name))
 }
 
+/// Memory-form read of the caller's own registers (partition SELF, VP 0,
+/// VTL 0).
+fn read_self(
+    model: &mut Model,
+    names: &[HvRegisterName],
+    values: &mut [HvRegisterValue],
+) -> Result<(), GetError> {
+    get_vp_registers(model, u64::MAX, 0, HvInputVtl::new(), names, values)
+}
+
 /// A hypervisor that does at most `budget` elements per call and then
 /// returns SUCCESS early (the "early return" the guest loop must handle).
 struct Model {
@@ -153,14 +163,7 @@ fn memory_form_reports_the_failing_index_and_keeps_earlier_values() {
     names[290] = BAD;
     let sentinel = HvRegisterValue::from(0x5A5Au64);
     let mut values = vec![sentinel; 300];
-    let r = get_vp_registers(
-        &mut model,
-        u64::MAX,
-        0,
-        HvInputVtl::new(),
-        &names,
-        &mut values,
-    );
+    let r = read_self(&mut model, &names, &mut values);
     assert_eq!(
         r,
         Err(GetError::Failed {
@@ -181,14 +184,7 @@ fn a_hypervisor_without_progress_is_an_error() {
     model.stuck_at = Some(0);
     let names = names(3);
     let mut values = vec![HvRegisterValue::default(); 3];
-    let r = get_vp_registers(
-        &mut model,
-        u64::MAX,
-        0,
-        HvInputVtl::new(),
-        &names,
-        &mut values,
-    );
+    let r = read_self(&mut model, &names, &mut values);
     assert_eq!(r, Err(GetError::NoProgress { index: 0 }));
     assert_eq!(model.calls.len(), 1);
 }

@@ -18,7 +18,6 @@ tmp=$(mktemp -d)
     upper=$(echo "$name" | tr 'a-z-' 'A-Z_')
     echo
     echo "/// tests/guests/$name.S"
-    echo "#[allow(dead_code)]"
     echo "pub const $upper: &[u8] = &["
     od -An -v -tx1 "$tmp/$name.bin" | sed -E 's/ ([0-9a-f]{2})/0x\1, /g; s/^/   /; s/ +$//'
     echo "];"

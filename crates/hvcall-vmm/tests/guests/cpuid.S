@@ -6,6 +6,16 @@
     mov esi, 0x40000000
 leaf:
     mov eax, esi
+    call store
+    inc esi
+    cmp esi, 0x40000006
+    jne leaf
+    mov eax, 1
+    call store
+    mov al, 0
+    out 0xF4, al
+# CPUID leaf EAX (subleaf 0) into [rdi]; RDI += 16.
+store:
     xor ecx, ecx
     cpuid
     mov [rdi], eax
@@ -13,15 +23,4 @@ leaf:
     mov [rdi + 8], ecx
     mov [rdi + 12], edx
     add rdi, 16
-    inc esi
-    cmp esi, 0x40000006
-    jne leaf
-    mov eax, 1
-    xor ecx, ecx
-    cpuid
-    mov [rdi], eax
-    mov [rdi + 4], ebx
-    mov [rdi + 8], ecx
-    mov [rdi + 12], edx
-    mov al, 0
-    out 0xF4, al
+    ret
