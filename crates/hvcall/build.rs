@@ -12,7 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-none";
-const GUESTS: [&str; 6] = ["demo", "conformance", "torn", "mutual", "groups", "vmcall"];
+/// Every guest to embed; `differential` is used only by
+/// `tests/differential`, which writes its case table into RAM.
+const GUESTS: [&str; 7] = [
+    "demo",
+    "conformance",
+    "torn",
+    "mutual",
+    "groups",
+    "vmcall",
+    "differential",
+];
 
 fn main() {
     let manifest_dir =

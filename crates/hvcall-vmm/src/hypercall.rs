@@ -8,17 +8,18 @@
 //! only if changed. The caller is partition 2, child of the root
 //! partition 1; only VTL 0 exists.
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, HypercallControl};
 use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
 use hvcall_dispatch::{
-    dispatch, CallContext, CallerRegisters, Convention, Hypervisor, Outcome, VpState,
+    dispatch, CallContext, CallerRegisters, Convention, DispatchConfig, Hypervisor, Outcome,
+    VpState,
 };
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
 use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
 use crate::memory::CallerMemory;
-use crate::registers::group_of;
+use crate::registers::{group_of, Group};
 use crate::rendezvous::SnapshotError;
 use crate::snapshot::VpSnapshot;
 use crate::vm::Shared;
@@ -157,6 +158,9 @@ pub struct VpHypervisor<'a> {
     vcpu: &'a VcpuFd,
     /// The caller's state at the call, RIP on the hypercall instruction.
     at_call: kvm_sync_regs,
+    /// The call is a fast form that may take more than one entry: its
+    /// output goes to the caller's XMM registers entry by entry.
+    continued_fast: bool,
     fetch_error: Option<String>,
 }
 
@@ -187,10 +191,18 @@ impl Hypervisor for VpHypervisor<'_> {
             return Err(HvStatus::INVALID_PARAMETER);
         }
         if target.vp_index == self.vp {
-            return Ok(VpSnapshot::from_sync(
-                self.at_call,
-                self.shared.synthetic(self.vp),
-            ));
+            let mut own = VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp));
+            // A continued fast call writes its completed values into XMM
+            // registers before later entries read theirs: take the XMM
+            // state now, at the call (behaviour.md §5 and §2: a later
+            // element must not see this call's own output).
+            if self.continued_fast {
+                if let Err(e) = own.fill(Group::Fpu, self.vcpu) {
+                    self.fetch_error = Some(e.to_string());
+                    return Err(HvStatus::INVALID_VP_STATE);
+                }
+            }
+            return Ok(own);
         }
         let (shared, vp, vcpu, at_call) = (self.shared, self.vp, self.vcpu, self.at_call);
         let mut serve = || shared.serve_snapshot_from(vp, vcpu, at_call);
@@ -225,6 +237,14 @@ impl Hypervisor for VpHypervisor<'_> {
         }
         snapshot.value(name).ok_or(HvStatus::INVALID_PARAMETER)
     }
+}
+
+/// Whether `control` is a fast call with more elements than one entry's
+/// work budget (only such a call writes XMM output before it reads later
+/// elements).
+fn may_continue_fast(control: u64, config: &DispatchConfig) -> bool {
+    let control = HypercallControl::from_bits(control);
+    control.fast() && control.rep_count() > config.max_reps_per_entry.max(1)
 }
 
 /// A KVM failure while handling a hypercall; the VM ends with a fault.
@@ -265,6 +285,7 @@ pub fn handle(
             vp,
             vcpu: vcpu_ref,
             at_call,
+            continued_fast: may_continue_fast(ctx.convention.control(&regs), &shared.dispatch),
             fetch_error: None,
         };
         let outcome = dispatch(
@@ -311,4 +332,23 @@ pub fn handle(
     }
     vcpu.set_sync_dirty_reg(SyncReg::Register);
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fast_calls_longer_than_one_entry_take_their_xmm_state_at_the_call() {
+        let budget = |max_reps_per_entry| DispatchConfig { max_reps_per_entry };
+        let fast = |n: u64| 0x50 | 1 << 16 | n << 32;
+        assert!(may_continue_fast(fast(2), &budget(1)));
+        assert!(!may_continue_fast(fast(1), &budget(1)));
+        assert!(!may_continue_fast(fast(4), &budget(256)));
+        assert!(may_continue_fast(fast(2), &budget(0)), "0 acts as 1");
+        assert!(
+            !may_continue_fast(0x50 | 4 << 32, &budget(1)),
+            "memory form"
+        );
+    }
 }

@@ -1,0 +1,361 @@
+//! The cases: a seeded, deterministic generator of HvCallGetVpRegisters
+//! calls biased towards the edges of behaviour.md §1 (every step's
+//! boundary values), and where each case's bytes go in guest RAM.
+//!
+//! Guest RAM layout (16 MiB; the guest image is at 2 MiB, the stacks at
+//! the top): the hypercall page at [`HYPERCALL_PAGE`], the case table at
+//! [`TABLE_GPA`] (layout of `guests/differential`), and one window of
+//! three pages per case from [`ARENA`]. A case's lists either lie inside
+//! its own window (so no case can see another's output) or are invalid
+//! (misaligned, crossing a page, beyond RAM, on the overlay page), in
+//! which case nothing may be read or written.
+
+use hvcall_abi::name::x64;
+use hvcall_abi::{partition_id, vp_index, HvRegisterName, PAGE_SIZE};
+
+/// Guest RAM size in MiB (the model's one region must match).
+pub const RAM_MIB: u64 = 16;
+/// Guest RAM size in bytes.
+pub const RAM_SIZE: u64 = RAM_MIB << 20;
+/// Where the guest enables the hypercall page (an overlay, §1 step 5f).
+pub const HYPERCALL_PAGE: u64 = 0x3F_F000;
+/// The case table (`guests/differential`: `TABLE_GPA`).
+pub const TABLE_GPA: u64 = 0x40_0000;
+/// `guests/differential`: `MAGIC`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"hvdiff01");
+/// Size of the table header and of one case record
+/// (`guests/differential`: `Header`, `Case`).
+pub const HEADER_SIZE: u64 = 32;
+/// Size of one case record: control, result, 7 register pairs.
+pub const RECORD_SIZE: u64 = 128;
+/// The first case window.
+pub const ARENA: u64 = 0x50_0000;
+/// Size of one case window.
+pub const WINDOW: u64 = 3 * PAGE_SIZE;
+/// What every window byte and unused register byte holds before the run.
+pub const GUARD: u8 = 0xA5;
+/// Control bit 16: the fast (register) form.
+pub const FAST: u64 = 1 << 16;
+
+/// The register names the VMM serves (README "Registers served"), written
+/// out here rather than taken from the VMM so that a name the VMM drops
+/// or adds shows up as a difference.
+#[rustfmt::skip]
+pub const SERVED: &[HvRegisterName] = &[
+    x64::RAX, x64::RCX, x64::RDX, x64::RBX, x64::RSP, x64::RBP, x64::RSI, x64::RDI,
+    x64::R8, x64::R9, x64::R10, x64::R11, x64::R12, x64::R13, x64::R14, x64::R15,
+    x64::RIP, x64::RFLAGS, x64::CR0, x64::CR2, x64::CR3, x64::CR4, x64::CR8, x64::XFEM,
+    x64::DR0, x64::DR1, x64::DR2, x64::DR3, x64::DR6, x64::DR7,
+    x64::ES, x64::CS, x64::SS, x64::DS, x64::FS, x64::GS, x64::LDTR, x64::TR,
+    x64::GDTR, x64::IDTR, x64::TSC, x64::EFER, x64::KERNEL_GS_BASE, x64::APIC_BASE,
+    x64::PAT, x64::SYSENTER_CS, x64::SYSENTER_EIP, x64::SYSENTER_ESP,
+    x64::STAR, x64::LSTAR, x64::CSTAR, x64::SFMASK, x64::TSC_AUX,
+    x64::XMM0, x64::XMM1, x64::XMM2, x64::XMM3, x64::XMM4, x64::XMM5, x64::XMM6, x64::XMM7,
+    x64::XMM8, x64::XMM9, x64::XMM10, x64::XMM11, x64::XMM12, x64::XMM13, x64::XMM14,
+    x64::XMM15, x64::FP_MMX0, x64::FP_MMX1, x64::FP_MMX2, x64::FP_MMX3, x64::FP_MMX4,
+    x64::FP_MMX5, x64::FP_MMX6, x64::FP_MMX7, x64::FP_CONTROL_STATUS,
+    x64::XMM_CONTROL_STATUS, x64::PENDING_INTERRUPTION, x64::INTERRUPT_STATE,
+    x64::VP_INDEX, x64::GUEST_OS_ID, x64::HYPERCALL, x64::TIME_REF_COUNT,
+    x64::VSM_VP_STATUS, x64::VSM_PARTITION_STATUS, x64::HYPERVISOR_VERSION,
+    x64::PRIVILEGES_AND_FEATURES_INFO, x64::FEATURES_INFO,
+    x64::IMPLEMENTATION_LIMITS_INFO, x64::HARDWARE_FEATURES_INFO,
+];
+
+/// Names whose values both worlds know (see `oracle`), drawn more often.
+#[rustfmt::skip]
+const KNOWN_VALUE: &[HvRegisterName] = &[
+    x64::VP_INDEX, x64::GUEST_OS_ID, x64::HYPERCALL, x64::RIP, x64::RCX, x64::RDX, x64::R8,
+    x64::XMM0, x64::XMM1, x64::XMM2, x64::XMM3, x64::XMM4, x64::XMM5,
+];
+
+/// Names the VMM does not serve: unknown numbers, TLFS names hvcall does
+/// not implement, ARM64-only numbers.
+#[rustfmt::skip]
+const NOT_SERVED: &[u32] = &[
+    0, 0xFFFF_FFFF, 0x0002_0012, 0x0001_0007, 0x000C_0000, 0x0009_0010, 0x0009_0004,
+    0x0004_0005, 0x0008_0000, 0x0003_001A,
+];
+
+/// xorshift64*: small, seeded, the same sequence on every run.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a non-zero seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `percent` %.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// Picks from `(weight, value)` pairs.
+    fn weighted<T: Copy>(&mut self, items: &[(u64, T)]) -> T {
+        let total: u64 = items.iter().map(|(w, _)| w).sum();
+        let mut r = self.below(total);
+        for &(w, v) in items {
+            if r < w {
+                return v;
+            }
+            r -= w;
+        }
+        items[items.len() - 1].1
+    }
+}
+
+/// One generated call and the guest state it starts from.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// RCX.
+    pub control: u64,
+    /// RDX/R8 (pair 0) and XMM0–5 at the call.
+    pub regs: [[u64; 2]; 7],
+    /// GPA of this case's window.
+    pub window: u64,
+    /// The window's bytes before the run (guard bytes and the input list).
+    pub window_bytes: Vec<u8>,
+    /// The input list (header and names) as generated, for diagnostics.
+    pub input: Vec<u8>,
+}
+
+impl Case {
+    /// Whether the fast bit is set.
+    pub fn fast(&self) -> bool {
+        self.control & FAST != 0
+    }
+
+    /// Rep count (control bits 43:32).
+    pub fn rep_count(&self) -> u64 {
+        (self.control >> 32) & 0xFFF
+    }
+
+    /// The (input, output) GPAs of the memory form.
+    pub fn gpas(&self) -> (u64, u64) {
+        (self.regs[0][0], self.regs[0][1])
+    }
+}
+
+/// `count` cases from `seed`.
+pub fn generate(seed: u64, count: usize) -> Vec<Case> {
+    let mut rng = Rng::new(seed);
+    (0..count as u64)
+        .map(|k| one(&mut rng, ARENA + k * WINDOW))
+        .collect()
+}
+
+fn one(rng: &mut Rng, window: u64) -> Case {
+    // A clean case passes every check unless a name is not served: enough
+    // successes to compare many output values.
+    let clean = rng.chance(40);
+    let fast = rng.chance(20);
+    let n = if fast && rng.chance(80) {
+        1 + rng.below(4)
+    } else {
+        rep_count(rng)
+    };
+    let n = if clean { n.clamp(1, 256) } else { n };
+    let mut input = header(rng, clean).to_vec();
+    for _ in 0..n.min(1100) {
+        input.extend_from_slice(&name(rng).to_le_bytes());
+    }
+    let control = control(rng, fast, n, clean);
+    let guard = u64::from_le_bytes([GUARD; 8]);
+    let mut regs = [[guard; 2]; 7];
+    let mut window_bytes = vec![GUARD; WINDOW as usize];
+    if fast {
+        for (i, chunk) in input.chunks(8).take(14).enumerate() {
+            let mut word = [GUARD; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            regs[i / 2][i % 2] = u64::from_le_bytes(word);
+        }
+    } else {
+        let in_len = input.len() as u64;
+        let in_gpa = input_gpa(rng, window, in_len, clean);
+        let out_gpa = output_gpa(rng, window, in_gpa, 16 * n, clean);
+        regs[0] = [in_gpa, out_gpa];
+        if in_gpa >= window && in_gpa < window + WINDOW {
+            let at = (in_gpa - window) as usize;
+            let len = input.len().min(window_bytes.len() - at);
+            window_bytes[at..at + len].copy_from_slice(&input[..len]);
+        }
+    }
+    Case {
+        control,
+        regs,
+        window,
+        window_bytes,
+        input,
+    }
+}
+
+/// Rep counts around every boundary: 0, the fast limit 4, the page limits
+/// of the output (256) and input (1020) lists, the 12-bit field's top.
+fn rep_count(rng: &mut Rng) -> u64 {
+    match rng.weighted(&[(3, 0), (30, 1), (45, 2), (12, 3), (5, 4), (5, 5)]) {
+        0 => 0,
+        1 => 1 + rng.below(4),
+        2 => 5 + rng.below(36),
+        3 => 41 + rng.below(216),
+        4 => 257 + rng.below(764),
+        _ => 1021 + rng.below(3075),
+    }
+}
+
+fn control(rng: &mut Rng, fast: bool, n: u64, clean: bool) -> u64 {
+    if clean {
+        let start = if rng.chance(80) { 0 } else { rng.below(n) };
+        return 0x50 | if fast { FAST } else { 0 } | n << 32 | start << 48;
+    }
+    let code = if rng.chance(88) {
+        0x50
+    } else {
+        let any = rng.below(0x1_0000);
+        rng.pick(&[0x51, 0x4F, 0, 1, 0xFFFF, any])
+    };
+    let start = match rng.weighted(&[(75, 0), (15, 1), (5, 2), (5, 3)]) {
+        0 => 0,
+        1 => rng.below(n.max(1)),
+        2 => n,
+        _ => rng.below(0x1000),
+    };
+    let mut control = code | (n & 0xFFF) << 32 | (start & 0xFFF) << 48;
+    if fast {
+        control |= FAST;
+    }
+    if rng.chance(4) {
+        control |= (1 + rng.below(0x3FF)) << 17; // variable header size
+    }
+    if rng.chance(3) {
+        control |= 1 << 31; // nested
+    }
+    if rng.chance(4) {
+        control |= 1 << rng.pick(&[27, 28, 29, 30, 44, 45, 46, 47, 60, 61, 62, 63]);
+    }
+    control
+}
+
+/// The 16-byte input header: PartitionId u64, VpIndex u32, TargetVtl u8,
+/// RsvdZ u8[3].
+fn header(rng: &mut Rng, clean: bool) -> [u8; 16] {
+    if clean {
+        let partition = rng.pick(&[partition_id::SELF, 2]);
+        let vp = rng.pick(&[vp_index::SELF, 0, 1]);
+        let vtl = rng.pick(&[0, 0, 0x10, 0x01]);
+        let mut h = [0u8; 16];
+        h[..8].copy_from_slice(&partition.to_le_bytes());
+        h[8..12].copy_from_slice(&vp.to_le_bytes());
+        h[12] = vtl;
+        return h;
+    }
+    let (any_partition, any_vp, any_vtl) = (rng.next(), rng.next() as u32, rng.next() as u8);
+    let partition = rng.weighted(&[
+        (45, partition_id::SELF),
+        (20, 2),
+        (10, 1),
+        (10, partition_id::INVALID),
+        (5, 3),
+        (10, any_partition),
+    ]);
+    let vp = rng.weighted(&[
+        (40, vp_index::SELF),
+        (20, 0),
+        (20, 1),
+        (8, 2),
+        (4, vp_index::ANY),
+        (8, any_vp),
+    ]);
+    let vtl = if rng.chance(75) {
+        0
+    } else {
+        rng.pick(&[0x10, 0x11, 0x01, 0x0F, 0x20, 0x80, 0x1F, any_vtl])
+    };
+    let rsvd = if rng.chance(92) {
+        [0; 3]
+    } else {
+        let r = 1 + rng.below(0xFF_FFFF) as u32;
+        [r as u8, (r >> 8) as u8, (r >> 16) as u8]
+    };
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(&partition.to_le_bytes());
+    h[8..12].copy_from_slice(&vp.to_le_bytes());
+    h[12] = vtl;
+    h[13..].copy_from_slice(&rsvd);
+    h
+}
+
+fn name(rng: &mut Rng) -> u32 {
+    match rng.weighted(&[(70, 0), (25, 1), (3, 2), (2, 3)]) {
+        0 => rng.pick(SERVED).0,
+        1 => rng.pick(KNOWN_VALUE).0,
+        2 => rng.pick(NOT_SERVED),
+        _ => rng.next() as u32,
+    }
+}
+
+/// GPAs a list must not use: beyond RAM (partly or wholly, or near 2^64).
+fn beyond_ram(rng: &mut Rng) -> u64 {
+    rng.pick(&[
+        RAM_SIZE - 8,
+        RAM_SIZE,
+        RAM_SIZE + PAGE_SIZE,
+        1 << 40,
+        !7, // the last aligned qword below 2^64
+    ])
+}
+
+/// An 8-aligned offset at which `len` bytes fit in one page (0 if none).
+fn fitting(rng: &mut Rng, len: u64) -> u64 {
+    8 * rng.below((PAGE_SIZE.saturating_sub(len)) / 8 + 1)
+}
+
+fn input_gpa(rng: &mut Rng, window: u64, len: u64, clean: bool) -> u64 {
+    let weights = if clean {
+        [70, 30, 0, 0, 0, 0]
+    } else {
+        [70, 8, 6, 6, 5, 5]
+    };
+    match rng.weighted(&weights.into_iter().zip(0..).collect::<Vec<_>>()) {
+        0 => window + fitting(rng, len),
+        1 => window + PAGE_SIZE + fitting(rng, len),
+        2 => window + 8 * rng.below(64) + 1 + rng.below(7), // misaligned
+        3 => window + PAGE_SIZE - 8 * (1 + rng.below(4)),   // crosses into page 2
+        4 => beyond_ram(rng),
+        _ => HYPERCALL_PAGE + 8 * rng.below(PAGE_SIZE / 8),
+    }
+}
+
+fn output_gpa(rng: &mut Rng, window: u64, in_gpa: u64, len: u64, clean: bool) -> u64 {
+    let in_window = in_gpa >= window && in_gpa < window + 2 * PAGE_SIZE;
+    let weights = if clean {
+        [75, 20, 5, 0, 0, 0, 0, 0]
+    } else {
+        [55, 12, 6, 6, 6, 5, 5, 5]
+    };
+    match rng.weighted(&weights.into_iter().zip(0..).collect::<Vec<_>>()) {
+        1 if in_window => in_gpa,                             // the same list
+        2 if in_window => in_gpa + 8 * (1 + rng.below(2)),    // partly overlapping
+        3 => window + 2 * PAGE_SIZE + 1 + rng.below(7),       // misaligned
+        4 => window + 2 * PAGE_SIZE - 8 * (1 + rng.below(4)), // crosses a page
+        5 => beyond_ram(rng),
+        6 => HYPERCALL_PAGE + 8 * rng.below(PAGE_SIZE / 8),
+        7 => rng.next(),
+        _ => window + 2 * PAGE_SIZE + fitting(rng, len),
+    }
+}
