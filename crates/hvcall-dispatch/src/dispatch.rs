@@ -19,7 +19,7 @@
 //! #     fn caller(&self) -> Caller { Caller { partition_id: 2, vp_index: 0, vtl: 0, privileges: 0, xmm_fast_input: false, xmm_fast_output: false } }
 //! #     fn partition(&self, _: u64) -> Option<PartitionInfo> { None }
 //! #     fn enabled_vtls(&self, _: u64, _: u32) -> u16 { 0 }
-//! #     fn snapshot(&mut self, _: &Target) -> Result<(), HvStatus> { Err(HvStatus::INVALID_PARAMETER) }
+//! #     fn snapshot(&mut self, _: &Target, _: &[HvRegisterName]) -> Result<(), HvStatus> { Err(HvStatus::INVALID_PARAMETER) }
 //! #     fn read_register(&mut self, _: &mut (), _: HvRegisterName) -> Result<HvRegisterValue, HvStatus> { Err(HvStatus::INVALID_PARAMETER) }
 //! # }
 //! let ctx = CallContext { convention: Convention::X64, privileged: true, instruction_pointer: 0x1000 };

@@ -219,7 +219,8 @@ where
     let key = EntryKey::new(ctx, control, regs, &image);
 
     let target = check_target(&input.header, &caller, hv).map_err(|s| fail(s, start))?;
-    let snapshot = hv.snapshot(&target).map_err(|s| fail(s, start))?;
+    let names = input.names(start..count);
+    let snapshot = hv.snapshot(&target, names).map_err(|s| fail(s, start))?;
     Ok(Prepared {
         key,
         form,

@@ -44,7 +44,8 @@ pub struct Target {
 ///
 /// A call reads registers from one [`Hypervisor::Snapshot`] taken once, on
 /// the call's first entry, and kept across continuations, so every value
-/// of one call comes from the same moment.
+/// of one call comes from the same moment. The snapshot is told every name
+/// the call will read, so it can capture just the state those need.
 pub trait Hypervisor {
     /// A consistent view of one (VP, VTL). It may be filled lazily (for
     /// example register groups fetched on first use), but must not change
@@ -57,8 +58,15 @@ pub trait Hypervisor {
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo>;
     /// The set of VTLs enabled on a VP (bit v = VTL v). The VP exists.
     fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16;
-    /// Take a snapshot of the target, which passed every check.
-    fn snapshot(&mut self, target: &Target) -> Result<Self::Snapshot, HvStatus>;
+    /// Take a snapshot of the target, which passed every check. `names`
+    /// are the elements `rep_start..rep_count` of the call, in order: the
+    /// only names [`Hypervisor::read_register`] will be asked for with
+    /// this snapshot, on this entry and every continuation.
+    fn snapshot(
+        &mut self,
+        target: &Target,
+        names: &[HvRegisterName],
+    ) -> Result<Self::Snapshot, HvStatus>;
     /// Read one register from a snapshot. An unknown, write-only or
     /// unreadable name gives `HV_STATUS_INVALID_PARAMETER`.
     fn read_register(

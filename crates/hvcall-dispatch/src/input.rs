@@ -83,6 +83,14 @@ impl CallInput {
             .unwrap_or(HvRegisterName(0))
     }
 
+    /// The names of elements `range` (empty if the range is not within
+    /// the names a call can have).
+    pub(crate) fn names(&self, range: core::ops::Range<u16>) -> &[HvRegisterName] {
+        self.names
+            .get(usize::from(range.start)..usize::from(range.end))
+            .unwrap_or_default()
+    }
+
     fn with_header(bytes: &[u8; HEADER_LEN]) -> Self {
         let header = GetVpRegistersHeader::read_from_bytes(bytes)
             .unwrap_or_else(|_| GetVpRegistersHeader::new(0, 0, hvcall_abi::HvInputVtl::new()));
@@ -122,6 +130,11 @@ mod tests {
         assert_eq!(input.name(1), HvRegisterName(101));
         assert_eq!(input.name(2), HvRegisterName(102));
         assert_eq!(input.name(3), HvRegisterName(0));
+        assert_eq!(
+            input.names(1..3),
+            [HvRegisterName(101), HvRegisterName(102)]
+        );
+        assert_eq!(input.names(0..257), []);
         assert_eq!(MAX_REPS, 256);
     }
 }

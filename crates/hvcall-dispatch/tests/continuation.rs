@@ -333,3 +333,32 @@ fn section_2_output_that_stops_being_ram_between_entries_is_reported_like_5f() {
         assert!(!case.state.is_pending());
     }
 }
+
+#[test]
+fn section_2_the_snapshot_is_told_exactly_the_names_from_rep_start_once() {
+    for (conv, form) in combos(3) {
+        let list = names(conv, 3);
+        for start in [0u16, 1, 2] {
+            let mut case = call(conv, form, start, &list, 1);
+            let (out, entries) = case.run();
+            assert_eq!(out, Outcome::Complete);
+            assert_eq!(entries, 3 - usize::from(start), "{conv:?} {form:?}");
+            let told: Vec<u32> = case
+                .model
+                .last_snapshot_names()
+                .iter()
+                .map(|n| n.0)
+                .collect();
+            assert_eq!(
+                told,
+                list[usize::from(start)..],
+                "{conv:?} {form:?} start {start}"
+            );
+            assert_eq!(
+                case.model.snapshots_taken(),
+                1,
+                "one snapshot for every entry"
+            );
+        }
+    }
+}

@@ -120,6 +120,7 @@ impl ModelBuilder {
                 partitions,
                 caller: (ROOT_PARTITION, 0),
                 snapshots_taken: 0,
+                last_snapshot_names: Vec::new(),
                 registers_read: 0,
             },
         }

@@ -85,7 +85,9 @@ pub struct Partition {
 pub struct ModelSnapshot {
     /// The (partition, VP, VTL) it was taken of.
     pub target: Target,
-    /// Every readable register.
+    /// The registers the call said it would read (those that exist). Any
+    /// other name reads as `HV_STATUS_INVALID_PARAMETER`, so a dispatcher
+    /// that reads a name it did not announce is caught by the tests.
     pub registers: BTreeMap<HvRegisterName, HvRegisterValue>,
 }
 
@@ -100,6 +102,7 @@ pub struct Model {
     pub(crate) caller: (u64, u32),
     pub(crate) snapshots_taken: u64,
     pub(crate) registers_read: u64,
+    pub(crate) last_snapshot_names: Vec<HvRegisterName>,
 }
 
 impl Model {
@@ -158,6 +161,11 @@ impl Model {
         self.snapshots_taken
     }
 
+    /// The names the last snapshot was told the call would read.
+    pub fn last_snapshot_names(&self) -> &[HvRegisterName] {
+        &self.last_snapshot_names
+    }
+
     /// How many register reads were made so far.
     pub fn registers_read(&self) -> u64 {
         self.registers_read
@@ -193,12 +201,20 @@ impl Hypervisor for Model {
             .map_or(0, |v| v.enabled_vtls)
     }
 
-    fn snapshot(&mut self, target: &Target) -> Result<ModelSnapshot, HvStatus> {
+    fn snapshot(
+        &mut self,
+        target: &Target,
+        names: &[HvRegisterName],
+    ) -> Result<ModelSnapshot, HvStatus> {
         let vp = self
             .vp(target.partition_id, target.vp_index)
             .ok_or(HvStatus::INVALID_VP_INDEX)?;
-        let registers = vp.registers(target.vtl);
+        let registers = names
+            .iter()
+            .filter_map(|&n| Some((n, vp.register(self.arch, target.vtl, n)?)))
+            .collect();
         self.snapshots_taken += 1;
+        self.last_snapshot_names = names.to_vec();
         Ok(ModelSnapshot {
             target: *target,
             registers,
@@ -267,17 +283,39 @@ mod tests {
             vp_index: 1,
             vtl: 0,
         };
-        let mut snap = model.snapshot(&target).unwrap();
+        let unknown = HvRegisterName(0x1234);
+        let mut snap = model.snapshot(&target, &[RIP, unknown]).unwrap();
         model.set_register(VM_PARTITION, 1, 0, RIP, HvRegisterValue::from(0xBADu64));
         assert_eq!(
             model.read_register(&mut snap, RIP),
             Ok(standard_value(VM_PARTITION, 1, 0, RIP))
         );
         assert_eq!(
-            model.read_register(&mut snap, HvRegisterName(0x1234)),
+            model.read_register(&mut snap, unknown),
             Err(HvStatus::INVALID_PARAMETER)
         );
         assert_eq!((model.snapshots_taken(), model.registers_read()), (1, 2));
+        assert_eq!(model.last_snapshot_names(), [RIP, unknown]);
+    }
+
+    #[test]
+    fn a_snapshot_holds_only_the_names_the_call_announced() {
+        let mut model = Model::standard(Arch::X64);
+        let target = Target {
+            partition_id: VM_PARTITION,
+            vp_index: 0,
+            vtl: 0,
+        };
+        let mut snap = model.snapshot(&target, &[RAX]).unwrap();
+        assert_eq!(
+            model.read_register(&mut snap, RAX),
+            Ok(standard_value(VM_PARTITION, 0, 0, RAX))
+        );
+        assert_eq!(
+            model.read_register(&mut snap, RIP),
+            Err(HvStatus::INVALID_PARAMETER),
+            "RIP exists but was not announced"
+        );
     }
 
     #[test]

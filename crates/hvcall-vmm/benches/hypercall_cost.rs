@@ -98,6 +98,11 @@ fn main() {
             control: Some(get(1)),
             input: input(2, 1, &[0x0002_0000]),
         },
+        Case {
+            name: "GetVpRegisters VP 1 (running), Lstar+Xmm0+Dr0",
+            control: Some(get(3)),
+            input: input(2, 1, &[0x0008_0009, 0x0003_0000, 0x0005_0000]),
+        },
     ];
     let mut null = None;
     println!("{:<44} {:>12} {:>8}", "case", "ns/iter", "ratio");

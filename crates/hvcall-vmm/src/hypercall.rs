@@ -19,7 +19,7 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 
 use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
 use crate::memory::CallerMemory;
-use crate::registers::{group_of, Group};
+use crate::registers::{group_of, Group, Groups};
 use crate::rendezvous::SnapshotError;
 use crate::snapshot::VpSnapshot;
 use crate::vm::Shared;
@@ -186,17 +186,22 @@ impl Hypervisor for VpHypervisor<'_> {
         1
     }
 
-    fn snapshot(&mut self, target: &Target) -> Result<VpSnapshot, HvStatus> {
+    fn snapshot(
+        &mut self,
+        target: &Target,
+        names: &[HvRegisterName],
+    ) -> Result<VpSnapshot, HvStatus> {
         if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.shared.leaves.cpus {
             return Err(HvStatus::INVALID_PARAMETER);
         }
+        let groups = Groups::of(names);
         if target.vp_index == self.vp {
             let mut own = VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp));
             // A continued fast call writes its completed values into XMM
-            // registers before later entries read theirs: take the XMM
-            // state now, at the call (behaviour.md §5 and §2: a later
-            // element must not see this call's own output).
-            if self.continued_fast {
+            // registers before later entries read theirs: if it reads the
+            // FPU group, take that now, at the call (behaviour.md §5 and
+            // §2: a later element must not see this call's own output).
+            if self.continued_fast && groups.contains(Group::Fpu) {
                 if let Err(e) = own.fill(Group::Fpu, self.vcpu) {
                     self.fetch_error = Some(e.to_string());
                     return Err(HvStatus::INVALID_VP_STATE);
@@ -205,10 +210,10 @@ impl Hypervisor for VpHypervisor<'_> {
             return Ok(own);
         }
         let (shared, vp, vcpu, at_call) = (self.shared, self.vp, self.vcpu, self.at_call);
-        let mut serve = || shared.serve_snapshot_from(vp, vcpu, at_call);
+        let mut serve = |asked| shared.serve_snapshot_from(vp, vcpu, at_call, asked);
         match shared
             .rendezvous
-            .request_snapshot(vp, target.vp_index, &mut serve)
+            .request_snapshot(vp, target.vp_index, groups, &mut serve)
         {
             Ok(s) => Ok(*s),
             Err(e) => {
@@ -229,13 +234,15 @@ impl Hypervisor for VpHypervisor<'_> {
         name: HvRegisterName,
     ) -> Result<HvRegisterValue, HvStatus> {
         let group = group_of(name).ok_or(HvStatus::INVALID_PARAMETER)?;
+        // Only the caller's own snapshot fills lazily; another VP's holds
+        // what its call named and is never fetched from again.
         if !snapshot.has(group) && snapshot.vp_index() == self.vp {
             if let Err(e) = snapshot.fill(group, self.vcpu) {
                 self.fetch_error = Some(e.to_string());
                 return Err(HvStatus::INVALID_PARAMETER);
             }
         }
-        snapshot.value(name).ok_or(HvStatus::INVALID_PARAMETER)
+        snapshot.read_held(name)
     }
 }
 

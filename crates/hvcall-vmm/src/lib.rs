@@ -48,7 +48,7 @@ mod vcpu;
 pub mod vm;
 
 pub use config::{Console, VmConfig};
-pub use stats::RunStats;
+pub use stats::{GroupFetches, RunStats};
 pub use vm::{Vm, VmExit};
 
 /// Why a VM could not be set up or run.

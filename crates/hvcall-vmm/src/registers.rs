@@ -11,6 +11,10 @@
 //! | [`Group::Xcrs`] | one `KVM_GET_XCRS` | Xfem |
 //! | [`Group::Synthetic`] | VMM state, at snapshot time | VpIndex, GuestOsId, Hypercall, TimeRefCount, Vsm*Status, feature registers |
 //!
+//! The sync and synthetic groups come free with every snapshot; the others
+//! cost one ioctl each. A snapshot of another VP fetches exactly the
+//! [`Groups`] of the names the call reads.
+//!
 //! The state itself is held by [`crate::snapshot::VpSnapshot`].
 
 use hvcall_abi::name::x64;
@@ -32,6 +36,59 @@ pub enum Group {
     Xcrs,
     /// hvcall's own synthetic state.
     Synthetic,
+}
+
+impl Group {
+    /// The groups that cost an ioctl to fetch, in fetch order.
+    pub const FETCHED: [Group; 4] = [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Group`]s: which state a snapshot must hold.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Groups(u8);
+
+impl Groups {
+    /// No group beyond the free ones (sync and synthetic are always held).
+    pub const NONE: Groups = Groups(0);
+    /// Every group.
+    pub const ALL: Groups = Groups(0x3F);
+
+    /// The groups the served names among `names` need (names hvcall does
+    /// not serve need none).
+    pub fn of(names: &[HvRegisterName]) -> Self {
+        names
+            .iter()
+            .filter_map(|&n| group_of(n))
+            .fold(Self::NONE, Self::with)
+    }
+
+    /// This set and `group`.
+    #[must_use]
+    pub fn with(self, group: Group) -> Self {
+        Self(self.0 | group.bit())
+    }
+
+    /// This set and `other`.
+    #[must_use]
+    pub fn union(self, other: Groups) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether `group` is in the set.
+    pub fn contains(self, group: Group) -> bool {
+        self.0 & group.bit() != 0
+    }
+
+    /// The groups of the set that cost an ioctl, in fetch order.
+    pub fn fetched(self) -> impl Iterator<Item = Group> {
+        Group::FETCHED
+            .into_iter()
+            .filter(move |&g| self.contains(g))
+    }
 }
 
 /// Segment registers in HV_REGISTER_NAME order (0x00060000 + n).
@@ -270,6 +327,34 @@ mod tests {
         assert_eq!(group_of(HvRegisterName(0x0004_0005)), Some(Group::Xcrs));
         assert_eq!(group_of(HvRegisterName(0x0008_0001)), Some(Group::Sync));
         assert_eq!(group_of(HvRegisterName(0x0008_007B)), Some(Group::Msrs));
+    }
+
+    #[test]
+    fn groups_of_names_are_the_groups_they_need() {
+        let names = |n: &[u32]| n.iter().map(|&n| HvRegisterName(n)).collect::<Vec<_>>();
+        let sync_only = Groups::of(&names(&[
+            0x0002_0000,
+            0x0002_0010,
+            0x0006_0001,
+            0x0009_0003,
+        ]));
+        assert_eq!(sync_only.fetched().count(), 0, "{sync_only:?}");
+        let three = Groups::of(&names(&[0x0008_0009, 0x0003_0000, 0x0005_0000, 0x1234]));
+        assert_eq!(
+            three.fetched().collect::<Vec<_>>(),
+            [Group::Msrs, Group::Fpu, Group::Debug]
+        );
+        assert!(!three.contains(Group::Xcrs));
+        assert_eq!(
+            Groups::NONE
+                .with(Group::Xcrs)
+                .union(three)
+                .fetched()
+                .count(),
+            4
+        );
+        assert_eq!(Groups::ALL.fetched().collect::<Vec<_>>(), Group::FETCHED);
+        assert_eq!(Groups::of(&[]), Groups::NONE);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! All coordination state sits behind one mutex with one condition
 //! variable, so there is no lock order to get wrong. vCPU ioctls are only
 //! ever made by the vCPU's own thread: to read VP `t` another thread posts
-//! a request, kicks `t` (a signal, see the `kick` module) and waits; `t` takes the
-//! snapshot on its thread at the next point where its state is consistent
-//! (just after `KVM_RUN` returned `EINTR`, or while it waits in a
-//! hypercall, while halted, or paused) and posts the reply.
+//! a request naming the register [`Groups`] it needs, kicks `t` (a signal,
+//! see the `kick` module) and waits; `t` takes the snapshot on its thread
+//! at the next point where its state is consistent (just after `KVM_RUN`
+//! returned `EINTR`, or while it waits in a hypercall, while halted, or
+//! paused) and posts the reply. Requests that wait together are answered
+//! with one snapshot holding the union of their groups.
 //!
 //! A thread that waits for anything keeps serving requests addressed to
 //! it, so two VPs reading each other at the same moment both finish. The
@@ -17,6 +19,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::kick::Kicker;
+use crate::registers::Groups;
 use crate::snapshot::VpSnapshot;
 use crate::VmExit;
 
@@ -34,12 +37,24 @@ pub enum SnapshotError {
 /// What the thread that serves a request hands back.
 pub type Served = Result<Box<VpSnapshot>, SnapshotError>;
 
+/// How a VP's thread takes a snapshot of itself holding the given groups.
+pub type Take<'a> = dyn FnMut(Groups) -> Served + 'a;
+
+/// One VP waiting for another's snapshot.
+#[derive(Copy, Clone, Debug)]
+struct Request {
+    /// The waiting VP.
+    requester: u32,
+    /// The groups its call reads.
+    groups: Groups,
+}
+
 #[derive(Debug, Default)]
 struct VpSlot {
     /// Set while the vCPU thread is alive.
     kicker: Option<Kicker>,
-    /// Requesters (VP indexes) waiting for this VP's snapshot.
-    requests: Vec<u32>,
+    /// Requests waiting for this VP's snapshot.
+    requests: Vec<Request>,
     /// The reply to this VP's own request.
     reply: Option<Served>,
 }
@@ -119,7 +134,7 @@ impl Rendezvous {
             None => Vec::new(),
         };
         for r in requests {
-            if let Some(slot) = st.vps.get_mut(r as usize) {
+            if let Some(slot) = st.vps.get_mut(r.requester as usize) {
                 slot.reply = Some(Err(SnapshotError::Ended));
             }
         }
@@ -165,23 +180,27 @@ impl Rendezvous {
     }
 
     /// Answers the requests addressed to `vp` (called with the lock held
-    /// and the VP's state consistent). Drops and retakes the lock.
+    /// and the VP's state consistent) with one snapshot holding every
+    /// group they asked for. Drops and retakes the lock.
     fn serve<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         vp: u32,
-        take: &mut dyn FnMut() -> Served,
+        take: &mut Take<'_>,
     ) -> MutexGuard<'a, State> {
-        let requesters = match st.vps.get_mut(vp as usize) {
+        let requests = match st.vps.get_mut(vp as usize) {
             Some(slot) if !slot.requests.is_empty() => std::mem::take(&mut slot.requests),
             _ => return st,
         };
         drop(st);
-        let snapshot = take();
-        tracing::trace!(vp, ?requesters, ok = snapshot.is_ok(), "served snapshot");
+        let groups = requests
+            .iter()
+            .fold(Groups::NONE, |all, r| all.union(r.groups));
+        let snapshot = take(groups);
+        tracing::trace!(vp, ?requests, ok = snapshot.is_ok(), "served snapshot");
         let mut st = self.lock();
-        for r in requesters {
-            if let Some(slot) = st.vps.get_mut(r as usize) {
+        for r in requests {
+            if let Some(slot) = st.vps.get_mut(r.requester as usize) {
                 slot.reply = Some(snapshot.clone());
             }
         }
@@ -198,7 +217,7 @@ impl Rendezvous {
     /// Called by VP `vp`'s thread before `KVM_RUN`. `consistent` says
     /// whether its state is between two instructions now (no exit awaits
     /// completion by re-entry); `take` snapshots it.
-    pub fn before_run(&self, vp: u32, consistent: bool, take: &mut dyn FnMut() -> Served) -> Next {
+    pub fn before_run(&self, vp: u32, consistent: bool, take: &mut Take<'_>) -> Next {
         let mut st = self.lock();
         loop {
             if st.ended.is_some() {
@@ -228,12 +247,14 @@ impl Rendezvous {
     }
 
     /// Called by VP `requester`'s thread (stopped at its hypercall) to get
-    /// a consistent snapshot of VP `target` (another VP).
+    /// a consistent snapshot of VP `target` (another VP) holding at least
+    /// `groups`. `take` serves requests addressed to `requester` meanwhile.
     pub fn request_snapshot(
         &self,
         requester: u32,
         target: u32,
-        take: &mut dyn FnMut() -> Served,
+        groups: Groups,
+        take: &mut Take<'_>,
     ) -> Served {
         let mut st = self.lock();
         if st.ended.is_some() {
@@ -242,7 +263,7 @@ impl Rendezvous {
         let Some(slot) = st.vps.get_mut(target as usize) else {
             return Err(SnapshotError::Ended);
         };
-        slot.requests.push(requester);
+        slot.requests.push(Request { requester, groups });
         if let Some(k) = slot.kicker {
             k.kick();
         }
@@ -270,7 +291,7 @@ impl Rendezvous {
     /// interrupts are disabled it counts towards "all halted" (which ends
     /// the VM with [`VmExit::AllHalted`]). Serves requests until the VM
     /// ends.
-    pub fn halt(&self, vp: u32, interrupts_disabled: bool, take: &mut dyn FnMut() -> Served) {
+    pub fn halt(&self, vp: u32, interrupts_disabled: bool, take: &mut Take<'_>) {
         let mut st = self.lock();
         if interrupts_disabled {
             st.halted += 1;
@@ -325,6 +346,7 @@ impl Rendezvous {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registers::Group;
 
     #[test]
     fn end_is_sticky_and_first_wins() {
@@ -334,19 +356,20 @@ mod tests {
         r.end(VmExit::Watchdog);
         assert_eq!(r.ended(), Some(VmExit::Exited(3)));
         assert!(r.wait_end(Duration::from_millis(1)));
-        let mut never = || -> Served { unreachable!() };
+        let mut never = |_: Groups| -> Served { unreachable!() };
         assert_eq!(r.before_run(0, true, &mut never), Next::Stop);
     }
 
     #[test]
     fn all_halted_ends_the_vm() {
         let r = Rendezvous::new(1);
-        let mut never = || -> Served { unreachable!() };
+        let mut never = |_: Groups| -> Served { unreachable!() };
         r.halt(0, true, &mut never);
         assert_eq!(r.ended(), Some(VmExit::AllHalted));
     }
 
-    fn fake_snapshot(vp: u32) -> Served {
+    /// A snapshot that records the groups it was asked for in RAX.
+    fn fake_snapshot(vp: u32, groups: Groups) -> Served {
         let synthetic = crate::snapshot::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
@@ -354,10 +377,13 @@ mod tests {
             time_ref_count: 0,
             leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
         };
-        Ok(Box::new(VpSnapshot::from_sync(
-            Default::default(),
-            synthetic,
-        )))
+        let mut sync = kvm_bindings::kvm_sync_regs::default();
+        sync.regs.rax = Group::FETCHED
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| u64::from(groups.contains(g)) << i)
+            .sum();
+        Ok(Box::new(VpSnapshot::from_sync(sync, synthetic)))
     }
 
     #[test]
@@ -371,11 +397,15 @@ mod tests {
                 let r = &r;
                 s.spawn(move || {
                     r.register(vp);
-                    let mut take = || fake_snapshot(vp);
+                    let mut take = |groups| fake_snapshot(vp, groups);
+                    // VP 0 asks for the debug group, VP 1 for none.
+                    let groups = [Groups::NONE.with(Group::Debug), Groups::NONE][vp as usize];
                     for _ in 0..200 {
-                        let snap = r.request_snapshot(vp, 1 - vp, &mut take).unwrap();
+                        let snap = r.request_snapshot(vp, 1 - vp, groups, &mut take).unwrap();
                         let idx = snap.value(hvcall_abi::HvRegisterName(0x0009_0003)).unwrap();
                         assert_eq!(idx.as_u32(), 1 - vp);
+                        let rax = snap.value(hvcall_abi::HvRegisterName(0x0002_0000)).unwrap();
+                        assert_eq!(rax.as_u128(), [0b0100, 0][vp as usize], "groups asked");
                     }
                     r.halt(vp, true, &mut take);
                     r.unregister(vp);

@@ -14,7 +14,7 @@ use kvm_ioctls::VcpuFd;
 use zerocopy::IntoBytes;
 
 use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
-use crate::registers::group_of;
+use crate::registers::Groups;
 use crate::snapshot::{SyntheticState, VpSnapshot};
 
 /// Most names per call: the output list must fit one page.
@@ -95,13 +95,18 @@ impl Hypervisor for RootHypervisor<'_> {
         1
     }
 
-    fn snapshot(&mut self, target: &Target) -> Result<VpSnapshot, HvStatus> {
+    fn snapshot(
+        &mut self,
+        target: &Target,
+        names: &[HvRegisterName],
+    ) -> Result<VpSnapshot, HvStatus> {
         let vcpu = match target.partition_id {
             VM_PARTITION_ID => self.vcpus.get(target.vp_index as usize),
             _ => None,
         };
         let vcpu = vcpu.ok_or(HvStatus::INVALID_VP_INDEX)?;
-        VpSnapshot::capture_stopped(vcpu, (self.synthetic)(target.vp_index)).map_err(|e| {
+        let synthetic = (self.synthetic)(target.vp_index);
+        VpSnapshot::capture_stopped(vcpu, synthetic, Groups::of(names)).map_err(|e| {
             tracing::warn!(%e, "root snapshot failed");
             HvStatus::INVALID_VP_STATE
         })
@@ -112,8 +117,7 @@ impl Hypervisor for RootHypervisor<'_> {
         snapshot: &mut VpSnapshot,
         name: HvRegisterName,
     ) -> Result<HvRegisterValue, HvStatus> {
-        group_of(name).ok_or(HvStatus::INVALID_PARAMETER)?;
-        snapshot.value(name).ok_or(HvStatus::INVALID_PARAMETER)
+        snapshot.read_held(name)
     }
 }
 

@@ -2,16 +2,18 @@
 //! by group (see [`crate::registers`] for the groups).
 //!
 //! A snapshot of the calling VP fills groups lazily, each at most once per
-//! call; a snapshot of another VP is taken whole ([`VpSnapshot::capture`]),
-//! on that VP's own thread.
+//! call; a snapshot of another VP is taken at once, on that VP's own thread
+//! ([`VpSnapshot::capture_from`]), with exactly the [`Groups`] the call's
+//! names need, and never filled later (that would mix two moments).
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
 use kvm_bindings::{kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs};
 use kvm_ioctls::VcpuFd;
 
 use crate::cpuid::HypervLeaves;
 use crate::registers::{
-    pending_interruption, segment_value, source_of, table_value, Group, Seg, Source, Syn, MSR_LIST,
+    pending_interruption, segment_value, source_of, table_value, Group, Groups, Seg, Source, Syn,
+    MSR_LIST,
 };
 
 /// The x87/SSE state in FXSAVE layout (the legacy area of XSAVE).
@@ -125,20 +127,26 @@ impl VpSnapshot {
         }
     }
 
-    /// A whole snapshot of the vCPU owned by the calling thread.
-    pub fn capture(vcpu: &VcpuFd, synthetic: SyntheticState) -> Result<Self, FetchError> {
-        Self::capture_from(vcpu.sync_regs(), vcpu, synthetic)
+    /// A snapshot of `groups` of the vCPU owned by the calling thread.
+    pub fn capture(
+        vcpu: &VcpuFd,
+        synthetic: SyntheticState,
+        groups: Groups,
+    ) -> Result<Self, FetchError> {
+        Self::capture_from(vcpu.sync_regs(), vcpu, synthetic, groups)
     }
 
-    /// A whole snapshot of the vCPU owned by the calling thread, with its
-    /// sync group (`regs`, `sregs`, `events`) given by the caller.
+    /// A snapshot of `groups` of the vCPU owned by the calling thread, with
+    /// its sync group (`regs`, `sregs`, `events`) given by the caller. One
+    /// ioctl per group in `groups` beyond sync and synthetic.
     pub fn capture_from(
         sync: kvm_sync_regs,
         vcpu: &VcpuFd,
         synthetic: SyntheticState,
+        groups: Groups,
     ) -> Result<Self, FetchError> {
         let mut s = Self::from_sync(sync, synthetic);
-        for g in [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs] {
+        for g in groups.fetched() {
             s.fill(g, vcpu)?;
         }
         Ok(s)
@@ -149,9 +157,13 @@ impl VpSnapshot {
         self.synthetic.vp_index
     }
 
-    /// A whole snapshot of a vCPU that is not running (no `KVM_RUN` in
-    /// progress on any thread), through ioctls only.
-    pub fn capture_stopped(vcpu: &VcpuFd, synthetic: SyntheticState) -> Result<Self, FetchError> {
+    /// A snapshot of `groups` of a vCPU that is not running (no `KVM_RUN`
+    /// in progress on any thread), through ioctls only.
+    pub fn capture_stopped(
+        vcpu: &VcpuFd,
+        synthetic: SyntheticState,
+        groups: Groups,
+    ) -> Result<Self, FetchError> {
         let err = |source| FetchError {
             group: Group::Sync,
             source,
@@ -162,7 +174,7 @@ impl VpSnapshot {
             events: vcpu.get_vcpu_events().map_err(err)?,
         };
         let mut s = Self::from_sync(sync, synthetic);
-        for g in [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs] {
+        for g in groups.fetched() {
             s.fill(g, vcpu)?;
         }
         Ok(s)
@@ -264,6 +276,25 @@ impl VpSnapshot {
             Source::Synthetic(syn) => self.synthetic_value(syn),
         };
         Some(HvRegisterValue::from(v))
+    }
+
+    /// The value of `name` from the groups held, for a call that named
+    /// it: `HV_STATUS_INVALID_PARAMETER` if it is not served (or KVM
+    /// refused that MSR), `HV_STATUS_INVALID_VP_STATE` if its group is
+    /// missing. A snapshot of another VP holds every group its call named,
+    /// so a missing group is a bug, refused rather than fetched later
+    /// (that would mix two moments).
+    pub fn read_held(&self, name: HvRegisterName) -> Result<HvRegisterValue, HvStatus> {
+        let group = source_of(name).ok_or(HvStatus::INVALID_PARAMETER)?.group();
+        if !self.has(group) {
+            tracing::error!(
+                vp = self.vp_index(),
+                ?group,
+                "group missing from a snapshot"
+            );
+            return Err(HvStatus::INVALID_VP_STATE);
+        }
+        self.value(name).ok_or(HvStatus::INVALID_PARAMETER)
     }
 
     fn synthetic_value(&self, syn: Syn) -> u128 {
@@ -374,6 +405,29 @@ mod tests {
         assert_eq!(s.value(HvRegisterName(0x0008_0004)), None);
         assert_eq!(s.value(HvRegisterName(0x0003_0000)), None);
         assert_eq!(s.value(HvRegisterName(0x0005_0005)), None);
+    }
+
+    #[test]
+    fn a_missing_group_is_refused_not_an_unknown_name() {
+        let s = snapshot();
+        assert_eq!(
+            s.read_held(HvRegisterName(0x0002_0000))
+                .map(|v| v.as_u128()),
+            Ok(0x1111),
+            "Rax: sync group"
+        );
+        for missing in [0x0008_0009, 0x0003_0000, 0x0005_0000, 0x0004_0005] {
+            assert_eq!(
+                s.read_held(HvRegisterName(missing)),
+                Err(HvStatus::INVALID_VP_STATE),
+                "{missing:#x}"
+            );
+        }
+        assert_eq!(
+            s.read_held(HvRegisterName(0x1234)),
+            Err(HvStatus::INVALID_PARAMETER),
+            "not served"
+        );
     }
 
     #[test]

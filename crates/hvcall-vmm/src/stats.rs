@@ -4,6 +4,23 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::registers::Group;
+use crate::snapshot::VpSnapshot;
+
+/// Per fetch group (one ioctl each): how many snapshots served to another
+/// VP held it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupFetches {
+    /// [`Group::Msrs`] (`KVM_GET_MSRS`).
+    pub msrs: u64,
+    /// [`Group::Fpu`] (`KVM_GET_XSAVE` or `KVM_GET_FPU`).
+    pub fpu: u64,
+    /// [`Group::Debug`] (`KVM_GET_DEBUGREGS`).
+    pub debug: u64,
+    /// [`Group::Xcrs`] (`KVM_GET_XCRS`).
+    pub xcrs: u64,
+}
+
 /// Totals over every run of a [`crate::Vm`].
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunStats {
@@ -15,6 +32,8 @@ pub struct RunStats {
     pub continuations: u64,
     /// Snapshots a VP took of itself for another VP.
     pub snapshots_served: u64,
+    /// The groups those snapshots fetched (beyond the free sync regs).
+    pub served_fetches: GroupFetches,
 }
 
 /// The live counters.
@@ -24,6 +43,8 @@ pub(crate) struct Counters {
     hypercalls: AtomicU64,
     continuations: AtomicU64,
     snapshots_served: AtomicU64,
+    /// Per group of [`Group::FETCHED`], in that order.
+    served_fetches: [AtomicU64; 4],
 }
 
 impl Counters {
@@ -40,9 +61,14 @@ impl Counters {
         }
     }
 
-    /// Counts one snapshot taken for another VP.
-    pub(crate) fn snapshot_served(&self) {
+    /// Counts one snapshot taken for another VP and the groups it holds.
+    pub(crate) fn snapshot_served(&self, snapshot: &VpSnapshot) {
         self.snapshots_served.fetch_add(1, Ordering::Relaxed);
+        for (count, group) in self.served_fetches.iter().zip(Group::FETCHED) {
+            if snapshot.has(group) {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The totals so far.
@@ -52,6 +78,12 @@ impl Counters {
             hypercalls: self.hypercalls.load(Ordering::Relaxed),
             continuations: self.continuations.load(Ordering::Relaxed),
             snapshots_served: self.snapshots_served.load(Ordering::Relaxed),
+            served_fetches: GroupFetches {
+                msrs: self.served_fetches[0].load(Ordering::Relaxed),
+                fpu: self.served_fetches[1].load(Ordering::Relaxed),
+                debug: self.served_fetches[2].load(Ordering::Relaxed),
+                xcrs: self.served_fetches[3].load(Ordering::Relaxed),
+            },
         }
     }
 }

@@ -74,9 +74,9 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     loop {
         let next = {
             let v: &VcpuFd = vcpu;
-            shared
-                .rendezvous
-                .before_run(vp, consistent, &mut || shared.serve_snapshot(vp, v))
+            shared.rendezvous.before_run(vp, consistent, &mut |groups| {
+                shared.serve_snapshot(vp, v, groups)
+            })
         };
         match next {
             Next::Stop => break,
@@ -108,9 +108,11 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 let interrupts_disabled = vcpu.sync_regs().regs.rflags & RFLAGS_IF == 0;
                 tracing::debug!(vp, interrupts_disabled, "halted");
                 let v: &VcpuFd = vcpu;
-                shared.rendezvous.halt(vp, interrupts_disabled, &mut || {
-                    shared.serve_snapshot(vp, v)
-                });
+                shared
+                    .rendezvous
+                    .halt(vp, interrupts_disabled, &mut |groups| {
+                        shared.serve_snapshot(vp, v, groups)
+                    });
             }
             Action::InternalError => {
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so

@@ -20,6 +20,7 @@ use crate::kick;
 use crate::loader::{self, LoadedImage};
 use crate::memory::GuestRam;
 use crate::msr::{self, GeneralProtection, SyntheticMsrs};
+use crate::registers::Groups;
 use crate::rendezvous::{Rendezvous, Served, SnapshotError};
 use crate::root::{RootHypervisor, RootReadError};
 use crate::snapshot::{SyntheticState, VpSnapshot};
@@ -322,9 +323,10 @@ impl Shared<'_> {
         SyntheticState::now(vp, &lock(self.msrs), self.created, self.leaves)
     }
 
-    /// A whole snapshot of VP `vp`, taken on its own thread for another VP.
-    pub(crate) fn serve_snapshot(&self, vp: u32, vcpu: &VcpuFd) -> Served {
-        self.serve_snapshot_from(vp, vcpu, vcpu.sync_regs())
+    /// A snapshot of `groups` of VP `vp`, taken on its own thread for
+    /// another VP.
+    pub(crate) fn serve_snapshot(&self, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
+        self.serve_snapshot_from(vp, vcpu, vcpu.sync_regs(), groups)
     }
 
     /// Like [`Self::serve_snapshot`], with the sync group given: a VP that
@@ -335,11 +337,12 @@ impl Shared<'_> {
         vp: u32,
         vcpu: &VcpuFd,
         sync: kvm_bindings::kvm_sync_regs,
+        groups: Groups,
     ) -> Served {
-        self.counters.snapshot_served();
-        VpSnapshot::capture_from(sync, vcpu, self.synthetic(vp))
-            .map(Box::new)
-            .map_err(|e| SnapshotError::Fetch(e.to_string()))
+        let snapshot = VpSnapshot::capture_from(sync, vcpu, self.synthetic(vp), groups)
+            .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
+        self.counters.snapshot_served(&snapshot);
+        Ok(Box::new(snapshot))
     }
 
     /// RDMSR of a synthetic MSR by VP `vp`.

@@ -1,11 +1,12 @@
 //! HvCallGetVpRegisters through the hypercall page, answered from real
 //! vCPU state: self reads, continuation, the XMM fast form, reads of a
-//! running VP and mutual reads.
+//! running VP (with only the register groups the call names) and mutual
+//! reads.
 
 mod common;
 
 use common::{config, guests, kvm_available, read_u128, read_u64, run};
-use hvcall_vmm::{RunStats, VmConfig, VmExit};
+use hvcall_vmm::{GroupFetches, RunStats, VmConfig, VmExit};
 
 /// Checks the results of guests/self_read.S; returns the VM's counters.
 fn check_self_read(cfg: &VmConfig) -> RunStats {
@@ -158,6 +159,11 @@ fn section_5_reads_of_a_running_vp_are_consistent_snapshots() {
         vm.stats().snapshots_served >= 200,
         "every read was a snapshot taken by VP 1"
     );
+    assert_eq!(
+        vm.stats().served_fetches,
+        GroupFetches::default(),
+        "Rip, R12, R13 need no ioctl beyond the sync regs"
+    );
 }
 
 #[test]
@@ -261,4 +267,71 @@ fn every_register_group_from_self_and_from_a_running_vp() {
         assert_eq!(v(16), 0, "{who} InterruptState");
         assert_eq!(v(17), 0, "{who} SysenterCs");
     }
+}
+
+/// Runs guests/partial_read.S, checks the values VP 0 read from the
+/// running VP 1 and returns the VM's counters.
+fn check_partial_read(cfg: &VmConfig) -> RunStats {
+    let (vm, exit) = run(cfg, guests::PARTIAL_READ);
+    assert_eq!(exit, VmExit::Exited(0));
+    assert_eq!(read_u64(&vm, 0x20_0000), 5 << 32, "SUCCESS, 5 | 4 reps");
+    let spin = guests::PARTIAL_READ
+        .windows(4)
+        .rposition(|w| w == [0xF3, 0x90, 0xEB, 0xFC])
+        .expect("VP 1 spin loop") as u128
+        + 0x10_0000;
+    let free = |i: u64| read_u128(&vm, 0x22_1000 + 16 * i);
+    assert_eq!(free(0), 0xC12, "R12");
+    assert!(free(1) == spin || free(1) == spin + 2, "Rip {:#x}", free(1));
+    assert_eq!(free(2), 0x2000, "Cr3");
+    assert_eq!((free(3) >> 96) as u16, 0x08, "Cs selector");
+    assert_eq!(free(4), 1, "VpIndex");
+    let groups = |i: u64| read_u128(&vm, 0x22_2000 + 16 * i);
+    assert_eq!(groups(0), 0x4444_0000_1111, "Lstar");
+    assert_eq!(groups(1), 0x0706_0504_0302_0100_0F0E_0D0C_0B0A_0908, "Xmm0");
+    assert_eq!(groups(2), 0x7000, "Dr0");
+    assert_eq!(groups(3), 0xC12, "R12");
+    vm.stats()
+}
+
+/// What the two calls of guests/partial_read.S may fetch: nothing for the
+/// call naming only sync and synthetic registers, one ioctl each for Msrs,
+/// Fpu and Debug for the other, never Xcrs.
+const PARTIAL_READ_FETCHES: GroupFetches = GroupFetches {
+    msrs: 1,
+    fpu: 1,
+    debug: 1,
+    xcrs: 0,
+};
+
+#[test]
+fn section_5_a_snapshot_of_a_running_vp_fetches_only_the_groups_its_names_need() {
+    if !kvm_available("section_5_a_snapshot_of_a_running_vp_fetches_only_the_groups_its_names_need")
+    {
+        return;
+    }
+    let stats = check_partial_read(&config(2));
+    assert_eq!(stats.snapshots_served, 2, "one snapshot per call");
+    assert_eq!(stats.served_fetches, PARTIAL_READ_FETCHES);
+}
+
+#[test]
+fn section_2_a_continued_read_of_a_running_vp_keeps_its_one_snapshot() {
+    if !kvm_available("section_2_a_continued_read_of_a_running_vp_keeps_its_one_snapshot") {
+        return;
+    }
+    let stats = check_partial_read(&VmConfig {
+        max_reps_per_entry: 1,
+        ..config(2)
+    });
+    assert_eq!(
+        (stats.hypercalls, stats.continuations),
+        (9, 7),
+        "one entry per element"
+    );
+    assert_eq!(
+        stats.snapshots_served, 2,
+        "one snapshot per call, not per entry"
+    );
+    assert_eq!(stats.served_fetches, PARTIAL_READ_FETCHES);
 }
