@@ -15,7 +15,8 @@
 //! [`registers`] (HV register names → KVM state) and [`snapshot`] (one
 //! VP's state), [`rendezvous`] (cross-vCPU coordination), [`hypercall`]
 //! (dispatcher glue for a guest's call), [`root`] (host-side reads as the
-//! parent partition), [`vm`] (the VM and its run), [`stats`], and the
+//! parent partition), [`inspect`] (the same reads of a running VM),
+//! [`vm`] (the VM and its run), [`stats`], and the
 //! private `vcpu` (run loop and exits) and `kick` (signals) modules.
 //!
 //! Host side of a run, with the root partition's view afterwards:
@@ -35,6 +36,7 @@ pub mod config;
 pub mod cpuid;
 pub mod hypercall;
 pub mod hypercall_page;
+pub mod inspect;
 mod kick;
 pub mod loader;
 pub mod memory;
@@ -48,6 +50,7 @@ mod vcpu;
 pub mod vm;
 
 pub use config::{Console, VmConfig};
+pub use inspect::{InspectError, Inspector};
 pub use stats::{GroupFetches, RunStats};
 pub use vm::{Vm, VmExit};
 

@@ -14,6 +14,10 @@
 //! A thread that waits for anything keeps serving requests addressed to
 //! it, so two VPs reading each other at the same moment both finish. The
 //! VM ending wakes every waiter.
+//!
+//! The host (see [`crate::inspect`]) may request snapshots too: it is not a
+//! VP, has nothing to serve, and has one reply slot of its own, used by one
+//! host request at a time.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -40,11 +44,20 @@ pub type Served = Result<Box<VpSnapshot>, SnapshotError>;
 /// How a VP's thread takes a snapshot of itself holding the given groups.
 pub type Take<'a> = dyn FnMut(Groups) -> Served + 'a;
 
-/// One VP waiting for another's snapshot.
+/// Who waits for a snapshot.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Requester {
+    /// A VP, stopped at its hypercall.
+    Vp(u32),
+    /// The host (the root partition's inspector).
+    Host,
+}
+
+/// One VP or the host waiting for a VP's snapshot.
 #[derive(Copy, Clone, Debug)]
 struct Request {
-    /// The waiting VP.
-    requester: u32,
+    /// Who waits.
+    requester: Requester,
     /// The groups its call reads.
     groups: Groups,
 }
@@ -59,10 +72,20 @@ struct VpSlot {
     reply: Option<Served>,
 }
 
+/// The host's request slot.
+#[derive(Debug, Default)]
+struct HostSlot {
+    /// A host request is outstanding (host requests take turns).
+    busy: bool,
+    /// The reply to it.
+    reply: Option<Served>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     ended: Option<VmExit>,
     vps: Vec<VpSlot>,
+    host: HostSlot,
     /// vCPU threads inside (or committed to enter) `KVM_RUN`.
     in_run: u32,
     /// A thread wants every vCPU outside `KVM_RUN`.
@@ -89,6 +112,20 @@ pub enum Next {
 pub struct Rendezvous {
     state: Mutex<State>,
     changed: Condvar,
+}
+
+impl State {
+    /// Hands `reply` to `requester`.
+    fn deliver(&mut self, requester: Requester, reply: Served) {
+        match requester {
+            Requester::Vp(vp) => {
+                if let Some(slot) = self.vps.get_mut(vp as usize) {
+                    slot.reply = Some(reply);
+                }
+            }
+            Requester::Host => self.host.reply = Some(reply),
+        }
+    }
 }
 
 impl Rendezvous {
@@ -134,9 +171,7 @@ impl Rendezvous {
             None => Vec::new(),
         };
         for r in requests {
-            if let Some(slot) = st.vps.get_mut(r.requester as usize) {
-                slot.reply = Some(Err(SnapshotError::Ended));
-            }
+            st.deliver(r.requester, Err(SnapshotError::Ended));
         }
         self.changed.notify_all();
     }
@@ -161,11 +196,16 @@ impl Rendezvous {
         self.lock().ended.clone()
     }
 
-    /// Waits until the VM ends or `timeout` passes; true if it ended.
+    /// Waits until the VM ends or `timeout` passes; true if it ended. A
+    /// timeout too long to represent waits for the end.
     pub fn wait_end(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         while st.ended.is_none() {
+            let Some(deadline) = deadline else {
+                st = self.wait(st);
+                continue;
+            };
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -200,9 +240,7 @@ impl Rendezvous {
         tracing::trace!(vp, ?requests, ok = snapshot.is_ok(), "served snapshot");
         let mut st = self.lock();
         for r in requests {
-            if let Some(slot) = st.vps.get_mut(r.requester as usize) {
-                slot.reply = Some(snapshot.clone());
-            }
+            st.deliver(r.requester, snapshot.clone());
         }
         self.changed.notify_all();
         st
@@ -263,7 +301,10 @@ impl Rendezvous {
         let Some(slot) = st.vps.get_mut(target as usize) else {
             return Err(SnapshotError::Ended);
         };
-        slot.requests.push(Request { requester, groups });
+        slot.requests.push(Request {
+            requester: Requester::Vp(requester),
+            groups,
+        });
         if let Some(k) = slot.kicker {
             k.kick();
         }
@@ -285,6 +326,48 @@ impl Rendezvous {
             }
             st = self.wait(st);
         }
+    }
+
+    /// Called by a host thread (not a VP) to get a consistent snapshot of
+    /// VP `target` holding at least `groups`. The host has nothing to
+    /// serve, so it only waits: for an earlier host request to finish, then
+    /// for its reply or the VM's end ([`SnapshotError::Ended`], also for a
+    /// `target` that does not exist).
+    pub fn request_host_snapshot(&self, target: u32, groups: Groups) -> Served {
+        let mut st = self.lock();
+        while st.host.busy && st.ended.is_none() {
+            st = self.wait(st);
+        }
+        if st.ended.is_some() {
+            return Err(SnapshotError::Ended);
+        }
+        let Some(slot) = st.vps.get_mut(target as usize) else {
+            return Err(SnapshotError::Ended);
+        };
+        slot.requests.push(Request {
+            requester: Requester::Host,
+            groups,
+        });
+        if let Some(k) = slot.kicker {
+            k.kick();
+        }
+        st.host = HostSlot {
+            busy: true,
+            reply: None,
+        };
+        self.changed.notify_all();
+        let reply = loop {
+            if let Some(reply) = st.host.reply.take() {
+                break reply;
+            }
+            if st.ended.is_some() {
+                break Err(SnapshotError::Ended);
+            }
+            st = self.wait(st);
+        };
+        st.host.busy = false;
+        self.changed.notify_all();
+        reply
     }
 
     /// Called by VP `vp`'s thread after HLT: the VP never runs again. If
@@ -356,6 +439,7 @@ mod tests {
         r.end(VmExit::Watchdog);
         assert_eq!(r.ended(), Some(VmExit::Exited(3)));
         assert!(r.wait_end(Duration::from_millis(1)));
+        assert!(r.wait_end(Duration::MAX), "no overflow");
         let mut never = |_: Groups| -> Served { unreachable!() };
         assert_eq!(r.before_run(0, true, &mut never), Next::Stop);
     }
@@ -384,6 +468,44 @@ mod tests {
             .map(|(i, &g)| u64::from(groups.contains(g)) << i)
             .sum();
         Ok(Box::new(VpSnapshot::from_sync(sync, synthetic)))
+    }
+
+    #[test]
+    fn host_requests_are_served_by_a_halted_vp_and_woken_by_the_end() {
+        crate::kick::install_handler().unwrap();
+        let r = Rendezvous::new(2);
+        std::thread::scope(|s| {
+            let r = &r;
+            // VP 1 halts (IF = 1, so the VM does not end) and serves.
+            s.spawn(move || {
+                r.register(1);
+                r.halt(1, false, &mut |groups| fake_snapshot(1, groups));
+                r.unregister(1);
+            });
+            let debug = Groups::NONE.with(Group::Debug);
+            for _ in 0..50 {
+                let snap = r.request_host_snapshot(1, debug).unwrap();
+                assert_eq!(snap.vp_index(), 1);
+                let rax = snap.value(hvcall_abi::HvRegisterName(0x0002_0000)).unwrap();
+                assert_eq!(rax.as_u128(), 0b0100, "groups asked");
+            }
+            // VP 0 never runs: a request to it waits until the end.
+            let waiting = s.spawn(move || r.request_host_snapshot(0, Groups::NONE));
+            r.end(VmExit::Watchdog);
+            assert_eq!(waiting.join().unwrap().unwrap_err(), SnapshotError::Ended);
+        });
+        assert_eq!(
+            r.request_host_snapshot(1, Groups::NONE).unwrap_err(),
+            SnapshotError::Ended,
+            "after the end"
+        );
+        assert_eq!(
+            Rendezvous::new(1)
+                .request_host_snapshot(5, Groups::NONE)
+                .unwrap_err(),
+            SnapshotError::Ended,
+            "no such VP: nothing will ever answer"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Host-side reads: the root partition (id 1), parent of the VM, reads a
 //! VP's registers through the same [`hvcall_dispatch::dispatch()`] path a
 //! guest's HvCallGetVpRegisters takes, with its input and output in a small
-//! host buffer. Only while no vCPU runs ([`crate::Vm::get_vp_registers`]
-//! takes `&mut Vm`), so the target's state is read with plain ioctls.
+//! host buffer. Where the target's snapshot comes from is the caller's
+//! choice: plain ioctls while no vCPU runs ([`crate::Vm::get_vp_registers`]
+//! takes `&mut Vm`), or a rendezvous with the running VP
+//! ([`crate::inspect::Inspector`]).
 
 use hvcall_abi::{call_code, privilege, GetVpRegistersHeader, HvInputVtl};
 use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
@@ -10,12 +12,11 @@ use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
 use hvcall_dispatch::registers::{x64, RegisterFile};
 use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
 use hvcall_dispatch::{GuestMemory, Hypervisor, MemoryError};
-use kvm_ioctls::VcpuFd;
 use zerocopy::IntoBytes;
 
 use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
 use crate::registers::Groups;
-use crate::snapshot::{SyntheticState, VpSnapshot};
+use crate::snapshot::VpSnapshot;
 
 /// Most names per call: the output list must fit one page.
 const NAMES_PER_CALL: usize = 256;
@@ -67,10 +68,14 @@ impl GuestMemory for RootMemory {
     }
 }
 
-/// The root partition's view: the VM is its child.
+/// Takes one snapshot of VP `vp` (an existing VP of the VM) holding the
+/// given groups; an error status fails the call.
+pub(crate) type SnapshotSource<'a> = dyn FnMut(u32, Groups) -> Result<VpSnapshot, HvStatus> + 'a;
+
+/// The root partition's view: the VM (`vp_count` VPs) is its child.
 pub(crate) struct RootHypervisor<'a> {
-    pub(crate) vcpus: &'a [VcpuFd],
-    pub(crate) synthetic: &'a dyn Fn(u32) -> SyntheticState,
+    pub(crate) vp_count: u32,
+    pub(crate) snapshot: &'a mut SnapshotSource<'a>,
 }
 
 impl Hypervisor for RootHypervisor<'_> {
@@ -88,7 +93,7 @@ impl Hypervisor for RootHypervisor<'_> {
     }
 
     fn partition(&self, id: u64) -> Option<PartitionInfo> {
-        partition_info(id, self.vcpus.len() as u32)
+        partition_info(id, self.vp_count)
     }
 
     fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
@@ -100,16 +105,10 @@ impl Hypervisor for RootHypervisor<'_> {
         target: &Target,
         names: &[HvRegisterName],
     ) -> Result<VpSnapshot, HvStatus> {
-        let vcpu = match target.partition_id {
-            VM_PARTITION_ID => self.vcpus.get(target.vp_index as usize),
-            _ => None,
-        };
-        let vcpu = vcpu.ok_or(HvStatus::INVALID_VP_INDEX)?;
-        let synthetic = (self.synthetic)(target.vp_index);
-        VpSnapshot::capture_stopped(vcpu, synthetic, Groups::of(names)).map_err(|e| {
-            tracing::warn!(%e, "root snapshot failed");
-            HvStatus::INVALID_VP_STATE
-        })
+        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
+            return Err(HvStatus::INVALID_VP_INDEX);
+        }
+        (self.snapshot)(target.vp_index, Groups::of(names))
     }
 
     fn read_register(

@@ -8,7 +8,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
 use hvcall_dispatch::{DispatchConfig, VpState};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -16,6 +16,7 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use crate::boot;
 use crate::cpuid::{guest_cpuid, HypervLeaves};
 use crate::hypercall_page::{Memslots, SlotError};
+use crate::inspect::{EndOnPanic, Inspector};
 use crate::kick;
 use crate::loader::{self, LoadedImage};
 use crate::memory::GuestRam;
@@ -211,10 +212,18 @@ impl Vm {
         names: &[HvRegisterName],
     ) -> Result<Vec<HvRegisterValue>, RootReadError> {
         let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
-        let synthetic = move |vp| SyntheticState::now(vp, &msrs, created, leaves);
+        let vcpus = &self.vcpus;
+        let mut snapshot = |vp: u32, groups| {
+            let vcpu = vcpus.get(vp as usize).ok_or(HvStatus::INVALID_VP_INDEX)?;
+            let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
+            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(|e| {
+                tracing::warn!(%e, "root snapshot failed");
+                HvStatus::INVALID_VP_STATE
+            })
+        };
         let mut hv = RootHypervisor {
-            vcpus: &self.vcpus,
-            synthetic: &synthetic,
+            vp_count: self.config.cpus,
+            snapshot: &mut snapshot,
         };
         let config = DispatchConfig {
             max_reps_per_entry: self.config.max_reps_per_entry,
@@ -230,6 +239,27 @@ impl Vm {
     /// Runs every vCPU until the VM ends: a guest exit, all VPs halted, a
     /// fault, or the watchdog.
     pub fn run(&mut self) -> Result<VmExit, VmmError> {
+        self.run_with(None::<fn(&Inspector<'_>)>)
+    }
+
+    /// Like [`Vm::run`], and meanwhile runs `inspect` on a host thread of
+    /// its own with an [`Inspector`]: the root partition's live view of the
+    /// running VM (see [`crate::inspect`] for an example). The run returns
+    /// once the VM ended AND `inspect` returned, so `inspect` must stop
+    /// when the VM ends ([`Inspector::wait_end`] returns true, reads fail
+    /// with [`crate::inspect::InspectError::Ended`]). A panic in `inspect`
+    /// ends the VM and is passed on.
+    pub fn run_inspected<F>(&mut self, inspect: F) -> Result<VmExit, VmmError>
+    where
+        F: FnOnce(&Inspector<'_>) + Send,
+    {
+        self.run_with(Some(inspect))
+    }
+
+    fn run_with<F>(&mut self, inspect: Option<F>) -> Result<VmExit, VmmError>
+    where
+        F: FnOnce(&Inspector<'_>) + Send,
+    {
         if self.image.is_none() {
             return Err(VmmError::Config("no image loaded".into()));
         }
@@ -267,6 +297,19 @@ impl Vm {
                         vp: vp as u32,
                         reason,
                     });
+                    return Err(VmmError::Thread(e));
+                }
+            }
+            if let Some(inspect) = inspect {
+                let spawned = std::thread::Builder::new()
+                    .name("inspector".into())
+                    .spawn_scoped(s, move || {
+                        let _guard = EndOnPanic(shared);
+                        inspect(&Inspector::new(shared));
+                    });
+                if let Err(e) = spawned {
+                    let reason = format!("cannot start the inspector thread: {e}");
+                    shared.rendezvous.end(VmExit::Fault { vp: 0, reason });
                     return Err(VmmError::Thread(e));
                 }
             }

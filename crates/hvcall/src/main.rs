@@ -5,7 +5,9 @@
 //! - `hvcall registers [--arch x64|arm64] [--json]` ([`registers`]): every
 //!   TLFS register name of one architecture with its number.
 //! - `hvcall run [--guest NAME | --kernel FILE] ...` ([`run`]): boots a
-//!   guest in the KVM VMM; the built-in guests are in [`guests`].
+//!   guest in the KVM VMM; the built-in guests are in [`guests`];
+//!   `--inspect VP --names ...` samples a running VP's registers
+//!   ([`inspect`]).
 
 use std::process::ExitCode;
 
@@ -13,6 +15,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod guests;
+mod inspect;
 mod registers;
 mod run;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hvcall_vmm::{VmConfig, VmExit};
 
 use crate::guests::Guest;
+use crate::inspect::InspectArgs;
 
 /// Options of `hvcall run`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,9 @@ pub struct RunArgs {
     /// Stop a guest still running after this many seconds [default: 10].
     #[arg(long, value_name = "SECS")]
     pub watchdog: Option<f64>,
+    /// Live inspection while the guest runs.
+    #[command(flatten)]
+    pub inspect: InspectArgs,
 }
 
 impl RunArgs {
@@ -79,6 +83,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(SETUP_FAILED);
         }
     };
+    let sampler = match args.inspect.sampler(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hvcall run: {e}");
+            return ExitCode::from(SETUP_FAILED);
+        }
+    };
     let kernel;
     let elf = match &args.kernel {
         Some(path) => match std::fs::read(path) {
@@ -93,7 +104,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
         },
         None => args.guest.elf(),
     };
-    match hvcall_vmm::run_elf(&config, elf) {
+    let result = match &sampler {
+        Some(sampler) => sampler.run_elf(&config, elf),
+        None => hvcall_vmm::run_elf(&config, elf),
+    };
+    match result {
         Ok(exit) => {
             report(&exit, &config);
             ExitCode::from(exit.status())

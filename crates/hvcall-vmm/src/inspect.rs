@@ -1,0 +1,150 @@
+//! Live inspection: host tools (debuggers, introspection) read registers of
+//! a RUNNING VM as the root partition, through the same
+//! [`hvcall_dispatch::dispatch()`] path as a guest's HvCallGetVpRegisters.
+//!
+//! [`crate::Vm::run_inspected`] runs a closure on a host thread while the
+//! vCPUs run and hands it an [`Inspector`]. Each
+//! [`Inspector::get_vp_registers`] call builds the root partition's call
+//! exactly as [`crate::Vm::get_vp_registers`] does (the `root` module's
+//! input/output pages and register file); only the target's snapshot comes
+//! from elsewhere: a host request to the [`crate::rendezvous`], which kicks
+//! the VP out of `KVM_RUN` and has its own thread capture exactly the
+//! register groups the call's names need, after which it runs on. So every
+//! call of up to 256 names sees one moment of the VP (never a torn state),
+//! a halted VP still answers, and the VM ending (exit port, fault,
+//! watchdog, all halted) wakes a waiting call with [`InspectError::Ended`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use hvcall_abi::name::x64;
+//! # let elf: Vec<u8> = Vec::new();
+//! let mut vm = hvcall_vmm::Vm::new(&hvcall_vmm::VmConfig::default()).unwrap();
+//! vm.load_elf(&elf).unwrap();
+//! let exit = vm
+//!     .run_inspected(|inspector| {
+//!         // Sample VP 1 every 10 ms until the VM ends.
+//!         while !inspector.wait_end(Duration::from_millis(10)) {
+//!             match inspector.get_vp_registers(1, &[x64::RIP, x64::RBX]) {
+//!                 Ok(v) => eprintln!("rip={:#x} rbx={:#x}", v[0].as_u64(), v[1].as_u64()),
+//!                 Err(e) => eprintln!("{e}"),
+//!             }
+//!         }
+//!     })
+//!     .unwrap();
+//! # let _ = exit;
+//! ```
+
+use std::time::Duration;
+
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
+
+use crate::memory::GuestRam;
+use crate::rendezvous::SnapshotError;
+use crate::root::{RootHypervisor, RootReadError};
+use crate::vm::Shared;
+use crate::VmExit;
+
+/// Why an inspector read failed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// The VM ended (before or during the read): nothing runs any more.
+    #[error("the VM ended")]
+    Ended,
+    /// The call failed, as a guest's would (unknown name, no such VP, ...):
+    /// its status and the index of the failing name in the caller's list.
+    #[error(transparent)]
+    Call(#[from] RootReadError),
+}
+
+/// The host's handle on a running VM, given to the closure of
+/// [`crate::Vm::run_inspected`]. Its reads never wait for anything but the
+/// target VP's answer or the VM's end; it serves no requests itself.
+pub struct Inspector<'a> {
+    shared: &'a Shared<'a>,
+}
+
+impl<'a> Inspector<'a> {
+    pub(crate) fn new(shared: &'a Shared<'a>) -> Self {
+        Self { shared }
+    }
+
+    /// Reads `names` of VP `vp` as the root partition (the VM's parent),
+    /// while it runs. Each call of up to 256 names sees one consistent
+    /// snapshot of the VP holding only the register groups those names
+    /// need; longer lists are read in calls of 256 names (one snapshot
+    /// each), as [`crate::Vm::get_vp_registers`] does. The values come in
+    /// the order of `names`.
+    ///
+    /// Errors: [`InspectError::Ended`] once the VM has ended (a read
+    /// waiting for its snapshot is woken by the end);
+    /// [`InspectError::Call`] with the hypercall's status and the failing
+    /// index otherwise (`HV_STATUS_INVALID_PARAMETER` for a name not
+    /// served, `HV_STATUS_INVALID_VP_INDEX` for a VP that does not exist).
+    pub fn get_vp_registers(
+        &self,
+        vp: u32,
+        names: &[HvRegisterName],
+    ) -> Result<Vec<HvRegisterValue>, InspectError> {
+        let rendezvous = &self.shared.rendezvous;
+        let mut ended = false;
+        let mut snapshot =
+            |target: u32, groups| match rendezvous.request_host_snapshot(target, groups) {
+                Ok(s) => Ok(*s),
+                Err(SnapshotError::Ended) => {
+                    ended = true;
+                    Err(HvStatus::INVALID_VP_STATE)
+                }
+                Err(SnapshotError::Fetch(e)) => {
+                    tracing::warn!(%e, "inspector snapshot failed");
+                    Err(HvStatus::INVALID_VP_STATE)
+                }
+            };
+        let mut hv = RootHypervisor {
+            vp_count: self.shared.config.cpus,
+            snapshot: &mut snapshot,
+        };
+        let result = crate::root::get_vp_registers(&mut hv, &self.shared.dispatch, vp, names);
+        match result {
+            Ok(values) => Ok(values),
+            Err(_) if ended => Err(InspectError::Ended),
+            Err(e) => Err(InspectError::Call(e)),
+        }
+    }
+
+    /// The number of VPs (valid indexes are `0..vp_count()`).
+    pub fn vp_count(&self) -> u32 {
+        self.shared.config.cpus
+    }
+
+    /// Whether the VM is still running (it has not ended).
+    pub fn is_running(&self) -> bool {
+        self.shared.rendezvous.ended().is_none()
+    }
+
+    /// Waits until the VM ends or `timeout` passes; true if it ended.
+    /// Doubles as a sampling pause that stops early at the end.
+    pub fn wait_end(&self, timeout: Duration) -> bool {
+        self.shared.rendezvous.wait_end(timeout)
+    }
+
+    /// Guest RAM, shared with the running guest (reads see it as it is
+    /// now; writes are visible to the guest at once).
+    pub fn ram(&self) -> &GuestRam {
+        self.shared.ram
+    }
+}
+
+/// Ends the VM if the inspector's closure unwinds, so the run (which joins
+/// the inspector thread) is not held until the watchdog.
+pub(crate) struct EndOnPanic<'a>(pub(crate) &'a Shared<'a>);
+
+impl Drop for EndOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.rendezvous.end(VmExit::Fault {
+                vp: 0,
+                reason: "the host inspector panicked".into(),
+            });
+        }
+    }
+}
