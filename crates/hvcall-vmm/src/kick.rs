@@ -83,8 +83,8 @@ impl Kicker {
     /// Sends the kick signal.
     ///
     /// The caller must guarantee the thread has not finished (the
-    /// rendezvous holds its lock, and a vCPU thread marks itself finished
-    /// under that lock before it returns).
+    /// rendezvous kicks while holding the VP's kicker lock, and a vCPU
+    /// thread clears its kicker under that lock before it returns).
     pub(crate) fn kick(&self) {
         // SAFETY: the thread id is that of a live thread (see above); the
         // signal has a handler installed by `install_handler`.

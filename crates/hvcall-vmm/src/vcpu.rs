@@ -45,7 +45,8 @@ enum Action {
 }
 
 /// Ends the VM with a fault if the thread unwinds, so no other thread
-/// waits forever for this one.
+/// waits forever for this one, and unregisters the thread so no later kick
+/// signals a thread that has exited.
 struct EndOnPanic<'a> {
     shared: &'a Shared<'a>,
     vp: u32,
@@ -58,6 +59,7 @@ impl Drop for EndOnPanic<'_> {
                 vp: self.vp,
                 reason: "vCPU thread panicked".into(),
             });
+            self.shared.rendezvous.unregister(self.vp);
         }
     }
 }
