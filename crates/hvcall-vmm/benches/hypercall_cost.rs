@@ -5,6 +5,11 @@
 //! iteration (minus a run with N = 0) and its ratio to a null port-I/O
 //! exit. Guest code at CPL 0 is emulated on this KVM, so absolute numbers
 //! vary a lot between machines; the ratios are what to compare.
+//!
+//! It times whole VM runs itself instead of using divan (which the
+//! dispatcher's bench uses): each sample is one guest-side loop of N
+//! hypercalls with the VM's boot subtracted, and the report is a ratio to
+//! a floor measured in the same run, which divan does not compute.
 
 #[allow(dead_code, reason = "the benchmark runs only the BENCH guest")]
 #[path = "../tests/common/guests.rs"]
