@@ -8,9 +8,7 @@
     test rdi, rdi
     jnz vp1
     enable_page
-wait_vp1:
-    cmp byte ptr ds:0x2000F0, 1
-    jne wait_vp1
+    wait_vp1_ready
     mov qword ptr [0x200000], 0
     mov r15, 0
     mov rbx, 0x230000
@@ -30,7 +28,7 @@ sample:
 vp1:
     xor r12, r12
     xor r13, r13
-    mov byte ptr ds:0x2000F0, 1
+    vp1_ready
 .globl vp1_loop
 vp1_loop:
     inc r12

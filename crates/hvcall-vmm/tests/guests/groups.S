@@ -51,9 +51,7 @@
     test rbx, rbx
     jnz vp1
     enable_page
-wait_vp1:
-    cmp byte ptr ds:0x2000F0, 1
-    jne wait_vp1
+    wait_vp1_ready
     mov qword ptr [0x200000], 0
     lea rdx, [rip + input_self]
     mov r8, 0x221000
@@ -69,7 +67,7 @@ wait_vp1:
     mov al, 0
     out 0xF4, al
 vp1:
-    mov byte ptr ds:0x2000F0, 1
+    vp1_ready
 spin:
     pause
     jmp spin

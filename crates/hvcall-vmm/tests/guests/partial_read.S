@@ -10,9 +10,7 @@
     test rdi, rdi
     jnz vp1
     enable_page
-wait_vp1:
-    cmp byte ptr ds:0x2000F0, 1
-    jne wait_vp1
+    wait_vp1_ready
     mov qword ptr [0x200000], 0
     mov r9, 0x300000
     lea rdx, [rip + input_free]
@@ -36,7 +34,7 @@ vp1:
     mov dr0, rax
     movdqu xmm0, [rip + pattern]    # XMM0
     mov r12, 0xC12
-    mov byte ptr ds:0x2000F0, 1
+    vp1_ready
 spin:
     pause
     jmp spin
