@@ -83,6 +83,16 @@ impl Convention {
         }
     }
 
+    /// The hypercall result value (RAX, EDX:EAX or X0), as a completed
+    /// call left it.
+    pub fn result<R: CallerRegisters + ?Sized>(self, regs: &R) -> u64 {
+        match self {
+            Self::X64 => regs.gpr(x64::RAX),
+            Self::X86 => pair(regs, x64::RDX, x64::RAX),
+            Self::Arm64Hvc1 | Self::Arm64Smccc => regs.gpr(0),
+        }
+    }
+
     /// Write the hypercall result value (RAX, EDX:EAX or X0).
     ///
     /// For a 32-bit caller each half is written zero-extended, as a 32-bit

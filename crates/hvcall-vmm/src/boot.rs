@@ -77,6 +77,20 @@ const fn tss_descriptor_low(base: u64, limit: u64) -> u64 {
         | (((base >> 24) & 0xFF) << 56)
 }
 
+/// Selector of the 64-bit code segment in the Linux boot GDT
+/// (`__BOOT_CS` of the x86 64-bit boot protocol).
+pub const LINUX_CODE_SELECTOR: u16 = 0x10;
+/// Selector of the data segment in the Linux boot GDT (`__BOOT_DS`).
+pub const LINUX_DATA_SELECTOR: u16 = 0x18;
+
+/// The GDT a Linux kernel is entered with: the boot protocol wants its code
+/// and data descriptors at 0x10 and 0x18 (the TSS keeps its slot).
+const LINUX_GDT: [u64; 6] = [0, 0, GDT[1], GDT[2], GDT[4], GDT[5]];
+
+/// Where the boot vCPU's stack starts for a Linux entry (below the zero
+/// page; the kernel switches to its own stack at once).
+const LINUX_BOOT_STACK: u64 = 0x7000;
+
 /// Writes the GDT, TSS and identity-mapped page tables for all of RAM.
 pub fn write_boot_structures(ram: &GuestRam) -> Result<(), RamError> {
     let gdt: Vec<u8> = GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
@@ -104,6 +118,40 @@ pub fn write_boot_structures(ram: &GuestRam) -> Result<(), RamError> {
         ram.write(pd, &table)?;
     }
     Ok(())
+}
+
+/// Replaces the GDT with the Linux boot GDT ([`LINUX_CODE_SELECTOR`],
+/// [`LINUX_DATA_SELECTOR`]); the page tables stay.
+pub fn write_linux_gdt(ram: &GuestRam) -> Result<(), RamError> {
+    let gdt: Vec<u8> = LINUX_GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
+    ram.write(GDT_ADDRESS, &gdt)
+}
+
+/// The system registers of the boot vCPU at a Linux kernel's 64-bit entry:
+/// long mode as [`initial_sregs`], with the Linux boot GDT's selectors.
+pub fn linux_sregs(base: &kvm_sregs) -> kvm_sregs {
+    let data = flat_segment(LINUX_DATA_SELECTOR, false);
+    kvm_sregs {
+        cs: flat_segment(LINUX_CODE_SELECTOR, true),
+        ds: data,
+        es: data,
+        fs: data,
+        gs: data,
+        ss: data,
+        ..initial_sregs(base)
+    }
+}
+
+/// The general registers of the boot vCPU at a Linux kernel's 64-bit
+/// entry: RIP = `entry`, RSI = the zero page, interrupts disabled.
+pub fn linux_regs(entry: u64, boot_params: u64) -> kvm_regs {
+    kvm_regs {
+        rip: entry,
+        rsi: boot_params,
+        rsp: LINUX_BOOT_STACK,
+        rflags: 2,
+        ..Default::default()
+    }
 }
 
 /// Start of the stack area (the top `cpus × 64 KiB` of RAM); images end
@@ -209,6 +257,34 @@ mod tests {
         assert_eq!((r.rip, r.rdi, r.rsi, r.rflags), (0x10_0000, 2, 4, 2));
         assert_eq!(r.rsp, (64 << 20) - 2 * 64 * 1024);
         assert_eq!(stacks_start(64 << 20, 4), (64 << 20) - 4 * 64 * 1024);
+    }
+
+    #[test]
+    fn linux_gdt_has_boot_cs_and_ds_where_the_protocol_says() {
+        let ram = GuestRam::new(2).unwrap();
+        write_boot_structures(&ram).unwrap();
+        write_linux_gdt(&ram).unwrap();
+        let mut gdt = [0u8; 48];
+        ram.read(GDT_ADDRESS, &mut gdt).unwrap();
+        let entry = |sel: u16| {
+            let i = usize::from(sel);
+            u64::from_le_bytes(gdt[i..i + 8].try_into().unwrap())
+        };
+        // Code: present, DPL 0, execute/read, L = 1.
+        assert_eq!(entry(LINUX_CODE_SELECTOR) >> 40 & 0xFF, 0x9B);
+        assert_eq!(entry(LINUX_CODE_SELECTOR) >> 53 & 1, 1);
+        // Data: present, read/write, flat 4 GiB.
+        assert_eq!(entry(LINUX_DATA_SELECTOR) >> 40 & 0xFF, 0x93);
+        assert_eq!(entry(LINUX_DATA_SELECTOR) & 0xFFFF, 0xFFFF);
+        let s = linux_sregs(&kvm_sregs::default());
+        assert_eq!(
+            (s.cs.selector, s.ds.selector, s.ss.selector),
+            (0x10, 0x18, 0x18)
+        );
+        assert_eq!(s.tr.selector, TSS_SELECTOR);
+        assert_eq!(entry(TSS_SELECTOR) >> 40 & 0xFF, 0x8B, "TSS kept at 0x20");
+        let r = linux_regs(0x100_0000, 0x7000);
+        assert_eq!((r.rip, r.rsi, r.rflags & (1 << 9)), (0x100_0000, 0x7000, 0));
     }
 
     #[test]

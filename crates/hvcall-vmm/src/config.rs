@@ -9,12 +9,14 @@ use hvcall_dispatch::DispatchConfig;
 /// Most bytes a [`Console::Buffer`] keeps; later bytes are dropped.
 pub const CONSOLE_BUFFER_LIMIT: usize = 16 << 20;
 
-/// Where bytes written to COM1 (port 0x3F8) go.
+/// Where bytes written to COM1 (port 0x3F8) go, or the hypercall trace.
 #[derive(Clone, Debug, Default)]
 pub enum Console {
     /// The process's standard output.
     #[default]
     Stdout,
+    /// The process's standard error.
+    Stderr,
     /// A shared buffer (at most [`CONSOLE_BUFFER_LIMIT`] bytes are kept).
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
@@ -33,6 +35,9 @@ impl Console {
             Console::Stdout => {
                 // A closed stdout must not stop the guest.
                 let _ = std::io::stdout().lock().write_all(bytes);
+            }
+            Console::Stderr => {
+                let _ = std::io::stderr().lock().write_all(bytes);
             }
             Console::Buffer(b) => {
                 let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,10 +76,19 @@ pub struct VmConfig {
     /// Advertise XMM fast input and output (default true); false =
     /// `--no-xmm-fast`.
     pub xmm_fast: bool,
-    /// A guest still running after this long is stopped (default 10 s).
+    /// A guest still running after this long is stopped (default 10 s;
+    /// `Duration::MAX`: never).
     pub watchdog: Duration,
     /// Where COM1 output goes (default stdout).
     pub console: Console,
+    /// Give the VM KVM's in-kernel PIC, IOAPIC, local APICs and PIT, with
+    /// COM1 on IRQ 4: the PC a Linux kernel expects (default false). The
+    /// VPs other than 0 then wait for INIT/SIPI, and HLT no longer exits
+    /// to the VMM, so [`crate::VmExit::AllHalted`] cannot happen.
+    pub irqchip: bool,
+    /// Where to write one line per hypercall entry (default: nowhere); see
+    /// [`crate::trace`].
+    pub hypercall_trace: Option<Console>,
 }
 
 impl Default for VmConfig {
@@ -87,6 +101,8 @@ impl Default for VmConfig {
             xmm_fast: true,
             watchdog: Duration::from_secs(10),
             console: Console::Stdout,
+            irqchip: false,
+            hypercall_trace: None,
         }
     }
 }

@@ -54,10 +54,13 @@ pub struct HypervLeaves {
 }
 
 impl HypervLeaves {
-    /// The privileges of the VM: AccessHypercallMsrs, AccessVpIndex and,
+    /// The privileges of the VM: AccessHypercallMsrs, AccessVpIndex,
+    /// AccessFrequencyRegs and,
     /// unless withheld, AccessVpRegisters.
     pub fn new(access_vp_registers: bool, xmm_fast: bool, cpus: u32) -> Self {
-        let mut privileges = privilege::ACCESS_HYPERCALL_MSRS | privilege::ACCESS_VP_INDEX;
+        let mut privileges = privilege::ACCESS_HYPERCALL_MSRS
+            | privilege::ACCESS_VP_INDEX
+            | privilege::ACCESS_FREQUENCY_REGS;
         if access_vp_registers {
             privileges |= privilege::ACCESS_VP_REGISTERS;
         }
@@ -88,7 +91,7 @@ impl HypervLeaves {
                 ..Leaf::default()
             },
             leaf::LEAF_FEATURES => {
-                let mut edx = HYPERCALL_MSR_LOCK_EDX;
+                let mut edx = HYPERCALL_MSR_LOCK_EDX | leaf::FREQUENCY_MSRS_EDX;
                 if self.xmm_fast {
                     edx |= leaf::XMM_FAST_INPUT_EDX | leaf::XMM_FAST_OUTPUT_EDX;
                 }

@@ -8,7 +8,7 @@
 //! only if changed. The caller is partition 2, child of the root
 //! partition 1; only VTL 0 exists.
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, HypercallControl};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
 use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
 use hvcall_dispatch::{
     dispatch, CallContext, CallerRegisters, Convention, DispatchConfig, Hypervisor, Outcome,
@@ -22,6 +22,7 @@ use crate::memory::CallerMemory;
 use crate::registers::{group_of, Group, Groups};
 use crate::rendezvous::SnapshotError;
 use crate::snapshot::VpSnapshot;
+use crate::trace::TracedCall;
 use crate::vm::Shared;
 
 /// The VM's partition id.
@@ -283,9 +284,23 @@ pub fn handle(
     let overlay = shared.overlay_page();
 
     let fault = |message: String| HypercallFault { vp, message };
-    let (outcome, mut regs) = {
+    let (outcome, mut regs, traced) = {
         let vcpu_ref: &VcpuFd = vcpu;
         let mut regs = CallerRegs::new(sync.regs, vcpu_ref);
+        let control = ctx.convention.control(&regs);
+        let traced = shared.config.hypercall_trace.as_ref().map(|_| {
+            let c = ctx.convention;
+            let (input, output) = (c.input_gpa(&regs), c.output_gpa(&regs));
+            TracedCall::new(vp, control, input, output, shared.ram, || {
+                let mut bytes = Vec::with_capacity(16 + 6 * 16);
+                bytes.extend_from_slice(&input.to_le_bytes());
+                bytes.extend_from_slice(&output.to_le_bytes());
+                for i in 0..6 {
+                    bytes.extend_from_slice(&regs.vector(i).to_le_bytes());
+                }
+                bytes
+            })
+        });
         let mut memory = CallerMemory::new(shared.ram, overlay);
         let mut hv = VpHypervisor {
             shared,
@@ -316,9 +331,23 @@ pub fn handle(
                     .map_err(|e| fault(format!("KVM_SET_FPU: {e}")))?;
             }
         }
-        (outcome, regs.regs)
+        (outcome, regs.regs, traced)
     };
     tracing::trace!(vp, ?outcome, rax = regs.rax, "hypercall");
+    {
+        let (c, after) = (ctx.convention, CallerRegs::new(regs, vcpu));
+        let result = HypercallResult::from_bits(c.result(&after));
+        if let (Some(traced), Some(sink)) = (traced, &shared.config.hypercall_trace) {
+            sink.write(
+                traced
+                    .line(outcome, result.into_bits(), c.control(&after))
+                    .as_bytes(),
+            );
+        }
+        if outcome == Outcome::Complete && result.status() == HvStatus::INVALID_HYPERCALL_CODE {
+            shared.unimplemented_call(vp, HypercallControl::from_bits(c.control(&after)).code());
+        }
+    }
     let sync_out = vcpu.sync_regs_mut();
     match outcome {
         Outcome::Complete => sync_out.regs = regs,

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Modules, by concern: [`config`] (what a VM is built with), [`memory`]
-//! (guest RAM), [`loader`] (ELF), [`boot`] (boot protocol), [`cpuid`],
+//! (guest RAM), [`loader`] (ELF), [`boot`] (boot protocol), [`linux`]
+//! (the Linux boot protocol), [`mptable`], [`devices`] (COM1, i8042,
+//! exit port, irqchip), [`cpuid`],
 //! [`msr`] (synthetic MSRs), [`hypercall_page`] (the overlay),
 //! [`registers`] (HV register names → KVM state) and [`snapshot`] (one
 //! VP's state), [`rendezvous`] (cross-vCPU coordination), [`hypercall`]
@@ -34,18 +36,22 @@
 pub mod boot;
 pub mod config;
 pub mod cpuid;
+pub mod devices;
 pub mod hypercall;
 pub mod hypercall_page;
 pub mod inspect;
 mod kick;
+pub mod linux;
 pub mod loader;
 pub mod memory;
+pub mod mptable;
 pub mod msr;
 pub mod registers;
 pub mod rendezvous;
 pub mod root;
 pub mod snapshot;
 pub mod stats;
+pub mod trace;
 mod vcpu;
 pub mod vm;
 
@@ -86,6 +92,15 @@ pub enum VmmError {
     /// The kick signal handler.
     #[error("installing the vCPU kick signal handler: {0}")]
     Signal(String),
+    /// The Linux boot protocol.
+    #[error(transparent)]
+    Linux(#[from] linux::LinuxError),
+    /// The MP table.
+    #[error(transparent)]
+    MpTable(#[from] mptable::MpTableError),
+    /// The port I/O devices or the in-kernel irqchip.
+    #[error(transparent)]
+    Devices(#[from] devices::DeviceError),
     /// A vCPU thread could not be started.
     #[error("starting a vCPU thread: {0}")]
     Thread(std::io::Error),

@@ -88,6 +88,12 @@ impl GuestRam {
             .map_err(|_| RamError::OutOfRange { gpa, len })
     }
 
+    /// The `vm-memory` backend (for loaders that write through it; it
+    /// covers exactly `[0, size)`).
+    pub(crate) fn backend(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
     /// Host address of guest-physical `gpa` (for memory slots).
     pub(crate) fn host_address(&self, gpa: u64) -> Result<u64, RamError> {
         if !self.contains(gpa, 0) {

@@ -12,6 +12,12 @@
 //!   is set, every write raises #GP until the VM ends. Writing 0 to the
 //!   guest OS ID clears Enable unless the MSR is locked.
 //! - `0x40000002` VP index: read-only, #GP on write.
+//! - `0x40000022` TSC frequency and `0x40000023` APIC timer frequency, in
+//!   Hz (AccessFrequencyRegs): read-only, #GP on write.
+//! - `0x40000073` VP assist page, per VP: bit 0 Enable, bits 11:1 RsvdP,
+//!   bits 63:12 GPFN; read/write (Linux writes it whatever the privileges
+//!   say, so it is answered rather than faulted; hvcall puts nothing in the
+//!   page). Setting Enable with a GPFN outside guest RAM raises #GP.
 //! - every other MSR of the range raises #GP.
 
 use hvcall_abi::{msr, PAGE_SIZE};
@@ -25,10 +31,23 @@ pub const SYNTHETIC_BASE: u32 = 0x4000_0000;
 pub const SYNTHETIC_COUNT: u32 = 0x2000;
 
 /// Hypercall MSR: Enable.
+/// Most VPs whose VP assist page MSR is kept ([`crate::vm::MAX_CPUS`]).
+const MAX_VPS: usize = crate::vm::MAX_CPUS as usize;
+
+/// HV_X64_MSR_HYPERCALL / VP assist page bit 0: Enable.
 pub const HYPERCALL_ENABLE: u64 = 1 << 0;
 /// Hypercall MSR: Locked.
 pub const HYPERCALL_LOCKED: u64 = 1 << 1;
 const HYPERCALL_RSVDP: u64 = 0xFFC;
+/// VP assist page bits 11:1 (RsvdP).
+const HYPERCALL_RSVDP_ASSIST: u64 = 0xFFE;
+
+/// Whether the page holding `gpa` lies inside RAM.
+fn page_in_ram(gpa: u64, ram_size: u64) -> bool {
+    let page = gpa & !(PAGE_SIZE - 1);
+    page.checked_add(PAGE_SIZE)
+        .is_some_and(|end| end <= ram_size)
+}
 
 /// Errors setting up the MSR exits.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +84,31 @@ pub fn install_filter(vm: &VmFd) -> Result<(), MsrSetupError> {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct GeneralProtection;
 
-/// The partition-wide synthetic MSR state.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+/// The synthetic MSR state: partition-wide, plus each VP's assist page.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SyntheticMsrs {
     /// HV_X64_MSR_GUEST_OS_ID.
     pub guest_os_id: u64,
     /// HV_X64_MSR_HYPERCALL.
     pub hypercall: u64,
+    /// HV_X64_MSR_TSC_FREQUENCY, Hz (0 reads as #GP: not known).
+    pub tsc_hz: u64,
+    /// HV_X64_MSR_APIC_FREQUENCY, Hz (0 reads as #GP: not known).
+    pub apic_hz: u64,
+    /// HV_X64_MSR_VP_ASSIST_PAGE of each VP.
+    pub vp_assist_page: [u64; MAX_VPS],
+}
+
+impl Default for SyntheticMsrs {
+    fn default() -> Self {
+        Self {
+            guest_os_id: 0,
+            hypercall: 0,
+            tsc_hz: 0,
+            apic_hz: 0,
+            vp_assist_page: [0; MAX_VPS],
+        }
+    }
 }
 
 impl SyntheticMsrs {
@@ -86,6 +123,13 @@ impl SyntheticMsrs {
             msr::GUEST_OS_ID => Ok(self.guest_os_id),
             msr::HYPERCALL => Ok(self.hypercall),
             msr::VP_INDEX => Ok(u64::from(vp_index)),
+            msr::TSC_FREQUENCY if self.tsc_hz != 0 => Ok(self.tsc_hz),
+            msr::APIC_FREQUENCY if self.apic_hz != 0 => Ok(self.apic_hz),
+            msr::VP_ASSIST_PAGE => self
+                .vp_assist_page
+                .get(vp_index as usize)
+                .copied()
+                .ok_or(GeneralProtection),
             _ => Err(GeneralProtection),
         }
     }
@@ -94,10 +138,23 @@ impl SyntheticMsrs {
     pub fn write(
         &mut self,
         index: u32,
+        vp_index: u32,
         value: u64,
         ram_size: u64,
     ) -> Result<(), GeneralProtection> {
         match index {
+            msr::VP_ASSIST_PAGE => {
+                let new = value & !HYPERCALL_RSVDP_ASSIST;
+                if new & HYPERCALL_ENABLE != 0 && !page_in_ram(new, ram_size) {
+                    return Err(GeneralProtection);
+                }
+                let slot = self
+                    .vp_assist_page
+                    .get_mut(vp_index as usize)
+                    .ok_or(GeneralProtection)?;
+                *slot = new;
+                Ok(())
+            }
             msr::GUEST_OS_ID => {
                 self.guest_os_id = value;
                 if value == 0 && self.hypercall & HYPERCALL_LOCKED == 0 {
@@ -111,9 +168,7 @@ impl SyntheticMsrs {
                 }
                 let mut new = value & !HYPERCALL_RSVDP;
                 let page = new & !(PAGE_SIZE - 1);
-                if new & HYPERCALL_ENABLE != 0
-                    && page.checked_add(PAGE_SIZE).is_none_or(|e| e > ram_size)
-                {
+                if new & HYPERCALL_ENABLE != 0 && !page_in_ram(page, ram_size) {
                     return Err(GeneralProtection);
                 }
                 if self.guest_os_id == 0 {
@@ -133,15 +188,57 @@ mod tests {
 
     const RAM: u64 = 64 << 20;
 
+    impl SyntheticMsrs {
+        fn write_vp0(&mut self, index: u32, value: u64, ram: u64) -> Result<(), GeneralProtection> {
+            self.write(index, 0, value, ram)
+        }
+    }
+
+    #[test]
+    fn frequencies_read_only_and_vp_assist_page_per_vp() {
+        let mut m = SyntheticMsrs {
+            tsc_hz: 2_000_000_000,
+            apic_hz: 1_000_000_000,
+            ..Default::default()
+        };
+        assert_eq!(m.read(msr::TSC_FREQUENCY, 0), Ok(2_000_000_000));
+        assert_eq!(m.read(msr::APIC_FREQUENCY, 1), Ok(1_000_000_000));
+        assert_eq!(
+            m.write_vp0(msr::TSC_FREQUENCY, 5, RAM),
+            Err(GeneralProtection)
+        );
+        assert_eq!(
+            SyntheticMsrs::default().read(msr::TSC_FREQUENCY, 0),
+            Err(GeneralProtection)
+        );
+        m.write(msr::VP_ASSIST_PAGE, 1, 0x30_0000 | 0xFFE | 1, RAM)
+            .unwrap();
+        assert_eq!(m.read(msr::VP_ASSIST_PAGE, 1), Ok(0x30_0001));
+        assert_eq!(m.read(msr::VP_ASSIST_PAGE, 0), Ok(0));
+        assert_eq!(
+            m.write(msr::VP_ASSIST_PAGE, 0, RAM | 1, RAM),
+            Err(GeneralProtection)
+        );
+        assert_eq!(
+            m.write(msr::VP_ASSIST_PAGE, 0, RAM, RAM),
+            Ok(()),
+            "disabled: not checked"
+        );
+        assert_eq!(
+            m.write(msr::VP_ASSIST_PAGE, 9999, 0, RAM),
+            Err(GeneralProtection)
+        );
+    }
+
     #[test]
     fn enable_has_no_effect_while_guest_os_id_is_zero() {
         let mut m = SyntheticMsrs::default();
-        m.write(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
+        m.write_vp0(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
         assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x20_0000));
         assert_eq!(m.overlay_page(), None);
-        m.write(msr::GUEST_OS_ID, 0x8000_0000_0000_0001, RAM)
+        m.write_vp0(msr::GUEST_OS_ID, 0x8000_0000_0000_0001, RAM)
             .unwrap();
-        m.write(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
+        m.write_vp0(msr::HYPERCALL, 0x20_0000 | 1, RAM).unwrap();
         assert_eq!(m.overlay_page(), Some(0x20_0000));
     }
 
@@ -150,18 +247,19 @@ mod tests {
         let mut m = SyntheticMsrs {
             guest_os_id: 1,
             hypercall: 0,
+            ..Default::default()
         };
         assert_eq!(
-            m.write(msr::HYPERCALL, RAM | 1, RAM),
+            m.write_vp0(msr::HYPERCALL, RAM | 1, RAM),
             Err(GeneralProtection)
         );
         assert_eq!(
-            m.write(msr::HYPERCALL, 0xFFFF_FFFF_FFFF_F001, RAM),
+            m.write_vp0(msr::HYPERCALL, 0xFFFF_FFFF_FFFF_F001, RAM),
             Err(GeneralProtection)
         );
-        assert_eq!(m.write(msr::HYPERCALL, RAM - 0x1000 + 1, RAM), Ok(()));
+        assert_eq!(m.write_vp0(msr::HYPERCALL, RAM - 0x1000 + 1, RAM), Ok(()));
         assert_eq!(
-            m.write(msr::HYPERCALL, RAM, RAM),
+            m.write_vp0(msr::HYPERCALL, RAM, RAM),
             Ok(()),
             "disabled: GPFN not checked"
         );
@@ -172,14 +270,16 @@ mod tests {
         let mut m = SyntheticMsrs {
             guest_os_id: 1,
             hypercall: 0,
+            ..Default::default()
         };
-        m.write(msr::HYPERCALL, 0x30_0000 | 0xFFC | 3, RAM).unwrap();
+        m.write_vp0(msr::HYPERCALL, 0x30_0000 | 0xFFC | 3, RAM)
+            .unwrap();
         assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x30_0003));
         assert_eq!(
-            m.write(msr::HYPERCALL, 0x40_0001, RAM),
+            m.write_vp0(msr::HYPERCALL, 0x40_0001, RAM),
             Err(GeneralProtection)
         );
-        m.write(msr::GUEST_OS_ID, 0, RAM).unwrap();
+        m.write_vp0(msr::GUEST_OS_ID, 0, RAM).unwrap();
         assert_eq!(m.overlay_page(), Some(0x30_0000), "locked page stays");
     }
 
@@ -188,9 +288,10 @@ mod tests {
         let mut m = SyntheticMsrs {
             guest_os_id: 1,
             hypercall: 0,
+            ..Default::default()
         };
-        m.write(msr::HYPERCALL, 0x30_0001, RAM).unwrap();
-        m.write(msr::GUEST_OS_ID, 0, RAM).unwrap();
+        m.write_vp0(msr::HYPERCALL, 0x30_0001, RAM).unwrap();
+        m.write_vp0(msr::GUEST_OS_ID, 0, RAM).unwrap();
         assert_eq!(m.overlay_page(), None);
         assert_eq!(m.read(msr::HYPERCALL, 0), Ok(0x30_0000));
     }
@@ -199,8 +300,8 @@ mod tests {
     fn vp_index_is_read_only_and_others_gp() {
         let mut m = SyntheticMsrs::default();
         assert_eq!(m.read(msr::VP_INDEX, 3), Ok(3));
-        assert_eq!(m.write(msr::VP_INDEX, 3, RAM), Err(GeneralProtection));
+        assert_eq!(m.write_vp0(msr::VP_INDEX, 3, RAM), Err(GeneralProtection));
         assert_eq!(m.read(0x4000_0020, 0), Err(GeneralProtection));
-        assert_eq!(m.write(0x4000_0070, 0, RAM), Err(GeneralProtection));
+        assert_eq!(m.write_vp0(0x4000_0070, 0, RAM), Err(GeneralProtection));
     }
 }

@@ -108,6 +108,7 @@ pub(crate) enum Seg {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Syn {
     Hypercall,
+    VpAssistPage,
     GuestOsId,
     VpIndex,
     TimeRefCount,
@@ -235,6 +236,7 @@ pub(crate) fn source_of(name: HvRegisterName) -> Option<Source> {
         x64::XFEM => Source::Xfem,
         // Synthetic.
         x64::HYPERCALL => Source::Synthetic(Syn::Hypercall),
+        x64::VP_ASSIST_PAGE => Source::Synthetic(Syn::VpAssistPage),
         x64::GUEST_OS_ID => Source::Synthetic(Syn::GuestOsId),
         x64::VP_INDEX => Source::Synthetic(Syn::VpIndex),
         x64::TIME_REF_COUNT => Source::Synthetic(Syn::TimeRefCount),

@@ -510,6 +510,7 @@ mod tests {
             guest_os_id: 0,
             hypercall: 0,
             time_ref_count: 0,
+            vp_assist_page: 0,
             leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
         };
         let mut sync = kvm_bindings::kvm_sync_regs::default();

@@ -69,6 +69,8 @@ pub struct SyntheticState {
     pub hypercall: u64,
     /// Partition reference time, 100 ns units.
     pub time_ref_count: u64,
+    /// HV_X64_MSR_VP_ASSIST_PAGE of the VP.
+    pub vp_assist_page: u64,
     /// The CPUID leaves the feature registers mirror.
     pub leaves: HypervLeaves,
 }
@@ -87,6 +89,11 @@ impl SyntheticState {
             guest_os_id: msrs.guest_os_id,
             hypercall: msrs.hypercall,
             time_ref_count: (created.elapsed().as_nanos() / 100) as u64,
+            vp_assist_page: msrs
+                .vp_assist_page
+                .get(vp_index as usize)
+                .copied()
+                .unwrap_or(0),
             leaves,
         }
     }
@@ -301,6 +308,7 @@ impl VpSnapshot {
         let st = &self.synthetic;
         match syn {
             Syn::Hypercall => u128::from(st.hypercall),
+            Syn::VpAssistPage => u128::from(st.vp_assist_page),
             Syn::GuestOsId => u128::from(st.guest_os_id),
             Syn::VpIndex => u128::from(st.vp_index),
             Syn::TimeRefCount => u128::from(st.time_ref_count),
@@ -358,6 +366,7 @@ mod tests {
             guest_os_id: 7,
             hypercall: 0x3000_0001,
             time_ref_count: 5,
+            vp_assist_page: 0x5000_0001,
             leaves: HypervLeaves::new(true, true, 2),
         };
         VpSnapshot::from_sync(sync, synthetic)

@@ -2,21 +2,20 @@
 //!
 //! | exit | handling |
 //! |---|---|
-//! | OUT to COM1 `0x3F8` | bytes to the console |
-//! | IN from `0x3FD` (COM1 LSR) | `0x60`: transmitter empty |
-//! | OUT to `0xF4` | the VM ends, [`VmExit::Exited`] with the byte written |
 //! | OUT to the hypercall port | [`crate::hypercall::handle`] |
-//! | other port I/O | writes ignored, reads return all ones |
+//! | other port I/O | [`crate::devices::Devices`]: COM1, the i8042 (reset ends the VM, [`VmExit::Reset`]), the exit port `0xF4` ([`VmExit::Exited`]) |
 //! | RDMSR/WRMSR of a synthetic MSR | [`crate::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
 //! | MMIO write (the overlay page, or outside RAM) | dropped |
 //! | MMIO read (outside RAM) | all ones |
 //! | HLT | the VP never runs again; all halted with IF = 0 ends the VM ([`VmExit::AllHalted`]) |
+//! | emulation failure on an `int3` (`0xCC`) | #BP injected, RIP past the `int3` (this host's instruction emulator does not deliver it) |
 //! | shutdown, internal error, failed entry | the VM ends with [`VmExit::Fault`] |
 //! | `EINTR` (a kick) | answer snapshot requests, stop if the VM ended |
 
 use hvcall_dispatch::{Outcome, VpState};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
+use crate::devices::PortEffect;
 use crate::hypercall_page::HYPERCALL_PORT;
 use crate::kick::Registration;
 use crate::rendezvous::Next;
@@ -24,15 +23,11 @@ use crate::snapshot::VpSnapshot;
 use crate::vm::Shared;
 use crate::VmExit;
 
-/// COM1 data register.
-pub const COM1_DATA: u16 = 0x3F8;
-/// COM1 line status register.
-pub const COM1_LSR: u16 = 0x3FD;
-/// LSR value: transmitter holding register and transmitter empty.
-pub const LSR_TRANSMITTER_EMPTY: u8 = 0x60;
-/// Port whose write ends the VM with the byte written as exit status.
-pub const EXIT_PORT: u16 = 0xF4;
 const RFLAGS_IF: u64 = 1 << 9;
+const BP_VECTOR: u8 = 3;
+const INT3: u8 = 0xCC;
+/// KVM_INTERNAL_ERROR_EMULATION.
+const EMULATION_FAILURE: u32 = 1;
 
 /// What to do after an exit, once the exit's borrow of the vCPU ended.
 enum Action {
@@ -120,8 +115,11 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so
                 // `internal` is the active member of the exit union.
                 let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                if suberror == EMULATION_FAILURE && inject_breakpoint(shared, vcpu) {
+                    continue;
+                }
                 let rip = vcpu.sync_regs().regs.rip;
-                let what = if suberror == 1 {
+                let what = if suberror == EMULATION_FAILURE {
                     " (emulation failure)"
                 } else {
                     ""
@@ -136,31 +134,47 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     shared.rendezvous.unregister(vp);
 }
 
+/// After an emulation failure: if the instruction at RIP is an `int3`,
+/// deliver the #BP the emulator could not (RIP past it, vector 3 injected)
+/// and return true. This host's instruction emulator fails on `int3` at
+/// CPL 0; Linux uses one in its alternatives self-test.
+fn inject_breakpoint(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
+    let rip = vcpu.sync_regs().regs.rip;
+    let Ok(t) = vcpu.translate_gva(rip) else {
+        return false;
+    };
+    let mut byte = [0u8];
+    if t.valid == 0 || shared.ram.read(t.physical_address, &mut byte).is_err() || byte[0] != INT3 {
+        return false;
+    }
+    let sync = vcpu.sync_regs_mut();
+    sync.regs.rip = rip.wrapping_add(1);
+    let ex = &mut sync.events.exception;
+    ex.injected = 1;
+    ex.pending = 0;
+    ex.nr = BP_VECTOR;
+    ex.has_error_code = 0;
+    ex.error_code = 0;
+    vcpu.set_sync_dirty_reg(SyncReg::Register);
+    vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
+    tracing::debug!(rip, "int3: #BP injected");
+    true
+}
+
 /// One `KVM_RUN` and the exit's immediate handling.
 fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
     let result = vcpu.run();
     shared.rendezvous.after_run();
     shared.counters.exit();
     match result {
-        Ok(VcpuExit::IoOut(port, data)) => match port {
-            COM1_DATA => {
-                shared.config.console.write(data);
-                Action::Continue
-            }
-            EXIT_PORT => Action::End(VmExit::Exited(data.first().copied().unwrap_or(0))),
-            HYPERCALL_PORT => Action::Hypercall,
-            _ => {
-                tracing::trace!(vp, port, "ignored port write");
-                Action::Continue
-            }
+        Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) => Action::Hypercall,
+        Ok(VcpuExit::IoOut(port, data)) => match shared.devices.write(port, data) {
+            PortEffect::None => Action::Continue,
+            PortEffect::Exit(v) => Action::End(VmExit::Exited(v)),
+            PortEffect::Reset => Action::End(VmExit::Reset),
         },
         Ok(VcpuExit::IoIn(port, data)) => {
-            let value = if port == COM1_LSR {
-                LSR_TRANSMITTER_EMPTY
-            } else {
-                0xFF
-            };
-            data.fill(value);
+            shared.devices.read(port, data);
             Action::Continue
         }
         Ok(VcpuExit::X86Rdmsr(exit)) => {
@@ -171,7 +185,7 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             Action::Continue
         }
         Ok(VcpuExit::X86Wrmsr(exit)) => {
-            match shared.write_msr(exit.index, exit.data) {
+            match shared.write_msr(exit.index, vp, exit.data) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => *exit.error = 1,
                 Err(e) => {

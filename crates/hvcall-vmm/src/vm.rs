@@ -5,6 +5,7 @@
 //! [`Vm::load_elf`] loads one and points every vCPU at its entry, and
 //! [`Vm::run`] runs one thread per vCPU plus a watchdog until the VM ends.
 
+use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::boot;
 use crate::cpuid::{guest_cpuid, HypervLeaves};
+use crate::devices::{self, Devices};
 use crate::hypercall_page::{Memslots, SlotError};
 use crate::inspect::{EndOnPanic, Inspector};
 use crate::kick;
@@ -26,7 +28,11 @@ use crate::rendezvous::{Rendezvous, Served, SnapshotError};
 use crate::root::{RootHypervisor, RootReadError};
 use crate::snapshot::{SyntheticState, VpSnapshot};
 use crate::stats::{Counters, RunStats};
+use crate::{linux, mptable};
 use crate::{VmConfig, VmmError};
+
+/// The frequency of KVM's local APIC timer (its APIC bus runs at 1 GHz).
+const KVM_APIC_BUS_HZ: u64 = 1_000_000_000;
 
 /// Most vCPUs a VM may have.
 pub const MAX_CPUS: u32 = 256;
@@ -47,6 +53,9 @@ pub enum VmExit {
     },
     /// The watchdog stopped a guest that ran too long: status 124.
     Watchdog,
+    /// The guest reset the machine (the i8042's "reset CPU" command, which
+    /// is how Linux reboots a PC without ACPI): status 3.
+    Reset,
 }
 
 impl VmExit {
@@ -57,6 +66,7 @@ impl VmExit {
     /// assert_eq!(VmExit::Exited(7).status(), 7);
     /// assert_eq!(VmExit::AllHalted.status(), 0);
     /// assert_eq!(VmExit::Watchdog.status(), 124);
+    /// assert_eq!(VmExit::Reset.status(), 3);
     /// assert_eq!(VmExit::Fault { vp: 0, reason: String::new() }.status(), 125);
     /// ```
     pub fn status(&self) -> u8 {
@@ -65,6 +75,7 @@ impl VmExit {
             VmExit::AllHalted => 0,
             VmExit::Fault { .. } => 125,
             VmExit::Watchdog => 124,
+            VmExit::Reset => 3,
         }
     }
 }
@@ -76,6 +87,7 @@ impl std::fmt::Display for VmExit {
             VmExit::AllHalted => write!(f, "all VPs halted with interrupts disabled"),
             VmExit::Fault { vp, reason } => write!(f, "VP {vp} faulted: {reason}"),
             VmExit::Watchdog => write!(f, "watchdog: the guest was still running and was stopped"),
+            VmExit::Reset => write!(f, "the guest reset the machine"),
         }
     }
 }
@@ -88,6 +100,7 @@ pub struct Vm {
     memslots: Mutex<Memslots>,
     msrs: Mutex<SyntheticMsrs>,
     ram: GuestRam,
+    devices: Devices,
     _kvm: Kvm,
     config: VmConfig,
     leaves: HypervLeaves,
@@ -133,6 +146,10 @@ impl Vm {
             return Err(VmmError::Config(format!("KVM allows at most {max} vCPUs")));
         }
         let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        if config.irqchip {
+            devices::create_irqchip(&vm_fd)?;
+        }
+        let devices = Devices::new(config.console.clone(), config.irqchip.then_some(&vm_fd))?;
         let memslots = Memslots::new(&vm_fd, &ram)?;
         msr::install_filter(&vm_fd)?;
         boot::write_boot_structures(&ram)?;
@@ -154,12 +171,22 @@ impl Vm {
                 .map_err(kvm_err("KVM_SET_SREGS"))?;
             vcpus.push(vcpu);
         }
+        // KVM_GET_TSC_KHZ; without it the frequency MSR raises #GP.
+        let tsc_hz = vcpus
+            .first()
+            .and_then(|v| v.get_tsc_khz().ok())
+            .map_or(0, |khz| u64::from(khz) * 1000);
         Ok(Self {
             vcpus,
             vm_fd,
             memslots: Mutex::new(memslots),
-            msrs: Mutex::new(SyntheticMsrs::default()),
+            msrs: Mutex::new(SyntheticMsrs {
+                tsc_hz,
+                apic_hz: KVM_APIC_BUS_HZ,
+                ..SyntheticMsrs::default()
+            }),
             ram,
+            devices,
             _kvm: kvm,
             config: config.clone(),
             leaves,
@@ -180,6 +207,38 @@ impl Vm {
             vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
         }
         self.image = Some(image);
+        Ok(())
+    }
+
+    /// Loads a Linux kernel (a bzImage or a vmlinux, see [`crate::linux`])
+    /// with its command line and an optional initrd, describes the VPs in
+    /// an MP table, and points VP 0 at the kernel's 64-bit entry. The VM
+    /// must have been built with [`VmConfig::irqchip`]: the other VPs wait
+    /// for the kernel's INIT/SIPI.
+    pub fn load_linux(
+        &mut self,
+        kernel: &[u8],
+        cmdline: &str,
+        initrd: Option<&[u8]>,
+    ) -> Result<(), VmmError> {
+        if !self.config.irqchip {
+            return Err(VmmError::Config(
+                "a Linux kernel needs the in-kernel irqchip (VmConfig::irqchip)".into(),
+            ));
+        }
+        let entry = linux::load(&self.ram, kernel, cmdline, initrd)?;
+        boot::write_linux_gdt(&self.ram)?;
+        mptable::write(&self.ram, self.config.cpus)?;
+        let vcpu = self
+            .vcpus
+            .first()
+            .ok_or_else(|| VmmError::Config("no vCPU".into()))?;
+        let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        vcpu.set_sregs(&boot::linux_sregs(&sregs))
+            .map_err(kvm_err("KVM_SET_SREGS"))?;
+        vcpu.set_regs(&boot::linux_regs(entry.entry, entry.boot_params))
+            .map_err(kvm_err("KVM_SET_REGS"))?;
+        self.image = Some(LoadedImage { entry: entry.entry });
         Ok(())
     }
 
@@ -268,6 +327,7 @@ impl Vm {
             config: &self.config,
             vm_fd: &self.vm_fd,
             ram: &self.ram,
+            devices: &self.devices,
             memslots: &self.memslots,
             msrs: &self.msrs,
             leaves: self.leaves,
@@ -277,6 +337,7 @@ impl Vm {
                 max_reps_per_entry: self.config.max_reps_per_entry,
             },
             counters: &self.counters,
+            unimplemented: Mutex::new(BTreeSet::new()),
         };
         let shared = &shared;
         std::thread::scope(|s| {
@@ -339,6 +400,8 @@ pub struct Shared<'a> {
     pub vm_fd: &'a VmFd,
     /// Guest RAM.
     pub ram: &'a GuestRam,
+    /// The port I/O devices.
+    pub devices: &'a Devices,
     /// Memory slots (the overlay).
     pub memslots: &'a Mutex<Memslots>,
     /// Synthetic MSRs.
@@ -353,6 +416,9 @@ pub struct Shared<'a> {
     pub dispatch: DispatchConfig,
     /// Counters.
     pub(crate) counters: &'a Counters,
+    /// Call codes answered HV_STATUS_INVALID_HYPERCALL_CODE so far (each is
+    /// logged once).
+    unimplemented: Mutex<BTreeSet<u16>>,
 }
 
 impl Shared<'_> {
@@ -388,22 +454,34 @@ impl Shared<'_> {
         Ok(Box::new(snapshot))
     }
 
+    /// Logs (once per code and run) a hypercall hvcall does not implement,
+    /// which was answered HV_STATUS_INVALID_HYPERCALL_CODE.
+    pub(crate) fn unimplemented_call(&self, vp: u32, code: u16) {
+        if lock(&self.unimplemented).insert(code) {
+            tracing::warn!(
+                vp,
+                "hypercall {code:#06x} is not implemented: answered HV_STATUS_INVALID_HYPERCALL_CODE"
+            );
+        }
+    }
+
     /// RDMSR of a synthetic MSR by VP `vp`.
     pub fn read_msr(&self, index: u32, vp: u32) -> Result<u64, GeneralProtection> {
         lock(self.msrs).read(index, vp)
     }
 
-    /// WRMSR of a synthetic MSR. Moving the hypercall page pauses every
+    /// WRMSR of a synthetic MSR by VP `vp`. Moving the hypercall page pauses every
     /// vCPU while the memory slots change. The outer error is a KVM failure
     /// (the VM must end), the inner one a #GP for the guest.
     pub fn write_msr(
         &self,
         index: u32,
+        vp: u32,
         value: u64,
     ) -> Result<Result<(), GeneralProtection>, SlotError> {
         let mut msrs = lock(self.msrs);
         let mut new = *msrs;
-        if let Err(gp) = new.write(index, value, self.ram.size()) {
+        if let Err(gp) = new.write(index, vp, value, self.ram.size()) {
             return Ok(Err(gp));
         }
         let page = new.overlay_page();

@@ -92,10 +92,8 @@ impl InspectArgs {
 }
 
 impl Sampler {
-    /// Builds the VM, loads `elf` and runs it, sampling until it ends.
-    pub fn run_elf(&self, config: &VmConfig, elf: &[u8]) -> Result<VmExit, VmmError> {
-        let mut vm = Vm::new(config)?;
-        vm.load_elf(elf)?;
+    /// Runs `vm` (built and loaded), sampling until it ends.
+    pub fn run(&self, vm: &mut Vm) -> Result<VmExit, VmmError> {
         let start = Instant::now();
         vm.run_inspected(|inspector| self.sample(inspector, start))
     }

@@ -1,12 +1,14 @@
-//! `hvcall run`: boots a guest (a built-in one or any ELF per the boot
-//! protocol) in the KVM VMM and turns how the VM ended into the process
-//! exit status.
+//! `hvcall run`: boots a guest (a built-in one, any ELF per the boot
+//! protocol, or a Linux kernel) in the KVM VMM and turns how the VM ended
+//! into the process exit status.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hvcall_vmm::{VmConfig, VmExit};
+use hvcall_vmm::linux::{KernelKind, DEFAULT_CMDLINE};
+use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
 
 use crate::guests::Guest;
 use crate::inspect::InspectArgs;
@@ -17,9 +19,23 @@ pub struct RunArgs {
     /// Built-in guest to run.
     #[arg(long, value_enum, default_value = "demo")]
     pub guest: Guest,
-    /// Run this static ELF64 x86-64 image instead of a built-in guest.
+    /// Run this image instead of a built-in guest: a Linux kernel (bzImage
+    /// or vmlinux, booted with the Linux boot protocol) or a static ELF64
+    /// x86-64 executable (hvcall's bare-metal boot protocol).
     #[arg(long, value_name = "FILE", conflicts_with = "guest")]
     pub kernel: Option<PathBuf>,
+    /// The Linux kernel's command line [default: see `hvcall_vmm::linux::DEFAULT_CMDLINE`,
+    /// printed by `--help`].
+    #[arg(long, value_name = "STR", requires = "kernel", long_help = cmdline_help())]
+    pub cmdline: Option<String>,
+    /// An initrd (initramfs) for the Linux kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Print one line per hypercall entry on stderr (`key=value` fields:
+    /// vp, code, fast, rep, in, out, result, status, reps; for 0x0050 also
+    /// partition, target_vp, vtl, names).
+    #[arg(long)]
+    pub trace_hypercalls: bool,
     /// Number of virtual processors [default: 2].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: Option<u32>,
@@ -36,7 +52,8 @@ pub struct RunArgs {
     /// Withhold both XMM fast hypercall CPUID bits (behaviour.md step 5b).
     #[arg(long)]
     pub no_xmm_fast: bool,
-    /// Stop a guest still running after this many seconds [default: 10].
+    /// Stop a guest still running after this many seconds [default: 10;
+    /// none for a Linux kernel].
     #[arg(long, value_name = "SECS")]
     pub watchdog: Option<f64>,
     /// Live inspection while the guest runs.
@@ -45,9 +62,18 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The VM configuration: the VMM's defaults with the given options.
-    pub fn config(&self) -> Result<VmConfig, String> {
+    /// The VM configuration: the VMM's defaults with the given options;
+    /// `linux` when the image is a Linux kernel (in-kernel irqchip, no
+    /// watchdog unless asked for).
+    pub fn config(&self, linux: bool) -> Result<VmConfig, String> {
         let mut config = VmConfig::default();
+        if linux {
+            config.irqchip = true;
+            config.watchdog = Duration::MAX;
+        }
+        if self.trace_hypercalls {
+            config.hypercall_trace = Some(Console::Stderr);
+        }
         if let Some(cpus) = self.cpus {
             config.cpus = cpus;
         }
@@ -74,65 +100,105 @@ impl RunArgs {
 /// Exit status when the VM could not be set up (no /dev/kvm, bad ELF, ...).
 pub const SETUP_FAILED: u8 = 1;
 
+fn cmdline_help() -> String {
+    format!(
+        "The Linux kernel's command line (Linux kernels only). Default:\n  {DEFAULT_CMDLINE}\n\
+         (serial console, reset on panic, and what this kind of host's instruction emulator needs)"
+    )
+}
+
+/// Largest kernel or initrd file read: no image larger than guest RAM can
+/// be loaded, and the CLI takes at most 64 GiB of RAM.
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "{} is larger than guest RAM ({limit} bytes); give the VM more memory (--memory)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Writes a message line on stderr; a closed stderr is ignored.
+pub fn say(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "hvcall run: {message}");
+}
+
 /// Runs `hvcall run`.
 pub fn run(args: &RunArgs) -> ExitCode {
-    let config = match args.config() {
-        Ok(c) => c,
+    match run_checked(args) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("hvcall run: {e}");
-            return ExitCode::from(SETUP_FAILED);
-        }
-    };
-    let sampler = match args.inspect.sampler(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("hvcall run: {e}");
-            return ExitCode::from(SETUP_FAILED);
-        }
-    };
-    let kernel;
-    let elf = match &args.kernel {
-        Some(path) => match std::fs::read(path) {
-            Ok(bytes) => {
-                kernel = bytes;
-                &kernel[..]
-            }
-            Err(e) => {
-                eprintln!("hvcall run: cannot read {}: {e}", path.display());
-                return ExitCode::from(SETUP_FAILED);
-            }
-        },
-        None => args.guest.elf(),
-    };
-    let result = match &sampler {
-        Some(sampler) => sampler.run_elf(&config, elf),
-        None => hvcall_vmm::run_elf(&config, elf),
-    };
-    match result {
-        Ok(exit) => {
-            report(&exit, &config);
-            ExitCode::from(exit.status())
-        }
-        Err(e) => {
-            eprintln!("hvcall run: VM setup failed: {e}");
+            say(format_args!("{e}"));
             ExitCode::from(SETUP_FAILED)
         }
     }
+}
+
+fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
+    // The memory limit comes from the options alone: read before the VM
+    // exists, bounded by the RAM it will have.
+    let ram_bytes = args
+        .memory
+        .unwrap_or(VmConfig::default().memory_mib)
+        .saturating_mul(1 << 20);
+    let kernel = match &args.kernel {
+        Some(path) => Some(read_limited(path, ram_bytes)?),
+        None => None,
+    };
+    let image = kernel.as_deref().unwrap_or_else(|| args.guest.elf());
+    let linux = KernelKind::of(image).is_linux();
+    if !linux && (args.cmdline.is_some() || args.initrd.is_some()) {
+        return Err("--cmdline and --initrd need a Linux kernel (a bzImage or a vmlinux)".into());
+    }
+    let initrd = match &args.initrd {
+        Some(path) => Some(read_limited(path, ram_bytes)?),
+        None => None,
+    };
+    let config = args.config(linux)?;
+    let sampler = args.inspect.sampler(&config)?;
+    let setup = |e: VmmError| format!("VM setup failed: {e}");
+    let mut vm = Vm::new(&config).map_err(setup)?;
+    if linux {
+        let cmdline = args.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE);
+        vm.load_linux(image, cmdline, initrd.as_deref())
+            .map_err(setup)?;
+    } else {
+        vm.load_elf(image).map_err(setup)?;
+    }
+    let exit = match &sampler {
+        Some(sampler) => sampler.run(&mut vm),
+        None => vm.run(),
+    }
+    .map_err(setup)?;
+    report(&exit, &config);
+    Ok(ExitCode::from(exit.status()))
 }
 
 /// Explains on stderr a VM end that is not the guest's own choice.
 fn report(exit: &VmExit, config: &VmConfig) {
     match exit {
         VmExit::Exited(_) | VmExit::AllHalted => {}
-        VmExit::Fault { vp, reason } => {
-            eprintln!("hvcall run: guest fault on VP{vp}: {reason} (exit status {})", exit.status());
-        }
-        VmExit::Watchdog => eprintln!(
-            "hvcall run: watchdog: the guest was still running after {:?} and was stopped (exit status {}); \
+        VmExit::Reset => say(format_args!(
+            "the guest reset the machine (exit status {})",
+            exit.status()
+        )),
+        VmExit::Fault { vp, reason } => say(format_args!(
+            "guest fault on VP{vp}: {reason} (exit status {})",
+            exit.status()
+        )),
+        VmExit::Watchdog => say(format_args!(
+            "watchdog: the guest was still running after {:?} and was stopped (exit status {}); \
              a guest that executes VMCALL or spins forever ends this way",
             config.watchdog,
             exit.status()
-        ),
+        )),
     }
 }
 
@@ -157,7 +223,7 @@ mod tests {
     fn no_options_give_the_demo_and_the_vmm_defaults() {
         let args = parse(&[]).expect("parses");
         assert_eq!(args.guest, Guest::Demo);
-        let config = args.config().expect("valid");
+        let config = args.config(false).expect("valid");
         let default = VmConfig::default();
         assert_eq!(config.cpus, default.cpus);
         assert_eq!(config.memory_mib, default.memory_mib);
@@ -184,7 +250,7 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(args.guest, Guest::Conformance);
-        let config = args.config().expect("valid");
+        let config = args.config(false).expect("valid");
         assert_eq!(
             (config.cpus, config.memory_mib, config.max_reps_per_entry),
             (4, 128, 1)
@@ -202,7 +268,7 @@ mod tests {
         for secs in ["0", "-1", "NaN", "inf"] {
             let arg = format!("--watchdog={secs}");
             let args = parse(&[&arg]).expect("parses as f64");
-            assert!(args.config().is_err(), "--watchdog {secs} accepted");
+            assert!(args.config(false).is_err(), "--watchdog {secs} accepted");
         }
     }
 

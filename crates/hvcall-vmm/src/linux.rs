@@ -1,0 +1,515 @@
+//! The Linux x86 boot protocol: telling a Linux kernel from any other
+//! image, loading it (with `linux-loader`), and writing what the kernel
+//! reads at its 64-bit entry: the zero page (`boot_params`, with the e820
+//! map of guest RAM), the command line and the initrd.
+//!
+//! How a file is recognised ([`KernelKind::of`]):
+//! - a **bzImage** has the setup header magic `"HdrS"` at offset `0x202`;
+//! - a **vmlinux** is an ELF64 file with a `PT_NOTE` segment holding a
+//!   note named `"Linux"` (every x86 vmlinux carries them);
+//! - anything else is a bare-metal ELF for hvcall's own boot protocol.
+//!
+//! Guest-physical layout of a Linux boot:
+//!
+//! | GPA | what |
+//! |---|---|
+//! | `0x1000..0x5000` | the VMM's GDT and identity page tables ([`crate::boot`]) |
+//! | [`ZERO_PAGE`] | `boot_params` (RSI at entry) |
+//! | [`CMDLINE_ADDRESS`] | the command line, NUL-terminated |
+//! | `0xF0000..0x100000` | reserved: the MP table ([`crate::mptable`]) |
+//! | vmlinux: its `p_paddr`s (16 MiB by default); bzImage: 1 MiB | the kernel |
+//! | the top of RAM (below `initrd_addr_max`) | the initrd, page-aligned |
+//!
+//! ```
+//! use hvcall_vmm::linux::KernelKind;
+//! let mut bz = vec![0u8; 0x400];
+//! bz[0x202..0x206].copy_from_slice(b"HdrS");
+//! assert_eq!(KernelKind::of(&bz), KernelKind::BzImage);
+//! assert_eq!(KernelKind::of(b"\x7fELF"), KernelKind::BareMetal);
+//! ```
+
+use std::io::Cursor;
+
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::bootparam::{
+    boot_e820_entry, boot_params, setup_header, E820_MAX_ENTRIES_ZEROPAGE, XLF_KERNEL_64,
+};
+use linux_loader::loader::{bzimage::BzImage, elf::Elf, load_cmdline, Cmdline, KernelLoader};
+use vm_memory::{ByteValued, GuestAddress};
+use zerocopy::{FromBytes, Immutable, KnownLayout};
+
+use crate::memory::GuestRam;
+use crate::mptable::MPTABLE_START;
+
+/// GPA of `boot_params` (the "zero page").
+pub const ZERO_PAGE: u64 = 0x7000;
+/// GPA of the command line.
+pub const CMDLINE_ADDRESS: u64 = 0x2_0000;
+/// Longest command line accepted, in bytes (x86 Linux's
+/// `COMMAND_LINE_SIZE`, without the NUL).
+pub const CMDLINE_MAX: usize = 2047;
+/// Where a bzImage's protected-mode part is loaded.
+pub const BZIMAGE_LOAD_ADDRESS: u64 = 0x10_0000;
+/// Offset of the 64-bit entry in a bzImage's protected-mode part.
+const BZIMAGE_ENTRY_64_OFFSET: u64 = 0x200;
+/// End of conventional memory below 1 MiB given to Linux as RAM.
+const LOW_RAM_END: u64 = 0x9_FC00;
+const E820_RAM: u32 = 1;
+const E820_RESERVED: u32 = 2;
+/// `type_of_loader`: a boot loader with no assigned id.
+const LOADER_OTHER: u8 = 0xFF;
+/// The highest GPA an initrd may end at when the kernel does not say
+/// (`initrd_addr_max` of boot protocol 2.03+).
+const DEFAULT_INITRD_ADDR_MAX: u64 = 0x37FF_FFFF;
+const PAGE: u64 = 0x1000;
+
+/// The command line Linux gets when none is given: the serial console,
+/// reset on panic, and the workarounds this kind of host needs (its
+/// instruction emulator runs CPL-0 code and lacks XSAVE, POPCNT, SSSE3+,
+/// SMAP's STAC/CLAC and CMPXCHG16B; there is no timer to calibrate the delay
+/// loop against quickly; port 0x80 delays only cost exits).
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 earlyprintk=serial panic=-1 noxsave \
+     clearcpuid=popcnt,ssse3,sse4_1,sse4_2,sha_ni,aes,pclmulqdq,smap,cx16 \
+     lpj=1000000 io_delay=none";
+
+/// What kind of image a kernel file is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KernelKind {
+    /// A Linux bzImage ("HdrS" at 0x202).
+    BzImage,
+    /// An uncompressed Linux `vmlinux` (ELF with "Linux" notes).
+    Vmlinux,
+    /// Anything else: a bare-metal ELF for hvcall's own boot protocol.
+    BareMetal,
+}
+
+impl KernelKind {
+    /// Recognises `file` (see the module doc). Reads only what the headers
+    /// describe; never fails.
+    pub fn of(file: &[u8]) -> Self {
+        if file.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
+            KernelKind::BzImage
+        } else if has_linux_note(file) {
+            KernelKind::Vmlinux
+        } else {
+            KernelKind::BareMetal
+        }
+    }
+
+    /// Whether this is a Linux kernel.
+    pub fn is_linux(self) -> bool {
+        self != KernelKind::BareMetal
+    }
+}
+
+#[derive(FromBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct ElfIdent {
+    magic: [u8; 4],
+    class: u8,
+    data: u8,
+    _rest: [u8; 10],
+    _kind: u16,
+    _machine: u16,
+    _version: u32,
+    _entry: u64,
+    phoff: u64,
+    _shoff: u64,
+    _flags: u32,
+    _ehsize: u16,
+    phentsize: u16,
+    phnum: u16,
+    _shentsize: u16,
+    _shnum: u16,
+    _shstrndx: u16,
+}
+
+#[derive(FromBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct ProgramHeader {
+    kind: u32,
+    _flags: u32,
+    offset: u64,
+    _vaddr: u64,
+    _paddr: u64,
+    filesz: u64,
+    _memsz: u64,
+    _align: u64,
+}
+
+#[derive(FromBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct NoteHeader {
+    namesz: u32,
+    descsz: u32,
+    _kind: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ElfIdent>() == 64);
+const _: () = assert!(core::mem::size_of::<ProgramHeader>() == 56);
+const _: () = assert!(core::mem::size_of::<NoteHeader>() == 12);
+
+const PT_NOTE: u32 = 4;
+
+/// Whether `file` is a little-endian ELF64 with a note named "Linux" in a
+/// `PT_NOTE` segment. At most `e_phnum` headers and, per segment, as many
+/// notes as fit in it are looked at.
+fn has_linux_note(file: &[u8]) -> bool {
+    let Ok((h, _)) = ElfIdent::read_from_prefix(file) else {
+        return false;
+    };
+    if h.magic != *b"\x7fELF" || h.class != 2 || h.data != 1 || h.phentsize != 56 {
+        return false;
+    }
+    (0..u64::from(h.phnum)).any(|i| {
+        let Some(ph) = i
+            .checked_mul(56)
+            .and_then(|o| o.checked_add(h.phoff))
+            .and_then(|o| slice(file, o, 56))
+            .and_then(|b| ProgramHeader::read_from_bytes(b).ok())
+        else {
+            return false;
+        };
+        ph.kind == PT_NOTE && slice(file, ph.offset, ph.filesz).is_some_and(notes_name_linux)
+    })
+}
+
+/// Whether a `PT_NOTE` segment's contents hold a note named "Linux".
+fn notes_name_linux(mut notes: &[u8]) -> bool {
+    let align = |n: u32| (u64::from(n) + 3) & !3;
+    while let Ok((n, rest)) = NoteHeader::read_from_prefix(notes) {
+        let name = rest.get(..n.namesz as usize);
+        if name.is_some_and(|name| name.strip_suffix(b"\0").unwrap_or(name) == b"Linux") {
+            return true;
+        }
+        let skip = align(n.namesz) + align(n.descsz);
+        match usize::try_from(skip).ok().and_then(|s| rest.get(s..)) {
+            Some(next) => notes = next,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn slice(file: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    file.get(start..end)
+}
+
+/// Why a Linux kernel could not be booted.
+#[derive(Debug, thiserror::Error)]
+pub enum LinuxError {
+    /// The file is not a Linux kernel ([`KernelKind::of`]).
+    #[error("not a Linux kernel (no \"HdrS\" at 0x202, no \"Linux\" ELF note)")]
+    NotLinux,
+    /// linux-loader rejected the kernel image.
+    #[error("loading the kernel: {0}")]
+    Kernel(#[source] linux_loader::loader::Error),
+    /// The bzImage has no 64-bit entry point.
+    #[error("the bzImage has no 64-bit entry (XLF_KERNEL_64 is clear in xloadflags)")]
+    No64BitEntry,
+    /// The command line is too long or has characters Linux cannot take.
+    #[error("the kernel command line: {0}")]
+    Cmdline(#[source] linux_loader::cmdline::Error),
+    /// Writing the command line.
+    #[error("writing the kernel command line: {0}")]
+    CmdlineWrite(#[source] linux_loader::loader::Error),
+    /// The initrd does not fit between the kernel and the top of RAM.
+    #[error(
+        "the {size}-byte initrd does not fit in RAM between the kernel's end ({kernel_end:#x}) \
+         and {limit:#x}; give the VM more memory (--memory)"
+    )]
+    InitrdTooLarge {
+        /// Initrd size.
+        size: u64,
+        /// Where the kernel's memory ends.
+        kernel_end: u64,
+        /// The highest address the initrd may end at.
+        limit: u64,
+    },
+    /// Writing the initrd.
+    #[error("writing the initrd: {0}")]
+    InitrdWrite(#[source] crate::memory::RamError),
+    /// Writing the zero page.
+    #[error("writing boot_params: {0}")]
+    BootParams(#[source] linux_loader::configurator::Error),
+}
+
+/// Where the boot vCPU starts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LinuxEntry {
+    /// The kernel's 64-bit entry point (RIP).
+    pub entry: u64,
+    /// GPA of `boot_params` (RSI).
+    pub boot_params: u64,
+}
+
+/// `boot_params` as `vm-memory` bytes for linux-loader's configurator.
+#[derive(Copy, Clone, Default)]
+#[expect(dead_code, reason = "read as bytes through ByteValued")]
+struct ZeroPage(boot_params);
+
+// SAFETY: `boot_params` is a `repr(C, packed)` struct of integers and
+// arrays of integers: no padding, no pointers, and every bit pattern is a
+// valid value, which is what `ByteValued` requires.
+unsafe impl ByteValued for ZeroPage {}
+
+/// Loads the Linux kernel `kernel` into `ram` with `cmdline` and an
+/// optional `initrd`, and writes the zero page. Every size and offset in
+/// the file is checked by linux-loader or here; nothing is written outside
+/// RAM.
+pub fn load(
+    ram: &GuestRam,
+    kernel: &[u8],
+    cmdline: &str,
+    initrd: Option<&[u8]>,
+) -> Result<LinuxEntry, LinuxError> {
+    let kind = KernelKind::of(kernel);
+    let mem = ram.backend();
+    let mut image = Cursor::new(kernel);
+    let (entry, header, kernel_end) = match kind {
+        KernelKind::BareMetal => return Err(LinuxError::NotLinux),
+        KernelKind::Vmlinux => {
+            let r = Elf::load(
+                mem,
+                None,
+                &mut image,
+                Some(GuestAddress(BZIMAGE_LOAD_ADDRESS)),
+            )
+            .map_err(LinuxError::Kernel)?;
+            let header = setup_header {
+                boot_flag: 0xAA55,
+                header: u32::from_le_bytes(*b"HdrS"),
+                // The boot protocol version this loader fills in.
+                version: 0x020F,
+                kernel_alignment: 0x100_0000,
+                ..Default::default()
+            };
+            (r.kernel_load.0, header, r.kernel_end)
+        }
+        KernelKind::BzImage => {
+            let r = BzImage::load(
+                mem,
+                Some(GuestAddress(BZIMAGE_LOAD_ADDRESS)),
+                &mut image,
+                Some(GuestAddress(BZIMAGE_LOAD_ADDRESS)),
+            )
+            .map_err(LinuxError::Kernel)?;
+            let header = r.setup_header.unwrap_or_default();
+            if header.xloadflags & XLF_KERNEL_64 == 0 {
+                return Err(LinuxError::No64BitEntry);
+            }
+            // The decompressor works in [load, load + init_size).
+            let end = r
+                .kernel_end
+                .max(r.kernel_load.0.saturating_add(u64::from(header.init_size)));
+            (r.kernel_load.0 + BZIMAGE_ENTRY_64_OFFSET, header, end)
+        }
+    };
+
+    let mut line = Cmdline::new(CMDLINE_MAX + 1).map_err(LinuxError::Cmdline)?;
+    if !cmdline.trim().is_empty() {
+        line.insert_str(cmdline.trim())
+            .map_err(LinuxError::Cmdline)?;
+    }
+    load_cmdline(mem, GuestAddress(CMDLINE_ADDRESS), &line).map_err(LinuxError::CmdlineWrite)?;
+
+    let mut params = boot_params {
+        hdr: header,
+        ..Default::default()
+    };
+    params.hdr.type_of_loader = LOADER_OTHER;
+    params.hdr.cmd_line_ptr = CMDLINE_ADDRESS as u32;
+    if let Some(initrd) = initrd {
+        let (gpa, size) = place_initrd(ram, &params.hdr, kernel_end, initrd)?;
+        params.hdr.ramdisk_image = gpa as u32;
+        params.hdr.ramdisk_size = size as u32;
+        params.ext_ramdisk_image = (gpa >> 32) as u32;
+        params.ext_ramdisk_size = (size >> 32) as u32;
+    }
+    let e820 = e820_map(ram.size());
+    for (slot, entry) in params.e820_table.iter_mut().zip(e820.iter()) {
+        *slot = *entry;
+    }
+    params.e820_entries = e820.len().min(E820_MAX_ENTRIES_ZEROPAGE) as u8;
+
+    LinuxBootConfigurator::write_bootparams::<vm_memory::GuestMemoryMmap>(
+        &BootParams::new(&ZeroPage(params), GuestAddress(ZERO_PAGE)),
+        mem,
+    )
+    .map_err(LinuxError::BootParams)?;
+    tracing::debug!(?kind, entry, kernel_end, "loaded Linux");
+    Ok(LinuxEntry {
+        entry,
+        boot_params: ZERO_PAGE,
+    })
+}
+
+/// Copies the initrd to the highest page-aligned place that ends at or
+/// below both the top of RAM and the kernel's `initrd_addr_max`, above the
+/// kernel. Returns its GPA and size.
+fn place_initrd(
+    ram: &GuestRam,
+    hdr: &setup_header,
+    kernel_end: u64,
+    initrd: &[u8],
+) -> Result<(u64, u64), LinuxError> {
+    let size = initrd.len() as u64;
+    let max = match hdr.initrd_addr_max {
+        0 => DEFAULT_INITRD_ADDR_MAX,
+        m => u64::from(m),
+    };
+    let limit = ram.size().min(max.saturating_add(1));
+    let too_large = LinuxError::InitrdTooLarge {
+        size,
+        kernel_end,
+        limit,
+    };
+    let gpa = limit.checked_sub(size).ok_or(too_large)? & !(PAGE - 1);
+    if gpa < kernel_end.next_multiple_of(PAGE) {
+        return Err(LinuxError::InitrdTooLarge {
+            size,
+            kernel_end,
+            limit,
+        });
+    }
+    ram.write(gpa, initrd).map_err(LinuxError::InitrdWrite)?;
+    Ok((gpa, size))
+}
+
+/// The e820 map of a VM with `ram_size` bytes of RAM from GPA 0: low RAM,
+/// the reserved BIOS area holding the MP table, and RAM from 1 MiB up.
+pub fn e820_map(ram_size: u64) -> Vec<boot_e820_entry> {
+    let entry = |addr: u64, end: u64, kind: u32| boot_e820_entry {
+        addr,
+        size: end - addr,
+        r#type: kind,
+    };
+    let mut map = vec![
+        entry(0, LOW_RAM_END, E820_RAM),
+        entry(MPTABLE_START, BZIMAGE_LOAD_ADDRESS, E820_RESERVED),
+    ];
+    if ram_size > BZIMAGE_LOAD_ADDRESS {
+        map.push(entry(BZIMAGE_LOAD_ADDRESS, ram_size, E820_RAM));
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 with one PT_NOTE segment holding `notes`.
+    fn elf_with_notes(notes: &[u8]) -> Vec<u8> {
+        let mut f = crate::loader::flat_elf(0x100_0000, &[0xF4], 0);
+        // Turn the single PT_LOAD into a PT_NOTE pointing at `notes`.
+        let offset = f.len() as u64;
+        f[64..68].copy_from_slice(&PT_NOTE.to_le_bytes());
+        f[64 + 8..64 + 16].copy_from_slice(&offset.to_le_bytes());
+        f[64 + 32..64 + 40].copy_from_slice(&(notes.len() as u64).to_le_bytes());
+        f.extend_from_slice(notes);
+        f
+    }
+
+    fn note(name: &[u8], desc: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        n.extend_from_slice(&1u32.to_le_bytes());
+        n.extend_from_slice(name);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n.extend_from_slice(desc);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n
+    }
+
+    #[test]
+    fn a_linux_note_makes_a_vmlinux() {
+        let mut notes = note(b"Xen\0", &[1, 2, 3, 4, 5]);
+        notes.extend(note(b"Linux\0", &[0; 4]));
+        assert_eq!(KernelKind::of(&elf_with_notes(&notes)), KernelKind::Vmlinux);
+        let other = note(b"GNU\0", &[0; 20]);
+        assert_eq!(
+            KernelKind::of(&elf_with_notes(&other)),
+            KernelKind::BareMetal
+        );
+        let plain = crate::loader::flat_elf(0x10_0000, &[0xF4], 0);
+        assert_eq!(KernelKind::of(&plain), KernelKind::BareMetal);
+    }
+
+    #[test]
+    fn hostile_notes_end_the_scan() {
+        let mut bad = note(b"Linux\0", &[]);
+        bad[0..4].copy_from_slice(&u32::MAX.to_le_bytes()); // namesz past the end
+        assert_eq!(KernelKind::of(&elf_with_notes(&bad)), KernelKind::BareMetal);
+        let mut skip = note(b"X\0", &[]);
+        skip[4..8].copy_from_slice(&u32::MAX.to_le_bytes()); // descsz past the end
+        skip.extend(note(b"Linux\0", &[]));
+        assert_eq!(
+            KernelKind::of(&elf_with_notes(&skip)),
+            KernelKind::BareMetal
+        );
+    }
+
+    #[test]
+    fn e820_reserves_the_bios_area_and_covers_ram() {
+        let map = e820_map(64 << 20);
+        let spans: Vec<(u64, u64, u32)> = map
+            .iter()
+            .map(|e| (e.addr, e.addr + e.size, e.r#type))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (0, LOW_RAM_END, E820_RAM),
+                (0xF_0000, 0x10_0000, E820_RESERVED),
+                (0x10_0000, 64 << 20, E820_RAM)
+            ]
+        );
+    }
+
+    #[test]
+    fn non_linux_files_are_refused() {
+        let ram = GuestRam::new(64).unwrap();
+        let elf = crate::loader::flat_elf(0x10_0000, &[0xF4], 0);
+        assert!(matches!(
+            load(&ram, &elf, "", None),
+            Err(LinuxError::NotLinux)
+        ));
+    }
+
+    #[test]
+    fn a_truncated_bzimage_is_an_error() {
+        let ram = GuestRam::new(64).unwrap();
+        let mut bz = vec![0u8; 0x300];
+        bz[0x202..0x206].copy_from_slice(b"HdrS");
+        assert!(load(&ram, &bz, "", None).is_err());
+        bz.truncate(0x206);
+        assert!(load(&ram, &bz, "", None).is_err());
+    }
+
+    #[test]
+    fn initrd_goes_high_page_aligned_and_above_the_kernel() {
+        let ram = GuestRam::new(64).unwrap();
+        let hdr = setup_header::default();
+        let (gpa, size) = place_initrd(&ram, &hdr, 0x200_0000, &[7; 5000]).unwrap();
+        assert_eq!(size, 5000);
+        assert_eq!(gpa % PAGE, 0);
+        assert!(gpa + size <= 64 << 20 && gpa + size > (64 << 20) - PAGE);
+        let mut b = [0u8; 2];
+        ram.read(gpa + 4998, &mut b).unwrap();
+        assert_eq!(b, [7, 7]);
+        assert!(matches!(
+            place_initrd(&ram, &hdr, 0x3F0_0000, &[0; 0x20_0000]),
+            Err(LinuxError::InitrdTooLarge { .. })
+        ));
+        let capped = setup_header {
+            initrd_addr_max: 0x2FF_FFFF,
+            ..Default::default()
+        };
+        let (gpa, _) = place_initrd(&ram, &capped, 0x200_0000, &[1; 10]).unwrap();
+        assert!(gpa + 10 <= 0x300_0000);
+    }
+}
