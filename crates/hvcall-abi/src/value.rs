@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub mod synthetic;
 pub mod x64;
 
-pub use synthetic::{HypercallMsr, Sint, VsmPartitionStatus, VsmVpStatus};
+pub use synthetic::{HypercallMsr, InternalActivity, Sint, VsmPartitionStatus, VsmVpStatus};
 pub use x64::{
     FpControlStatus, FpRegister, InterruptState, PendingExceptionEvent, PendingInterruption,
     SegmentAttributes, SegmentRegister, TableRegister, XmmControlStatus,

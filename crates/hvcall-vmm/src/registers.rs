@@ -9,6 +9,7 @@
 //! | [`Group::Fpu`] | one `KVM_GET_XSAVE` (or `KVM_GET_FPU`) | Xmm0–15, FpMmx0–7, FpControlStatus, XmmControlStatus |
 //! | [`Group::Debug`] | one `KVM_GET_DEBUGREGS` | Dr0–3, Dr6, Dr7 |
 //! | [`Group::Xcrs`] | one `KVM_GET_XCRS` | Xfem |
+//! | [`Group::Activity`] | one `KVM_GET_MP_STATE` | InternalActivityState |
 //! | [`Group::Synthetic`] | VMM state, at snapshot time | VpIndex, GuestOsId, Hypercall, TimeRefCount, Vsm*Status, feature registers |
 //!
 //! The sync and synthetic groups come free with every snapshot; the others
@@ -34,13 +35,21 @@ pub enum Group {
     Debug,
     /// Extended control registers.
     Xcrs,
+    /// The VP's activity (running, halted, waiting for SIPI).
+    Activity,
     /// hvcall's own synthetic state.
     Synthetic,
 }
 
 impl Group {
     /// The groups that cost an ioctl to fetch, in fetch order.
-    pub const FETCHED: [Group; 4] = [Group::Msrs, Group::Fpu, Group::Debug, Group::Xcrs];
+    pub const FETCHED: [Group; 5] = [
+        Group::Msrs,
+        Group::Fpu,
+        Group::Debug,
+        Group::Xcrs,
+        Group::Activity,
+    ];
 
     fn bit(self) -> u8 {
         1 << self as u8
@@ -55,7 +64,7 @@ impl Groups {
     /// No group beyond the free ones (sync and synthetic are always held).
     pub const NONE: Groups = Groups(0);
     /// Every group.
-    pub const ALL: Groups = Groups(0x3F);
+    pub const ALL: Groups = Groups(0x7F);
 
     /// The groups the served names among `names` need (names hvcall does
     /// not serve need none).
@@ -141,6 +150,7 @@ pub(crate) enum Source {
     Dr6,
     Dr7,
     Xfem,
+    Activity,
     Synthetic(Syn),
 }
 
@@ -166,6 +176,7 @@ impl Source {
             | Source::XmmControlStatus => Group::Fpu,
             Source::Dr(_) | Source::Dr6 | Source::Dr7 => Group::Debug,
             Source::Xfem => Group::Xcrs,
+            Source::Activity => Group::Activity,
             Source::Synthetic(_) => Group::Synthetic,
         }
     }
@@ -235,6 +246,7 @@ pub(crate) fn source_of(name: HvRegisterName) -> Option<Source> {
         // Xcrs.
         x64::XFEM => Source::Xfem,
         // Synthetic.
+        x64::INTERNAL_ACTIVITY_STATE => Source::Activity,
         x64::HYPERCALL => Source::Synthetic(Syn::Hypercall),
         x64::VP_ASSIST_PAGE => Source::Synthetic(Syn::VpAssistPage),
         x64::GUEST_OS_ID => Source::Synthetic(Syn::GuestOsId),

@@ -6,8 +6,12 @@
 //! ([`VpSnapshot::capture_from`]), with exactly the [`Groups`] the call's
 //! names need, and never filled later (that would mix two moments).
 
+use hvcall_abi::value::InternalActivity;
 use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
-use kvm_bindings::{kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs};
+use kvm_bindings::{
+    kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+};
 use kvm_ioctls::VcpuFd;
 
 use crate::cpuid::HypervLeaves;
@@ -107,7 +111,21 @@ pub struct VpSnapshot {
     fpu: Option<FpuState>,
     debug: Option<kvm_debugregs>,
     xcr0: Option<u64>,
+    /// `KVM_GET_MP_STATE`.
+    mp_state: Option<u32>,
     synthetic: SyntheticState,
+}
+
+/// HvRegisterInternalActivityState of a vCPU in KVM MP state `mp_state`:
+/// waiting for INIT/SIPI is StartupSuspend, HLT is HaltSuspend.
+fn activity(mp_state: u32) -> InternalActivity {
+    match mp_state {
+        KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED | KVM_MP_STATE_SIPI_RECEIVED => {
+            InternalActivity::new().with_startup_suspend(true)
+        }
+        KVM_MP_STATE_HALTED => InternalActivity::new().with_halt_suspend(true),
+        _ => InternalActivity::new(),
+    }
 }
 
 /// A group could not be fetched from KVM.
@@ -130,6 +148,7 @@ impl VpSnapshot {
             fpu: None,
             debug: None,
             xcr0: None,
+            mp_state: None,
             synthetic,
         }
     }
@@ -195,6 +214,7 @@ impl VpSnapshot {
             Group::Fpu => self.fpu.is_some(),
             Group::Debug => self.debug.is_some(),
             Group::Xcrs => self.xcr0.is_some(),
+            Group::Activity => self.mp_state.is_some(),
         }
     }
 
@@ -224,6 +244,7 @@ impl VpSnapshot {
                     .map_or(0, |x| x.value);
                 self.xcr0 = Some(xcr0);
             }
+            Group::Activity => self.mp_state = Some(vcpu.get_mp_state().map_err(err)?.mp_state),
         }
         Ok(())
     }
@@ -280,6 +301,7 @@ impl VpSnapshot {
             Source::Dr6 => u128::from(self.debug.as_ref()?.dr6),
             Source::Dr7 => u128::from(self.debug.as_ref()?.dr7),
             Source::Xfem => u128::from(self.xcr0?),
+            Source::Activity => u128::from(activity(self.mp_state?).into_bits()),
             Source::Synthetic(syn) => self.synthetic_value(syn),
         };
         Some(HvRegisterValue::from(v))

@@ -19,6 +19,8 @@ pub struct GroupFetches {
     pub debug: u64,
     /// [`Group::Xcrs`] (`KVM_GET_XCRS`).
     pub xcrs: u64,
+    /// [`Group::Activity`] (`KVM_GET_MP_STATE`).
+    pub activity: u64,
 }
 
 /// Totals over every run of a [`crate::Vm`].
@@ -44,7 +46,7 @@ pub(crate) struct Counters {
     continuations: AtomicU64,
     snapshots_served: AtomicU64,
     /// Per group of [`Group::FETCHED`], in that order.
-    served_fetches: [AtomicU64; 4],
+    served_fetches: [AtomicU64; 5],
 }
 
 impl Counters {
@@ -83,6 +85,7 @@ impl Counters {
                 fpu: self.served_fetches[1].load(Ordering::Relaxed),
                 debug: self.served_fetches[2].load(Ordering::Relaxed),
                 xcrs: self.served_fetches[3].load(Ordering::Relaxed),
+                activity: self.served_fetches[4].load(Ordering::Relaxed),
             },
         }
     }

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use hvcall_abi::name::x64;
+use hvcall_abi::value::InternalActivity;
 
 use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
 use hvcall_dispatch::{DispatchConfig, VpState};
@@ -42,7 +45,9 @@ pub const MAX_CPUS: u32 = 256;
 pub enum VmExit {
     /// The guest wrote `v` to port 0xF4: exit status `v`.
     Exited(u8),
-    /// Every VP halted with interrupts disabled: status 0.
+    /// Every VP halted with interrupts disabled (with the in-kernel
+    /// irqchip: or waiting for its startup IPI, at least one halted):
+    /// status 0.
     AllHalted,
     /// A VP faulted (triple fault, emulation failure, KVM error): status 125.
     Fault {
@@ -374,10 +379,7 @@ impl Vm {
                     return Err(VmmError::Thread(e));
                 }
             }
-            if !shared.rendezvous.wait_end(self.config.watchdog) {
-                tracing::warn!(watchdog = ?self.config.watchdog, "watchdog fired");
-                shared.rendezvous.end(VmExit::Watchdog);
-            }
+            supervise(shared);
             Ok(())
         })?;
         self.config.console.flush();
@@ -386,6 +388,64 @@ impl Vm {
             reason: "the run ended without a reason".into(),
         }))
     }
+}
+
+/// How often a VM with the in-kernel irqchip is checked for "every VP
+/// halted": there HLT does not exit to the VMM.
+const HALT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// Waits for the VM to end; ends it when the watchdog runs out or, with
+/// the in-kernel irqchip, when every VP is halted with interrupts off or
+/// still waiting for its startup IPI.
+fn supervise(shared: &Shared<'_>) {
+    let config = shared.config;
+    let deadline = Instant::now().checked_add(config.watchdog);
+    let step = if config.irqchip {
+        HALT_PROBE_INTERVAL
+    } else {
+        Duration::MAX
+    };
+    loop {
+        let left = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        if shared.rendezvous.wait_end(left.min(step)) {
+            return;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::warn!(watchdog = ?config.watchdog, "watchdog fired");
+            shared.rendezvous.end(VmExit::Watchdog);
+            return;
+        }
+        if config.irqchip && all_halted(&Inspector::new(shared)) {
+            shared.rendezvous.end(VmExit::AllHalted);
+            return;
+        }
+    }
+}
+
+/// Whether every VP is halted with interrupts disabled or waits for its
+/// startup IPI, and at least one is halted: read as the root partition
+/// (HvRegisterInternalActivityState and RFLAGS of each VP).
+fn all_halted(inspector: &Inspector<'_>) -> bool {
+    let names = [x64::INTERNAL_ACTIVITY_STATE, x64::RFLAGS];
+    let mut halted = 0;
+    for vp in 0..inspector.vp_count() {
+        let Ok(v) = inspector.get_vp_registers(vp, &names) else {
+            return false;
+        };
+        let (Some(activity), Some(rflags)) = (v.first(), v.get(1)) else {
+            return false;
+        };
+        let activity = InternalActivity::from_bits(activity.as_u64());
+        if activity.halt_suspend() && rflags.as_u64() & RFLAGS_IF == 0 {
+            halted += 1;
+        } else if !activity.startup_suspend() {
+            return false;
+        }
+    }
+    halted > 0
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

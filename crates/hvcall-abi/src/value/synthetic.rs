@@ -1,5 +1,6 @@
 //! Typed views of synthetic register values: the hypercall MSR (digest
-//! §8.3), SynIC SINTx (§6) and the VSM status registers (§9).
+//! §8.3), SynIC SINTx (§6), the VSM status registers (§9) and
+//! HvRegisterInternalActivityState.
 
 use bitfield_struct::bitfield;
 
@@ -28,6 +29,29 @@ pub struct HypercallMsr {
     pub gpfn: u64,
 }
 register_view!(bits64 HypercallMsr);
+
+/// HvRegisterInternalActivityState (0x00000004, read-only): why a VP is
+/// not running guest code (TLFS HV_INTERNAL_ACTIVITY_REGISTER).
+///
+/// ```
+/// use hvcall_abi::value::InternalActivity;
+/// let halted = InternalActivity::new().with_halt_suspend(true);
+/// assert_eq!(halted.into_bits(), 0b10);
+/// ```
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct InternalActivity {
+    /// Waiting for a startup IPI, never started (bit 0).
+    pub startup_suspend: bool,
+    /// Halted by HLT until an interrupt (bit 1).
+    pub halt_suspend: bool,
+    /// Idle (bit 2).
+    pub idle_suspend: bool,
+    /// Reserved (bits 63:3).
+    #[bits(61)]
+    pub reserved: u64,
+}
+register_view!(bits64 InternalActivity);
 
 /// HvRegisterSint0..15 / HV_X64_MSR_SINTx.
 #[bitfield(u64)]
