@@ -180,14 +180,25 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
         Ok(VcpuExit::X86Rdmsr(exit)) => {
             match shared.read_msr(exit.index, vp) {
                 Ok(v) => *exit.data = v,
-                Err(_) => *exit.error = 1,
+                Err(_) => {
+                    tracing::debug!(vp, msr = exit.index, "RDMSR of a synthetic MSR: #GP");
+                    *exit.error = 1;
+                }
             }
             Action::Continue
         }
         Ok(VcpuExit::X86Wrmsr(exit)) => {
             match shared.write_msr(exit.index, vp, exit.data) {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => *exit.error = 1,
+                Ok(Err(_)) => {
+                    tracing::debug!(
+                        vp,
+                        msr = exit.index,
+                        value = exit.data,
+                        "WRMSR of a synthetic MSR: #GP"
+                    );
+                    *exit.error = 1;
+                }
                 Err(e) => {
                     return Action::End(VmExit::Fault {
                         vp,

@@ -246,11 +246,45 @@ fn msr_cases(r: &mut Report) {
     );
     r.case(
         "issue 3 MSRs",
-        "other synthetic MSRs raise #GP (0x40000010, 0x40000073 read; 0x40000003 write)",
+        "other synthetic MSRs raise #GP (0x40000010, 0x40000080 read; 0x40000003 write)",
         || {
             gp(fault::rdmsr(0x4000_0010))?;
-            gp(fault::rdmsr(0x4000_0073))?;
+            gp(fault::rdmsr(0x4000_0080))?;
             gp(fault::wrmsr(0x4000_0003, 1))
+        },
+    );
+    r.case(
+        "issue 6 MSRs",
+        "TSC and APIC frequency MSRs read non-zero Hz and are read-only",
+        || {
+            let tsc = fault::rdmsr(msr::TSC_FREQUENCY).unwrap_or(0);
+            let apic = fault::rdmsr(msr::APIC_FREQUENCY).unwrap_or(0);
+            check("TSC Hz", tsc >= 1_000_000)?;
+            check("APIC Hz", apic >= 1_000_000)?;
+            gp(fault::wrmsr(msr::TSC_FREQUENCY, tsc))
+        },
+    );
+    r.case(
+        "issue 6 MSRs",
+        "VP assist page MSR is read/write, a GPFN outside RAM raises #GP",
+        || {
+            let page = page_gpa + 0x1000;
+            check(
+                "no #GP",
+                fault::wrmsr(msr::VP_ASSIST_PAGE, page | 1).is_ok(),
+            )?;
+            eq(
+                "VP assist page",
+                fault::rdmsr(msr::VP_ASSIST_PAGE).unwrap_or(u64::MAX),
+                page | 1,
+            )?;
+            gp(fault::wrmsr(msr::VP_ASSIST_PAGE, (1 << 40) | 1))?;
+            check("disable", fault::wrmsr(msr::VP_ASSIST_PAGE, 0).is_ok())?;
+            eq(
+                "VP assist page",
+                fault::rdmsr(msr::VP_ASSIST_PAGE).unwrap_or(u64::MAX),
+                0,
+            )
         },
     );
 }
