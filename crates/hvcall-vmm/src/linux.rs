@@ -470,6 +470,63 @@ mod tests {
         );
     }
 
+    /// The zero page as the kernel reads it, at the boot protocol's
+    /// offsets.
+    #[test]
+    fn a_vmlinux_gets_a_zero_page_with_e820_cmdline_and_initrd() {
+        let ram = GuestRam::new(64).unwrap();
+        let vmlinux = elf_with_notes(&note(b"Linux\0", &[0; 4]));
+        let entry = load(&ram, &vmlinux, " console=ttyS0 ", Some(&[9; 100])).unwrap();
+        assert_eq!(
+            entry,
+            LinuxEntry {
+                entry: 0x100_0000,
+                boot_params: ZERO_PAGE
+            }
+        );
+        let u8_at = |off: u64| {
+            let mut b = [0u8];
+            ram.read(ZERO_PAGE + off, &mut b).unwrap();
+            b[0]
+        };
+        let u32_at = |off: u64| {
+            let mut b = [0u8; 4];
+            ram.read(ZERO_PAGE + off, &mut b).unwrap();
+            u32::from_le_bytes(b)
+        };
+        let u64_at = |off: u64| {
+            let mut b = [0u8; 8];
+            ram.read(ZERO_PAGE + off, &mut b).unwrap();
+            u64::from_le_bytes(b)
+        };
+        assert_eq!(&u32_at(0x202).to_le_bytes(), b"HdrS");
+        assert_eq!(u8_at(0x210), 0xFF, "type_of_loader");
+        assert_eq!(u64::from(u32_at(0x228)), CMDLINE_ADDRESS);
+        let mut line = [0u8; 15];
+        ram.read(CMDLINE_ADDRESS, &mut line).unwrap();
+        assert_eq!(&line, b"console=ttyS0\0\0");
+        let (initrd, size) = (u64::from(u32_at(0x218)), u32_at(0x21C));
+        assert_eq!(size, 100);
+        let mut b = [0u8; 100];
+        ram.read(initrd, &mut b).unwrap();
+        assert_eq!(b, [9; 100]);
+        assert_eq!(u8_at(0x1E8), 3, "e820 entries");
+        let e820: Vec<(u64, u64, u32)> = (0..3)
+            .map(|i| {
+                (
+                    u64_at(0x2D0 + i * 20),
+                    u64_at(0x2D8 + i * 20),
+                    u32_at(0x2E0 + i * 20),
+                )
+            })
+            .collect();
+        let want: Vec<(u64, u64, u32)> = e820_map(64 << 20)
+            .iter()
+            .map(|e| (e.addr, e.size, e.r#type))
+            .collect();
+        assert_eq!(e820, want);
+    }
+
     #[test]
     fn non_linux_files_are_refused() {
         let ram = GuestRam::new(64).unwrap();
@@ -511,5 +568,35 @@ mod tests {
         };
         let (gpa, _) = place_initrd(&ram, &capped, 0x200_0000, &[1; 10]).unwrap();
         assert!(gpa + 10 <= 0x300_0000);
+    }
+
+    proptest::proptest! {
+        /// Hostile kernel files that look like Linux (a bzImage header, or
+        /// an ELF with a "Linux" note, with random bytes everywhere else)
+        /// and hostile command lines and initrds: never a panic.
+        #[test]
+        fn hostile_linux_images_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..0x600),
+            bz in proptest::bool::ANY,
+            cmdline in "\\PC{0,64}",
+            initrd in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..64)),
+        ) {
+            let ram = GuestRam::new(4).unwrap();
+            let mut file = if bz {
+                let mut f = vec![0u8; 0x206];
+                f[0x202..0x206].copy_from_slice(b"HdrS");
+                f
+            } else {
+                elf_with_notes(&note(b"Linux\0", &[0; 4]))
+            };
+            let n = body.len().min(file.len());
+            // Keep the magic: overwrite what comes before it (bzImage) or
+            // append after the headers (ELF).
+            if bz {
+                file[..n.min(0x202)].copy_from_slice(&body[..n.min(0x202)]);
+            }
+            file.extend_from_slice(&body);
+            let _ = load(&ram, &file, &cmdline, initrd.as_deref());
+        }
     }
 }

@@ -119,3 +119,59 @@ fn a_missing_kernel_file_is_a_setup_error() {
     run.expect_status(1);
     assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
 }
+
+#[test]
+fn cmdline_and_initrd_need_a_linux_kernel() {
+    let path = kernel("cmdline", &[0xF4]);
+    let run = hvcall_run(
+        "cmdline_and_initrd_need_a_linux_kernel",
+        &[
+            "--kernel",
+            path.to_str().expect("utf-8 path"),
+            "--cmdline",
+            "quiet",
+        ],
+    );
+    let _ = std::fs::remove_file(&path);
+    if let Some(run) = run {
+        run.expect_status(1);
+        assert!(run.stderr.contains("need a Linux kernel"), "{}", run.stderr);
+    }
+}
+
+/// A kernel file larger than guest RAM is refused before it is read whole
+/// (a hostile path such as /dev/zero cannot exhaust host memory).
+#[test]
+fn a_kernel_larger_than_guest_ram_is_refused() {
+    let Some(run) = hvcall_run(
+        "a_kernel_larger_than_guest_ram_is_refused",
+        &["--kernel", "/dev/zero", "--memory", "4"],
+    ) else {
+        return;
+    };
+    run.expect_status(1);
+    assert!(
+        run.stderr.contains("larger than guest RAM"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A bzImage-looking file whose header linux-loader rejects: a clear
+/// setup error, not a panic.
+#[test]
+fn a_malformed_bzimage_is_a_setup_error() {
+    let path = std::env::temp_dir().join(format!("hvcall-test-{}-bad.bzImage", std::process::id()));
+    let mut image = vec![0u8; 0x400];
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    std::fs::write(&path, &image).expect("write the kernel");
+    let run = hvcall_run(
+        "a_malformed_bzimage_is_a_setup_error",
+        &["--kernel", path.to_str().expect("utf-8 path")],
+    );
+    let _ = std::fs::remove_file(&path);
+    if let Some(run) = run {
+        run.expect_status(1);
+        assert!(run.stderr.contains("loading the kernel"), "{}", run.stderr);
+    }
+}
