@@ -179,9 +179,12 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
         }
         Ok(VcpuExit::X86Rdmsr(exit)) => {
             match shared.read_msr(exit.index, vp) {
-                Ok(v) => *exit.data = v,
+                Ok(v) => {
+                    tracing::debug!(vp, "RDMSR {:#x} -> {v:#x}", exit.index);
+                    *exit.data = v;
+                }
                 Err(_) => {
-                    tracing::debug!(vp, msr = exit.index, "RDMSR of a synthetic MSR: #GP");
+                    tracing::debug!(vp, "RDMSR {:#x} -> #GP", exit.index);
                     *exit.error = 1;
                 }
             }
@@ -189,14 +192,11 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
         }
         Ok(VcpuExit::X86Wrmsr(exit)) => {
             match shared.write_msr(exit.index, vp, exit.data) {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    tracing::debug!(vp, "WRMSR {:#x} <- {:#x}", exit.index, exit.data);
+                }
                 Ok(Err(_)) => {
-                    tracing::debug!(
-                        vp,
-                        msr = exit.index,
-                        value = exit.data,
-                        "WRMSR of a synthetic MSR: #GP"
-                    );
+                    tracing::debug!(vp, "WRMSR {:#x} <- {:#x}: #GP", exit.index, exit.data);
                     *exit.error = 1;
                 }
                 Err(e) => {
