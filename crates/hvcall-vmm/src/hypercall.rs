@@ -355,16 +355,7 @@ pub fn handle(
             regs.rip = instruction;
             sync_out.regs = regs;
         }
-        Outcome::InjectUndefined => {
-            sync_out.regs.rip = instruction;
-            let ex = &mut sync_out.events.exception;
-            ex.injected = 1;
-            ex.pending = 0;
-            ex.nr = UD_VECTOR;
-            ex.has_error_code = 0;
-            ex.error_code = 0;
-            vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
-        }
+        Outcome::InjectUndefined => crate::vcpu::inject_exception(vcpu, instruction, UD_VECTOR),
     }
     vcpu.set_sync_dirty_reg(SyncReg::Register);
     Ok(outcome)

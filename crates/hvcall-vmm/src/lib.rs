@@ -1,7 +1,7 @@
-//! hvcall's KVM VMM: runs a static ELF64 guest on KVM and gives it the
-//! Hyper-V discovery interface (CPUID leaves, synthetic MSRs, hypercall
-//! page) and HvCallGetVpRegisters, answered from real vCPU state through
-//! [`hvcall_dispatch::dispatch()`].
+//! hvcall's KVM VMM: runs a static ELF64 guest or a Linux kernel on KVM
+//! and gives it the Hyper-V discovery interface (CPUID leaves, synthetic
+//! MSRs, hypercall page) and HvCallGetVpRegisters, answered from real vCPU
+//! state through [`hvcall_dispatch::dispatch()`].
 //!
 //! ```no_run
 //! let elf = std::fs::read("guest.elf").unwrap();
@@ -18,7 +18,8 @@
 //! VP's state), [`rendezvous`] (cross-vCPU coordination), [`hypercall`]
 //! (dispatcher glue for a guest's call), [`root`] (host-side reads as the
 //! parent partition), [`inspect`] (the same reads of a running VM),
-//! [`vm`] (the VM and its run), [`stats`], and the
+//! [`vm`] (the VM and its run), [`trace`] (the hypercall trace), [`stats`],
+//! and the
 //! private `vcpu` (run loop and exits) and `kick` (signals) modules.
 //!
 //! Host side of a run, with the root partition's view afterwards:

@@ -147,18 +147,24 @@ fn inject_breakpoint(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
     if t.valid == 0 || shared.ram.read(t.physical_address, &mut byte).is_err() || byte[0] != INT3 {
         return false;
     }
+    inject_exception(vcpu, rip.wrapping_add(1), BP_VECTOR);
+    tracing::debug!(rip, "int3: #BP injected");
+    true
+}
+
+/// Resumes `vcpu` at `rip` with exception `vector` (no error code)
+/// injected, through the sync registers.
+pub(crate) fn inject_exception(vcpu: &mut VcpuFd, rip: u64, vector: u8) {
     let sync = vcpu.sync_regs_mut();
-    sync.regs.rip = rip.wrapping_add(1);
+    sync.regs.rip = rip;
     let ex = &mut sync.events.exception;
     ex.injected = 1;
     ex.pending = 0;
-    ex.nr = BP_VECTOR;
+    ex.nr = vector;
     ex.has_error_code = 0;
     ex.error_code = 0;
     vcpu.set_sync_dirty_reg(SyncReg::Register);
     vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
-    tracing::debug!(rip, "int3: #BP injected");
-    true
 }
 
 /// One `KVM_RUN` and the exit's immediate handling.
