@@ -10,6 +10,7 @@
 //! Each line is one consistent snapshot of the VP (up to 256 names). The
 //! guest's own output (stdout) and the exit status are unchanged.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use hvcall_abi::name::{self, Arch, RegisterEntry};
@@ -104,14 +105,18 @@ impl Sampler {
         let numbers: Vec<HvRegisterName> = self.names.iter().map(|e| e.number).collect();
         loop {
             match inspector.get_vp_registers(self.vp, &numbers) {
-                Ok(values) => eprintln!("{}", self.line(start.elapsed(), &values)),
+                Ok(values) => {
+                    // A closed stderr must not stop the sampling thread.
+                    let line = self.line(start.elapsed(), &values);
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
                 Err(InspectError::Ended) => return,
                 Err(InspectError::Call(e)) => {
                     let name = self.names.get(e.index).map_or("?", |n| n.short);
-                    eprintln!(
-                        "hvcall run: inspect vp{}: {} reading {name}; sampling stopped",
+                    crate::run::say(format_args!(
+                        "inspect vp{}: {} reading {name}; sampling stopped",
                         self.vp, e.status
-                    );
+                    ));
                     return;
                 }
             }

@@ -60,7 +60,10 @@ pub fn main(args: RegistersArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hvcall registers: cannot write to stdout: {e}");
+            let _ = writeln!(
+                io::stderr().lock(),
+                "hvcall registers: cannot write to stdout: {e}"
+            );
             ExitCode::FAILURE
         }
     }
