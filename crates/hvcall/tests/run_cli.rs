@@ -175,3 +175,81 @@ fn a_malformed_bzimage_is_a_setup_error() {
         assert!(run.stderr.contains("loading the kernel"), "{}", run.stderr);
     }
 }
+
+/// The `key=value` fields of each `hypercall ...` trace line on stderr.
+fn trace(stderr: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("hypercall "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The conformance guest with one element per entry makes every kind of
+/// call: memory and fast forms, continued calls, #UD from CPL 3 and
+/// unimplemented codes. Every entry is one trace line with every field.
+#[test]
+fn trace_hypercalls_prints_one_line_per_entry_with_every_field() {
+    let Some(run) = hvcall_run(
+        "trace_hypercalls_prints_one_line_per_entry_with_every_field",
+        &[
+            "--guest",
+            "conformance",
+            "--max-reps-per-entry",
+            "1",
+            "--trace-hypercalls",
+        ],
+    ) else {
+        return;
+    };
+    run.expect_status(0).expect_stdout(" passed, 0 failed");
+    let lines = trace(&run.stderr);
+    assert!(lines.len() > 100, "{} trace lines", lines.len());
+    for l in &lines {
+        for key in [
+            "vp", "code", "fast", "rep", "in", "out", "result", "status", "reps",
+        ] {
+            assert!(l.contains_key(key), "{key} missing in {l:?}");
+        }
+        assert_eq!(l["code"].len(), 6, "4 hex digits: {l:?}");
+        if l["result"] == "complete" {
+            assert_eq!(l["status"].len(), 6, "4 hex digits: {l:?}");
+        }
+        if l["code"] == "0x0050" && l["result"] != "ud" && l.contains_key("names") {
+            for key in ["partition", "target_vp", "vtl"] {
+                assert!(l.contains_key(key), "{key} missing in {l:?}");
+            }
+        }
+    }
+    let has = |f: &dyn Fn(&std::collections::BTreeMap<String, String>) -> bool| lines.iter().any(f);
+    assert!(has(&|l| l["result"] == "continue"), "a continued entry");
+    assert!(has(&|l| l["result"] == "ud"), "a #UD (CPL 3 caller)");
+    assert!(
+        has(&|l| l["fast"] == "1" && l["status"] == "0x0000"),
+        "a fast call"
+    );
+    assert!(
+        has(&|l| l["code"] == "0x0051" && l["status"] == "0x0002"),
+        "0x0051 answered INVALID_HYPERCALL_CODE"
+    );
+    assert!(
+        run.stderr.contains("hypercall 0x0051 is not implemented"),
+        "unimplemented calls are logged:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn without_trace_hypercalls_nothing_is_traced() {
+    let Some(run) = hvcall_run("without_trace_hypercalls_nothing_is_traced", &[]) else {
+        return;
+    };
+    run.expect_status(0);
+    assert!(trace(&run.stderr).is_empty(), "{}", run.stderr);
+}
