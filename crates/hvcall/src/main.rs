@@ -9,6 +9,7 @@
 //!   `--inspect VP --names ...` samples a running VP's registers
 //!   ([`inspect`]).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -47,9 +48,12 @@ fn main() -> ExitCode {
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors).
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colour only for a terminal; tracing-subscriber drops lines it cannot
+    // write, so a closed or full stderr never panics.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

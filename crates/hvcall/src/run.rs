@@ -86,12 +86,7 @@ impl RunArgs {
         config.access_vp_registers = !self.no_access_vp_registers;
         config.xmm_fast = !self.no_xmm_fast;
         if let Some(secs) = self.watchdog {
-            config.watchdog = Duration::try_from_secs_f64(secs)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    format!("--watchdog {secs}: expected a positive number of seconds")
-                })?;
+            config.watchdog = watchdog(secs)?;
         }
         Ok(config)
     }
@@ -100,6 +95,19 @@ impl RunArgs {
 /// Exit status when the VM could not be set up (no /dev/kvm, bad ELF, ...).
 pub const SETUP_FAILED: u8 = 1;
 
+/// `--watchdog SECS`: any positive number of seconds; below a nanosecond
+/// it is one nanosecond, beyond what a `Duration` holds it is never.
+fn watchdog(secs: f64) -> Result<Duration, String> {
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!(
+            "--watchdog {secs}: expected a positive number of seconds"
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(secs)
+        .unwrap_or(Duration::MAX)
+        .max(Duration::from_nanos(1)))
+}
+
 fn cmdline_help() -> String {
     format!(
         "The Linux kernel's command line (Linux kernels only). Default:\n  {DEFAULT_CMDLINE}\n\
@@ -107,11 +115,15 @@ fn cmdline_help() -> String {
     )
 }
 
-/// Largest kernel or initrd file read: no image larger than guest RAM can
-/// be loaded, and the CLI takes at most 64 GiB of RAM.
+/// Reads a kernel or initrd file: a regular file no larger than guest RAM
+/// (no larger image could be loaded), read at most that far.
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    // A device or FIFO (/dev/zero, a pipe) could feed bytes forever.
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -265,11 +277,27 @@ mod tests {
         assert!(parse(&["--max-reps-per-entry", "0"]).is_err());
         assert!(parse(&["--guest", "nope"]).is_err());
         assert!(parse(&["--guest", "torn", "--kernel", "x.elf"]).is_err());
-        for secs in ["0", "-1", "NaN", "inf"] {
+        for secs in ["0", "-1", "NaN", "-inf"] {
             let arg = format!("--watchdog={secs}");
             let args = parse(&[&arg]).expect("parses as f64");
             assert!(args.config(false).is_err(), "--watchdog {secs} accepted");
         }
+    }
+
+    #[test]
+    fn tiny_and_huge_watchdogs_are_accepted() {
+        let watchdog = |secs: &str| {
+            let arg = format!("--watchdog={secs}");
+            parse(&[&arg])
+                .expect("parses")
+                .config(false)
+                .expect("valid")
+                .watchdog
+        };
+        assert_eq!(watchdog("1e-10"), Duration::from_nanos(1));
+        assert_eq!(watchdog("18446744073709551615"), Duration::MAX);
+        assert_eq!(watchdog("inf"), Duration::MAX);
+        assert_eq!(watchdog("0.25"), Duration::from_millis(250));
     }
 
     #[test]

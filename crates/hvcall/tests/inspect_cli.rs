@@ -110,3 +110,61 @@ fn an_unknown_register_name_is_refused_before_the_guest_runs() {
     );
     assert!(run.stdout.is_empty(), "the guest ran\n{}", run.stdout);
 }
+
+/// Issue 7 finding 1: a closed or full stderr used to panic the inspector
+/// thread (exit 101, the guest's status lost). Now samples that cannot be
+/// written are dropped and the run ends with the guest's own status.
+#[test]
+fn a_closed_or_full_stderr_does_not_change_the_exit_status() {
+    use std::process::{Command, Stdio};
+    if !support::kvm_available("a_closed_or_full_stderr_does_not_change_the_exit_status") {
+        return;
+    }
+    let args = [
+        "run",
+        "--guest",
+        "torn",
+        "--inspect",
+        "1",
+        "--names",
+        "rip,rbx",
+        "--interval-ms",
+        "1",
+    ];
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let status = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(full)
+        .status()
+        .expect("run hvcall");
+    assert_eq!(status.code(), Some(0), "stderr on /dev/full");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hvcall");
+    drop(child.stderr.take()); // the reader goes away: writes fail with EPIPE
+    let status = child.wait().expect("wait for hvcall");
+    assert_eq!(status.code(), Some(0), "stderr a closed pipe");
+}
+
+/// Issue 7 finding 6: log lines carry no colour codes when stderr is not a
+/// terminal.
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    let Some(run) = hvcall_run(
+        "logs_to_a_file_have_no_colour_codes",
+        &["--guest", "vmcall", "--watchdog", "0.5"],
+    ) else {
+        return;
+    };
+    run.expect_status(124);
+    assert!(run.stderr.contains("watchdog fired"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+}

@@ -139,16 +139,32 @@ fn cmdline_and_initrd_need_a_linux_kernel() {
     }
 }
 
-/// A kernel file larger than guest RAM is refused before it is read whole
-/// (a hostile path such as /dev/zero cannot exhaust host memory).
+/// Issue 7 finding 2: `--kernel /dev/zero` used to grow without bound.
+/// Devices are refused, and a file larger than guest RAM is refused
+/// before it is read whole.
 #[test]
-fn a_kernel_larger_than_guest_ram_is_refused() {
-    let Some(run) = hvcall_run(
-        "a_kernel_larger_than_guest_ram_is_refused",
-        &["--kernel", "/dev/zero", "--memory", "4"],
-    ) else {
+fn a_kernel_that_is_no_regular_file_or_larger_than_ram_is_refused() {
+    let test = "a_kernel_that_is_no_regular_file_or_larger_than_ram_is_refused";
+    let Some(run) = hvcall_run(test, &["--kernel", "/dev/zero"]) else {
         return;
     };
+    run.expect_status(1);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+
+    let path = std::env::temp_dir().join(format!("hvcall-test-{}-sparse.elf", std::process::id()));
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(5 << 20).expect("a sparse 5 MiB file");
+    let run = hvcall_run(
+        test,
+        &[
+            "--kernel",
+            path.to_str().expect("utf-8 path"),
+            "--memory",
+            "4",
+        ],
+    );
+    let _ = std::fs::remove_file(&path);
+    let run = run.expect("KVM was available a moment ago");
     run.expect_status(1);
     assert!(
         run.stderr.contains("larger than guest RAM"),
