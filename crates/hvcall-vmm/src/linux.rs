@@ -207,6 +207,10 @@ pub enum LinuxError {
     /// linux-loader rejected the kernel image.
     #[error("loading the kernel: {0}")]
     Kernel(#[source] linux_loader::loader::Error),
+    /// The vmlinux's segments are out of RAM, overlap, or the file is
+    /// malformed.
+    #[error("the vmlinux: {0}")]
+    Segments(#[source] crate::loader::LoadError),
     /// The bzImage has no 64-bit entry point.
     #[error("the bzImage has no 64-bit entry (XLF_KERNEL_64 is clear in xloadflags)")]
     No64BitEntry,
@@ -272,6 +276,11 @@ pub fn load(
     let (entry, header, kernel_end) = match kind {
         KernelKind::BareMetal => return Err(LinuxError::NotLinux),
         KernelKind::Vmlinux => {
+            // linux-loader copies every PT_LOAD as the file says; check
+            // first that they lie in RAM above 1 MiB and do not overlap, so
+            // a hostile file cannot make it copy more than its own size.
+            crate::loader::segments(kernel, BZIMAGE_LOAD_ADDRESS, ram.size())
+                .map_err(LinuxError::Segments)?;
             let r = Elf::load(
                 mem,
                 None,
@@ -401,14 +410,23 @@ pub fn e820_map(ram_size: u64) -> Vec<boot_e820_entry> {
 mod tests {
     use super::*;
 
-    /// A minimal ELF64 with one PT_NOTE segment holding `notes`.
+    /// A minimal ELF64 like a vmlinux: a one-byte PT_LOAD at 16 MiB (the
+    /// entry) and a PT_NOTE segment holding `notes`.
     fn elf_with_notes(notes: &[u8]) -> Vec<u8> {
-        let mut f = crate::loader::flat_elf(0x100_0000, &[0xF4], 0);
-        // Turn the single PT_LOAD into a PT_NOTE pointing at `notes`.
+        let one = crate::loader::flat_elf(0x100_0000, &[0xF4], 0);
+        let (header, load) = (&one[..64], &one[64..120]);
+        let mut f = header.to_vec();
+        f[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+        f.extend_from_slice(load);
+        let mut note_ph = load.to_vec();
+        note_ph[0..4].copy_from_slice(&PT_NOTE.to_le_bytes());
+        f.extend_from_slice(&note_ph);
+        let code = f.len() as u64;
+        f[64 + 8..64 + 16].copy_from_slice(&code.to_le_bytes());
+        f.push(0xF4);
         let offset = f.len() as u64;
-        f[64..68].copy_from_slice(&PT_NOTE.to_le_bytes());
-        f[64 + 8..64 + 16].copy_from_slice(&offset.to_le_bytes());
-        f[64 + 32..64 + 40].copy_from_slice(&(notes.len() as u64).to_le_bytes());
+        f[120 + 8..120 + 16].copy_from_slice(&offset.to_le_bytes());
+        f[120 + 32..120 + 40].copy_from_slice(&(notes.len() as u64).to_le_bytes());
         f.extend_from_slice(notes);
         f
     }

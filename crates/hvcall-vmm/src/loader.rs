@@ -1,7 +1,7 @@
 //! Loading a static ELF64 x86-64 executable into guest RAM (issue 3 §2).
 //!
-//! Every `PT_LOAD` segment is copied to its physical address (`p_paddr`)
-//! and its `.bss` tail (`p_memsz - p_filesz`) is zeroed. Segments must lie
+//! Every `PT_LOAD` segment is copied to its physical address (`p_paddr`);
+//! its `.bss` tail (`p_memsz - p_filesz`) is the fresh RAM's zeros. Segments must lie
 //! at or above 1 MiB (the VMM's boot structures live below) and below the
 //! vCPU stacks at the top of RAM. The parser reads only what the headers
 //! describe, with checked arithmetic, so a hostile file cannot make it read
@@ -69,9 +69,17 @@ pub enum LoadError {
     /// The image has no PT_LOAD segment.
     #[error("ELF has no PT_LOAD segment")]
     NoSegments,
-    /// The entry point is outside guest RAM.
-    #[error("ELF entry point {0:#x} is outside guest RAM")]
-    EntryOutOfRange(u64),
+    /// The entry point lies in no `PT_LOAD` segment.
+    #[error("ELF entry point {0:#x} lies in no PT_LOAD segment")]
+    EntryOutsideSegments(u64),
+    /// Two `PT_LOAD` segments overlap in memory.
+    #[error("PT_LOAD segments {first} and {second} overlap in memory")]
+    Overlap {
+        /// The lower program header index.
+        first: usize,
+        /// The higher one.
+        second: usize,
+    },
 }
 
 #[derive(FromBytes, Immutable, KnownLayout)]
@@ -134,9 +142,27 @@ fn slice_of<'a>(
     file.get(start..end).ok_or(err)
 }
 
-/// Loads `elf` into `ram`. Segments must fit in `[1 MiB, image_end)`,
-/// where `image_end` is where the vCPU stacks begin.
-pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImage, LoadError> {
+/// One checked `PT_LOAD` segment.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Segment<'a> {
+    /// Its guest-physical address.
+    pub paddr: u64,
+    /// Its size in memory (the file data plus the zero-filled tail).
+    pub memsz: u64,
+    /// Its bytes in the file.
+    pub data: &'a [u8],
+}
+
+/// Parses the headers of `elf` and checks every `PT_LOAD` segment: its
+/// data lies inside the file, `p_filesz <= p_memsz`, it fits in
+/// `[min, end)`, and no two segments overlap in memory. So loading costs
+/// at most the file's size in copies, and never more memory than
+/// `end - min`. Returns the entry point and the segments.
+pub(crate) fn segments(
+    elf: &[u8],
+    min: u64,
+    end: u64,
+) -> Result<(u64, Vec<Segment<'_>>), LoadError> {
     let (header, _) = Elf64Header::read_from_prefix(elf).map_err(|_| LoadError::NotElf)?;
     if header.ident[..4] != *b"\x7fELF" {
         return Err(LoadError::NotElf);
@@ -163,7 +189,7 @@ pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImag
     let table_len = u64::from(header.phnum) * u64::from(header.phentsize);
     let table = slice_of(elf, "program header table", header.phoff, table_len)?;
 
-    let mut loaded = 0usize;
+    let mut segments = Vec::new();
     for (index, raw) in table
         .chunks_exact(usize::from(header.phentsize))
         .enumerate()
@@ -179,60 +205,74 @@ pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImag
                 memsz: ph.memsz,
             });
         }
-        let in_range = ph.paddr >= IMAGE_MIN_ADDRESS
-            && ph
-                .paddr
-                .checked_add(ph.memsz)
-                .is_some_and(|end| end <= image_end);
+        let in_range = ph.paddr >= min && ph.paddr.checked_add(ph.memsz).is_some_and(|e| e <= end);
         if !in_range {
             return Err(LoadError::SegmentOutOfRange {
                 index,
                 paddr: ph.paddr,
                 memsz: ph.memsz,
-                min: IMAGE_MIN_ADDRESS,
-                max: image_end,
+                min,
+                max: end,
             });
         }
         let data = slice_of(elf, "segment data", ph.offset, ph.filesz)?;
-        let range_err = |_| LoadError::SegmentOutOfRange {
+        segments.push((
             index,
-            paddr: ph.paddr,
-            memsz: ph.memsz,
-            min: IMAGE_MIN_ADDRESS,
-            max: image_end,
-        };
-        ram.write(ph.paddr, data).map_err(range_err)?;
-        zero(ram, ph.paddr + ph.filesz, ph.memsz - ph.filesz).map_err(range_err)?;
-        tracing::debug!(
-            index,
-            paddr = ph.paddr,
-            filesz = ph.filesz,
-            memsz = ph.memsz,
-            "loaded segment"
-        );
-        loaded += 1;
+            Segment {
+                paddr: ph.paddr,
+                memsz: ph.memsz,
+                data,
+            },
+        ));
     }
-    if loaded == 0 {
+    if segments.is_empty() {
         return Err(LoadError::NoSegments);
     }
-    if !ram.contains(header.entry, 1) {
-        return Err(LoadError::EntryOutOfRange(header.entry));
+    let mut by_address: Vec<&(usize, Segment<'_>)> = segments.iter().collect();
+    by_address.sort_by_key(|(_, s)| s.paddr);
+    for pair in by_address.windows(2) {
+        if let [(first, a), (second, b)] = pair {
+            if a.paddr + a.memsz > b.paddr {
+                return Err(LoadError::Overlap {
+                    first: *first.min(second),
+                    second: *first.max(second),
+                });
+            }
+        }
     }
-    Ok(LoadedImage {
-        entry: header.entry,
-    })
+    let inside = |s: &Segment<'_>| header.entry >= s.paddr && header.entry - s.paddr < s.memsz;
+    if !segments.iter().any(|(_, s)| inside(s)) {
+        return Err(LoadError::EntryOutsideSegments(header.entry));
+    }
+    Ok((header.entry, segments.into_iter().map(|(_, s)| s).collect()))
 }
 
-/// Zeroes `[gpa, gpa + len)` in bounded chunks.
-fn zero(ram: &GuestRam, gpa: u64, len: u64) -> Result<(), crate::memory::RamError> {
-    const CHUNK: [u8; 4096] = [0; 4096];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK.len() as u64);
-        ram.write(gpa + done, &CHUNK[..n as usize])?;
-        done += n;
+/// Loads `elf` into `ram`. Segments must fit in `[1 MiB, image_end)`,
+/// where `image_end` is where the vCPU stacks begin, and must not overlap.
+///
+/// `ram` must be fresh (all zero) where the image goes, as a new
+/// [`GuestRam`] is: the `.bss` tails (`p_memsz - p_filesz`) are left as
+/// they are, so a large `.bss` costs no host memory until the guest
+/// touches it.
+pub fn load_elf(ram: &GuestRam, elf: &[u8], image_end: u64) -> Result<LoadedImage, LoadError> {
+    let (entry, segments) = segments(elf, IMAGE_MIN_ADDRESS, image_end)?;
+    for (index, s) in segments.iter().enumerate() {
+        ram.write(s.paddr, s.data)
+            .map_err(|_| LoadError::SegmentOutOfRange {
+                index,
+                paddr: s.paddr,
+                memsz: s.memsz,
+                min: IMAGE_MIN_ADDRESS,
+                max: image_end,
+            })?;
+        tracing::debug!(
+            paddr = s.paddr,
+            filesz = s.data.len(),
+            memsz = s.memsz,
+            "loaded segment"
+        );
     }
-    Ok(())
+    Ok(LoadedImage { entry })
 }
 
 /// Wraps raw x86-64 code in a minimal static ELF64 executable: one
@@ -281,17 +321,81 @@ mod tests {
     const END: u64 = 0x1F_0000;
 
     #[test]
-    fn loads_at_paddr_and_zeroes_bss() {
+    fn loads_at_paddr_and_leaves_bss_to_the_fresh_ram() {
         let ram = GuestRam::new(2).unwrap();
-        ram.write(0x10_0000, &[0xAA; 64]).unwrap();
         let elf = flat_elf(0x10_0000, &[1, 2, 3], 16);
         let img = load_elf(&ram, &elf, END).unwrap();
         assert_eq!(img.entry, 0x10_0000);
         let mut b = [0xFFu8; 24];
         ram.read(0x10_0000, &mut b).unwrap();
         assert_eq!(&b[..3], &[1, 2, 3]);
-        assert!(b[3..19].iter().all(|&x| x == 0), "bss zeroed: {b:?}");
-        assert_eq!(b[19], 0xAA, "beyond memsz untouched");
+        assert!(b[3..].iter().all(|&x| x == 0), "bss reads zero: {b:?}");
+    }
+
+    /// Resident memory of this process, in KiB.
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Issue 7 finding 3: a 1 GiB `.bss` used to be written with zeros,
+    /// committing that much host memory; now it costs nothing.
+    #[test]
+    fn a_huge_bss_commits_no_host_memory() {
+        let ram = GuestRam::new(1100).unwrap();
+        let elf = flat_elf(0x10_0000, &[0xF4], 1 << 30);
+        let before = rss_kib();
+        load_elf(&ram, &elf, ram.size()).unwrap();
+        let grown = rss_kib().saturating_sub(before);
+        assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    }
+
+    /// Issue 7 finding 3: many PT_LOADs naming the same memory used to be
+    /// written (and zeroed) one after the other; overlapping segments are
+    /// refused, so loading costs at most the file size in copies.
+    #[test]
+    fn overlapping_segments_are_refused() {
+        let one = flat_elf(0x10_0000, &[0x90; 64], 0x1000);
+        let mut elf = one[..64].to_vec();
+        let phnum: u16 = 1000;
+        elf[56..58].copy_from_slice(&phnum.to_le_bytes());
+        for _ in 0..phnum {
+            elf.extend_from_slice(&one[64..120]);
+        }
+        // Point every segment's data at the code after the headers.
+        let data = elf.len() as u64;
+        for i in 0..usize::from(phnum) {
+            let ph = 64 + i * 56;
+            elf[ph + 8..ph + 16].copy_from_slice(&data.to_le_bytes());
+        }
+        elf.extend_from_slice(&[0x90; 64]);
+        let ram = GuestRam::new(2).unwrap();
+        assert_eq!(
+            load_elf(&ram, &elf, END),
+            Err(LoadError::Overlap {
+                first: 0,
+                second: 1
+            })
+        );
+    }
+
+    /// Issue 7 finding 6: an entry point outside every PT_LOAD used to be
+    /// accepted.
+    #[test]
+    fn an_entry_outside_every_segment_is_refused() {
+        let mut elf = flat_elf(0x10_0000, &[0x90; 16], 0);
+        elf[24..32].copy_from_slice(&0x10_0100u64.to_le_bytes());
+        let ram = GuestRam::new(2).unwrap();
+        assert_eq!(
+            load_elf(&ram, &elf, END),
+            Err(LoadError::EntryOutsideSegments(0x10_0100))
+        );
+        elf[24..32].copy_from_slice(&0x10_000Fu64.to_le_bytes());
+        assert_eq!(load_elf(&ram, &elf, END).map(|i| i.entry), Ok(0x10_000F));
     }
 
     #[test]

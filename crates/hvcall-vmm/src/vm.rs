@@ -203,8 +203,9 @@ impl Vm {
     }
 
     /// Loads a static ELF64 image (issue 3 §2) and sets every vCPU's
-    /// registers to the boot protocol's.
+    /// registers to the boot protocol's. A VM takes one image.
     pub fn load_elf(&mut self, elf: &[u8]) -> Result<(), VmmError> {
+        self.check_no_image()?;
         let image_end = boot::stacks_start(self.ram.size(), self.config.cpus);
         let image = loader::load_elf(&self.ram, elf, image_end)?;
         for (i, vcpu) in self.vcpus.iter().enumerate() {
@@ -231,6 +232,7 @@ impl Vm {
                 "a Linux kernel needs the in-kernel irqchip (VmConfig::irqchip)".into(),
             ));
         }
+        self.check_no_image()?;
         let entry = linux::load(&self.ram, kernel, cmdline, initrd)?;
         boot::write_linux_gdt(&self.ram)?;
         mptable::write(&self.ram, self.config.cpus)?;
@@ -245,6 +247,17 @@ impl Vm {
             .map_err(kvm_err("KVM_SET_REGS"))?;
         self.image = Some(LoadedImage { entry: entry.entry });
         Ok(())
+    }
+
+    /// One image per VM: loaders rely on fresh RAM (a `.bss` is not
+    /// zeroed).
+    fn check_no_image(&self) -> Result<(), VmmError> {
+        match self.image {
+            Some(_) => Err(VmmError::Config(
+                "an image is already loaded in this VM".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Guest RAM (for the host side: inspect or prepare guest memory while

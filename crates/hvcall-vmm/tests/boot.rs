@@ -107,3 +107,17 @@ fn images_below_1mib_are_rejected() {
     let err = hvcall_vmm::run_elf(&config(1), &elf).unwrap_err();
     assert!(err.to_string().contains("1 MiB"), "{err}");
 }
+
+/// The loader relies on fresh RAM (a `.bss` is not written), so a VM
+/// takes one image.
+#[test]
+fn a_second_image_is_refused() {
+    if !kvm_available("a_second_image_is_refused") {
+        return;
+    }
+    let mut vm = hvcall_vmm::Vm::new(&config(1)).unwrap();
+    let elf = hvcall_vmm::loader::flat_elf(0x10_0000, guests::EXIT42, 0);
+    vm.load_elf(&elf).unwrap();
+    let err = vm.load_elf(&elf).unwrap_err();
+    assert!(err.to_string().contains("already loaded"), "{err}");
+}
