@@ -7,8 +7,11 @@
 //! `ret` (`C3`). The same bytes work for 64-bit and 32-bit callers. The
 //! rest of the page is `int3`.
 //!
-//! A write to the port from anywhere, even before the page is enabled, is
-//! handled as a hypercall: the page is only the documented way to make one.
+//! Only the page's own `out` starts a hypercall ([`CallSite`]): an exit on
+//! the port counts when it wrote one byte and its RIP (past the `out`)
+//! translates to the page's GPA + 2. Any other write to the port (`out dx,
+//! al`, `out 0xE8, ax`, `outsb`, the same bytes copied elsewhere, or before
+//! the page is enabled) is an ordinary write to an unused port: ignored.
 //!
 //! The page is a read-only KVM memory slot laid over the RAM page, so the
 //! guest can read and execute it, and its writes come back as MMIO exits
@@ -23,15 +26,67 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::memory::{GuestRam, RamError};
 
-/// The I/O port the hypercall page writes to. A write to it from anywhere
-/// is a hypercall; the VMM never compares RIP with the page's address.
+/// The I/O port the hypercall page writes to (only the page's own `out`
+/// is a hypercall, see [`CallSite`]).
 pub const HYPERCALL_PORT: u16 = 0xE8;
-/// Length of the exiting instruction (`out imm8, al`): at the exit RIP
-/// points past it, so the hypercall instruction is at RIP − 2. A guest
-/// that writes the port with another encoding (`out dx, al` is 1 byte)
-/// gets a wrong re-entry address on continuation and #UD; only the page's
-/// own instruction is supported.
+/// Length of the exiting instruction (`out imm8, al`, at offset 0 of the
+/// page): at the exit RIP points past it, so the hypercall instruction is
+/// at RIP − 2.
 pub const HYPERCALL_INSTRUCTION_LEN: u64 = 2;
+
+const EFER_LMA: u64 = 1 << 10;
+
+/// Recognises the hypercall page's own instruction at a port exit of one
+/// VP. Guests reach the page through their own mappings, so the exit RIP is
+/// translated to a GPA; the last translation is kept (keyed by CR3 and the
+/// virtual page), so a guest calling from the same mapping costs no ioctl
+/// after its first call. A guest that remaps that virtual page without
+/// changing CR3 can only misreport its own calls.
+#[derive(Debug, Default)]
+pub struct CallSite {
+    /// (CR3, virtual page, guest-physical page) of the last translation.
+    cached: Option<(u64, u64, u64)>,
+}
+
+impl CallSite {
+    /// Whether the port exit `vcpu` just took (`len` bytes written to
+    /// [`HYPERCALL_PORT`]) is the `out` at offset 0 of the hypercall page at
+    /// `overlay` (its GPA, if enabled).
+    pub fn is_page_instruction(
+        &mut self,
+        vcpu: &kvm_ioctls::VcpuFd,
+        len: usize,
+        overlay: Option<u64>,
+    ) -> bool {
+        let Some(page) = overlay else {
+            return false;
+        };
+        if len != 1 {
+            return false;
+        }
+        let sync = vcpu.sync_regs();
+        let (regs, sregs) = (&sync.regs, &sync.sregs);
+        // Outside long mode RIP is relative to CS (32-bit offsets).
+        let linear = if sregs.efer & EFER_LMA != 0 && sregs.cs.l != 0 {
+            regs.rip
+        } else {
+            sregs.cs.base.wrapping_add(regs.rip) & 0xFFFF_FFFF
+        };
+        let virtual_page = linear & !(PAGE_SIZE - 1);
+        let physical_page = match self.cached {
+            Some((cr3, v, p)) if cr3 == sregs.cr3 && v == virtual_page => p,
+            _ => match vcpu.translate_gva(virtual_page) {
+                Ok(t) if t.valid != 0 => {
+                    let p = t.physical_address & !(PAGE_SIZE - 1);
+                    self.cached = Some((sregs.cr3, virtual_page, p));
+                    p
+                }
+                _ => return false,
+            },
+        };
+        physical_page == page && linear & (PAGE_SIZE - 1) == HYPERCALL_INSTRUCTION_LEN
+    }
+}
 
 /// The page contents.
 pub fn page_contents() -> [u8; PAGE_SIZE as usize] {

@@ -2,7 +2,7 @@
 //!
 //! | exit | handling |
 //! |---|---|
-//! | OUT to the hypercall port | [`crate::hypercall::handle`] |
+//! | the hypercall page's own `out` (port 0xE8, checked by [`CallSite`]) | [`crate::hypercall::handle`] |
 //! | other port I/O | [`crate::devices::Devices`]: COM1, the i8042 (reset ends the VM, [`VmExit::Reset`]), the exit port `0xF4` ([`VmExit::Exited`]) |
 //! | RDMSR/WRMSR of a synthetic MSR | [`crate::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
 //! | MMIO write (the overlay page, or outside RAM) | dropped |
@@ -16,7 +16,7 @@ use hvcall_dispatch::{Outcome, VpState};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use crate::devices::PortEffect;
-use crate::hypercall_page::HYPERCALL_PORT;
+use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
 use crate::kick::Registration;
 use crate::rendezvous::Next;
 use crate::snapshot::VpSnapshot;
@@ -33,7 +33,8 @@ const EMULATION_FAILURE: u32 = 1;
 enum Action {
     Continue,
     Interrupted,
-    Hypercall,
+    /// A write of this many bytes to the hypercall port.
+    HypercallPort(usize),
     Halt,
     End(VmExit),
     InternalError,
@@ -68,6 +69,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
     vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
     let mut consistent = false;
+    let mut call_site = CallSite::default();
     loop {
         let next = {
             let v: &VcpuFd = vcpu;
@@ -91,7 +93,12 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 vcpu.set_kvm_immediate_exit(0);
                 consistent = true;
             }
-            Action::Hypercall => match crate::hypercall::handle(shared, vp, vcpu, state) {
+            Action::HypercallPort(len)
+                if !call_site.is_page_instruction(vcpu, len, shared.overlay_page()) =>
+            {
+                tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
+            }
+            Action::HypercallPort(_) => match crate::hypercall::handle(shared, vp, vcpu, state) {
                 Ok(outcome) => {
                     shared.counters.hypercall(outcome == Outcome::Continue);
                     consistent = true;
@@ -173,7 +180,7 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
     shared.rendezvous.after_run();
     shared.counters.exit();
     match result {
-        Ok(VcpuExit::IoOut(HYPERCALL_PORT, _)) => Action::Hypercall,
+        Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) => Action::HypercallPort(data.len()),
         Ok(VcpuExit::IoOut(port, data)) => match shared.devices.write(port, data) {
             PortEffect::None => Action::Continue,
             PortEffect::Exit(v) => Action::End(VmExit::Exited(v)),

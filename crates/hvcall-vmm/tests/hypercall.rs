@@ -336,3 +336,48 @@ fn section_2_a_continued_read_of_a_running_vp_keeps_its_one_snapshot() {
     );
     assert_eq!(stats.served_fetches, PARTIAL_READ_FETCHES);
 }
+
+/// Issue 7 finding 4: any write to port 0xE8 used to be taken as a
+/// hypercall (its result written to RAX, RIP rewound by 2 on a
+/// continuation). Only the page's own `out` is one: with the page enabled,
+/// `out dx, al`, `out 0xE8, ax` and a copy of the page's `out 0xE8, al`
+/// elsewhere, with a GetVpRegisters control word in RCX, change no
+/// register; a call into the page still gets a result in RAX.
+#[test]
+fn writes_to_the_hypercall_port_outside_the_page_change_nothing() {
+    if !kvm_available("writes_to_the_hypercall_port_outside_the_page_change_nothing") {
+        return;
+    }
+    let mut code = vec![
+        0xB9, 0x00, 0x00, 0x00, 0x40, // mov ecx, 0x40000000 (guest OS ID)
+        0xB8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1
+        0x31, 0xD2, // xor edx, edx
+        0x0F, 0x30, // wrmsr
+        0xB9, 0x01, 0x00, 0x00, 0x40, // mov ecx, 0x40000001 (hypercall)
+        0xB8, 0x01, 0x00, 0x20, 0x00, // mov eax, 0x200001: the page at 2 MiB
+        0x0F, 0x30, // wrmsr
+        0x48, 0xB9, // mov rcx, 0x0000_0001_0000_0050
+    ];
+    code.extend_from_slice(&0x0000_0001_0000_0050u64.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xB8]); // mov rax, 0x1234
+    code.extend_from_slice(&0x1234u64.to_le_bytes());
+    code.extend_from_slice(&[
+        0xBA, 0xE8, 0x00, 0x00, 0x00, // mov edx, 0xE8
+        0xEE, // out dx, al
+        0x66, 0xE7, 0xE8, // out 0xE8, ax
+        0xE6, 0xE8, // out 0xE8, al: the page's bytes, not in the page
+        0x48, 0x3D, 0x34, 0x12, 0x00, 0x00, // cmp rax, 0x1234
+        0x75, 0x1C, // jne fail
+        0xBA, 0x01, 0x10, 0x00, 0x00, // mov edx, 0x1001 (a misaligned input)
+        0x45, 0x31, 0xC0, // xor r8d, r8d
+        0xBB, 0x00, 0x00, 0x20, 0x00, // mov ebx, 0x200000
+        0xFF, 0xD3, // call rbx: the page
+        0x48, 0x3D, 0x34, 0x12, 0x00, 0x00, // cmp rax, 0x1234
+        0x74, 0x05, // je fail
+        0xB0, 0x2A, 0xE6, 0xF4, 0xF4, // mov al, 42; out 0xF4, al; hlt
+        0xB0, 0x01, 0xE6, 0xF4, 0xF4, // fail: mov al, 1; out 0xF4, al; hlt
+    ]);
+    let (vm, exit) = run(&config(1), &code);
+    assert_eq!(exit, VmExit::Exited(42));
+    assert_eq!(vm.stats().hypercalls, 1, "only the call into the page");
+}
