@@ -127,9 +127,14 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 }
                 let rip = vcpu.sync_regs().regs.rip;
                 let what = if suberror == EMULATION_FAILURE {
-                    " (emulation failure)"
+                    // The instruction this host's emulator could not run.
+                    let code: Vec<String> = code_at(shared, vcpu, rip, 15)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    format!(" (emulation failure; code at RIP: {})", code.join(" "))
                 } else {
-                    ""
+                    String::new()
                 };
                 let reason = format!("KVM internal error, suberror {suberror}{what}, RIP {rip:#x}");
                 shared.rendezvous.end(VmExit::Fault { vp, reason });
@@ -147,16 +152,26 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
 /// CPL 0; Linux uses one in its alternatives self-test.
 fn inject_breakpoint(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
     let rip = vcpu.sync_regs().regs.rip;
-    let Ok(t) = vcpu.translate_gva(rip) else {
-        return false;
-    };
-    let mut byte = [0u8];
-    if t.valid == 0 || shared.ram.read(t.physical_address, &mut byte).is_err() || byte[0] != INT3 {
+    if code_at(shared, vcpu, rip, 1).first() != Some(&INT3) {
         return false;
     }
     inject_exception(vcpu, rip.wrapping_add(1), BP_VECTOR);
     tracing::debug!(rip, "int3: #BP injected");
     true
+}
+
+/// Up to `len` bytes of guest code at virtual address `rip`, as far as
+/// they lie on its page and in RAM (empty if it is not mapped).
+fn code_at(shared: &Shared<'_>, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
+    let Ok(t) = vcpu.translate_gva(rip) else {
+        return Vec::new();
+    };
+    let on_page = hvcall_abi::PAGE_SIZE - (rip & (hvcall_abi::PAGE_SIZE - 1));
+    let mut bytes = vec![0u8; len.min(on_page) as usize];
+    if t.valid == 0 || shared.ram.read(t.physical_address, &mut bytes).is_err() {
+        return Vec::new();
+    }
+    bytes
 }
 
 /// Resumes `vcpu` at `rip` with exception `vector` (no error code)

@@ -121,3 +121,26 @@ fn a_second_image_is_refused() {
     let err = vm.load_elf(&elf).unwrap_err();
     assert!(err.to_string().contains("already loaded"), "{err}");
 }
+
+/// An instruction this host's emulator cannot run ends the VM with a
+/// fault that names the instruction's bytes (on a hardware KVM `xorps`
+/// just runs, and the guest exits 42).
+#[test]
+fn an_emulation_failure_names_the_instruction_bytes() {
+    if !kvm_available("an_emulation_failure_names_the_instruction_bytes") {
+        return;
+    }
+    // xorps xmm0, xmm0; mov al, 42; out 0xF4, al
+    let code = [0x0F, 0x57, 0xC0, 0xB0, 0x2A, 0xE6, 0xF4];
+    let (_, exit) = run(&config(1), &code);
+    match exit {
+        VmExit::Exited(42) => {}
+        VmExit::Fault { reason, .. } => {
+            assert!(
+                reason.contains("code at RIP: 0f 57 c0 b0 2a e6 f4"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
