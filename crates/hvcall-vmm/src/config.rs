@@ -1,59 +1,10 @@
-//! What a VM is built with: [`VmConfig`] and where its console goes.
+//! What a VM is built with: [`VmConfig`].
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hvcall_dispatch::DispatchConfig;
 
-/// Most bytes a [`Console::Buffer`] keeps; later bytes are dropped.
-pub const CONSOLE_BUFFER_LIMIT: usize = 16 << 20;
-
-/// Where bytes written to COM1 (port 0x3F8) go, or the hypercall trace.
-#[derive(Clone, Debug, Default)]
-pub enum Console {
-    /// The process's standard output.
-    #[default]
-    Stdout,
-    /// The process's standard error.
-    Stderr,
-    /// A shared buffer (at most [`CONSOLE_BUFFER_LIMIT`] bytes are kept).
-    Buffer(Arc<Mutex<Vec<u8>>>),
-}
-
-impl Console {
-    /// A console that collects output in a buffer, and the buffer.
-    pub fn buffer() -> (Self, Arc<Mutex<Vec<u8>>>) {
-        let b = Arc::new(Mutex::new(Vec::new()));
-        (Console::Buffer(b.clone()), b)
-    }
-
-    /// Writes guest console bytes (a buffer keeps at most
-    /// [`CONSOLE_BUFFER_LIMIT`] bytes; write errors are ignored).
-    pub(crate) fn write(&self, bytes: &[u8]) {
-        match self {
-            Console::Stdout => {
-                // A closed stdout must not stop the guest.
-                let _ = std::io::stdout().lock().write_all(bytes);
-            }
-            Console::Stderr => {
-                let _ = std::io::stderr().lock().write_all(bytes);
-            }
-            Console::Buffer(b) => {
-                let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
-                let room = CONSOLE_BUFFER_LIMIT.saturating_sub(b.len());
-                b.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            }
-        }
-    }
-
-    /// Flushes stdout (a buffer needs nothing).
-    pub(crate) fn flush(&self) {
-        if let Console::Stdout = self {
-            let _ = std::io::stdout().lock().flush();
-        }
-    }
-}
+use crate::console::Console;
 
 /// How to build a VM.
 ///

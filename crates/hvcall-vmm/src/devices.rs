@@ -22,7 +22,7 @@ use kvm_ioctls::VmFd;
 use vm_superio::{I8042Device, Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::config::Console;
+use crate::console::Console;
 
 /// COM1's first port.
 pub const COM1_BASE: u16 = 0x3F8;
@@ -75,8 +75,10 @@ impl io::Write for ConsoleWriter {
         Ok(buf.len())
     }
 
+    /// Nothing: the UART flushes after every byte, and a vCPU must not
+    /// wait for the process's stdout; the run drains the console at its
+    /// end.
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush();
         Ok(())
     }
 }
@@ -124,7 +126,8 @@ impl Devices {
         })
     }
 
-    /// A guest's `out` of `data` to `port`.
+    /// A guest's `out` of `data` to `port`. Several bytes are a string
+    /// write (`rep outsb`) to that one port.
     pub fn write(&self, port: u16, data: &[u8]) -> PortEffect {
         let Some(&value) = data.first() else {
             return PortEffect::None;
@@ -132,8 +135,11 @@ impl Devices {
         match port {
             COM1_BASE..=0x3FF => {
                 let offset = (port - COM1_BASE) as u8;
-                if let Err(e) = lock(&self.com1).write(offset, value) {
-                    tracing::debug!(?e, "COM1 interrupt not delivered");
+                let mut com1 = lock(&self.com1);
+                for &byte in data {
+                    if let Err(e) = com1.write(offset, byte) {
+                        tracing::debug!(?e, "COM1 interrupt not delivered");
+                    }
                 }
                 PortEffect::None
             }
@@ -213,7 +219,8 @@ mod tests {
         for b in b"hi" {
             assert_eq!(d.write(COM1_BASE, &[*b]), PortEffect::None);
         }
-        assert_eq!(&*buffer.lock().unwrap(), b"hi");
+        assert_eq!(d.write(COM1_BASE, b" there"), PortEffect::None, "rep outsb");
+        assert_eq!(&*buffer.lock().unwrap(), b"hi there");
         let mut lsr = [0u8];
         d.read(COM1_BASE + 5, &mut lsr);
         assert_eq!(lsr[0] & 0x60, 0x60, "transmitter empty");

@@ -247,6 +247,13 @@ impl Hypervisor for VpHypervisor<'_> {
     }
 }
 
+/// Whether the caller runs at CPL 0 in protected mode. The CPL is SS.DPL
+/// (CS's selector RPL is wrong in virtual-8086 mode, where KVM reports
+/// segments with DPL 3).
+fn is_privileged(sregs: &kvm_bindings::kvm_sregs) -> bool {
+    sregs.cr0 & CR0_PE != 0 && sregs.ss.dpl == 0
+}
+
 /// Whether `control` is a fast call with more elements than one entry's
 /// work budget (only such a call writes XMM output before it reads later
 /// elements).
@@ -276,7 +283,7 @@ pub fn handle(
     let instruction = sync.regs.rip.wrapping_sub(HYPERCALL_INSTRUCTION_LEN);
     let ctx = CallContext {
         convention: Convention::for_x86_mode(sync.sregs.efer & EFER_LMA != 0, sync.sregs.cs.l != 0),
-        privileged: sync.sregs.cs.selector & 3 == 0 && sync.sregs.cr0 & CR0_PE != 0,
+        privileged: is_privileged(&sync.sregs),
         instruction_pointer: instruction,
     };
     let mut at_call = sync;
@@ -364,6 +371,25 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 7 finding 5: the CPL was taken from CS's selector; in
+    /// virtual-8086 mode (selector RPL 0, DPL 3) that called a CPL-3 caller
+    /// privileged.
+    #[test]
+    fn the_cpl_is_ss_dpl() {
+        let mut s = kvm_bindings::kvm_sregs {
+            cr0: CR0_PE,
+            ..Default::default()
+        };
+        assert!(is_privileged(&s));
+        s.cs.selector = 0x1000; // a real-mode style selector: RPL 0
+        s.cs.dpl = 3;
+        s.ss.dpl = 3;
+        assert!(!is_privileged(&s), "virtual-8086 mode is CPL 3");
+        s.ss.dpl = 0;
+        s.cr0 = 0;
+        assert!(!is_privileged(&s), "real mode has no hypercalls");
+    }
 
     #[test]
     fn only_fast_calls_longer_than_one_entry_take_their_xmm_state_at_the_call() {

@@ -9,7 +9,8 @@
 //! std::process::exit(exit.status().into());
 //! ```
 //!
-//! Modules, by concern: [`config`] (what a VM is built with), [`memory`]
+//! Modules, by concern: [`config`] (what a VM is built with), [`console`]
+//! (where its output goes), [`memory`]
 //! (guest RAM), [`loader`] (ELF), [`boot`] (boot protocol), [`linux`]
 //! (the Linux boot protocol), [`mptable`], [`devices`] (COM1, i8042,
 //! exit port, irqchip), [`cpuid`],
@@ -36,6 +37,7 @@
 
 pub mod boot;
 pub mod config;
+pub mod console;
 pub mod cpuid;
 pub mod devices;
 pub mod hypercall;
@@ -56,7 +58,8 @@ pub mod trace;
 mod vcpu;
 pub mod vm;
 
-pub use config::{Console, VmConfig};
+pub use config::VmConfig;
+pub use console::Console;
 pub use inspect::{InspectError, Inspector};
 pub use stats::{GroupFetches, RunStats};
 pub use vm::{Vm, VmExit};

@@ -356,6 +356,7 @@ impl Vm {
             },
             counters: &self.counters,
             unimplemented: Mutex::new(BTreeSet::new()),
+            msr_writes: Mutex::new(()),
         };
         let shared = &shared;
         std::thread::scope(|s| {
@@ -396,6 +397,9 @@ impl Vm {
             Ok(())
         })?;
         self.config.console.flush();
+        if let Some(trace) = &self.config.hypercall_trace {
+            trace.flush();
+        }
         Ok(shared.rendezvous.ended().unwrap_or(VmExit::Fault {
             vp: 0,
             reason: "the run ended without a reason".into(),
@@ -492,6 +496,9 @@ pub struct Shared<'a> {
     /// Call codes answered HV_STATUS_INVALID_HYPERCALL_CODE so far (each is
     /// logged once).
     unimplemented: Mutex<BTreeSet<u16>>,
+    /// Held by the one VP writing a synthetic MSR (see
+    /// [`Shared::write_msr`]).
+    msr_writes: Mutex<()>,
 }
 
 impl Shared<'_> {
@@ -552,13 +559,17 @@ impl Shared<'_> {
         vp: u32,
         value: u64,
     ) -> Result<Result<(), GeneralProtection>, SlotError> {
-        let mut msrs = lock(self.msrs);
-        let mut new = *msrs;
+        // Writers take turns; the state lock itself is only ever held for
+        // a copy or a store, never across the pause below, so no lock
+        // order between it and the rendezvous needs keeping.
+        let _writer = lock(&self.msr_writes);
+        let old = *lock(self.msrs);
+        let mut new = old;
         if let Err(gp) = new.write(index, vp, value, self.ram.size()) {
             return Ok(Err(gp));
         }
         let page = new.overlay_page();
-        if page != msrs.overlay_page() {
+        if page != old.overlay_page() {
             let changed = self
                 .rendezvous
                 .with_all_paused(|| lock(self.memslots).set_overlay(self.vm_fd, self.ram, page));
@@ -566,7 +577,7 @@ impl Shared<'_> {
                 result?;
             }
         }
-        *msrs = new;
+        *lock(self.msrs) = new;
         Ok(Ok(()))
     }
 }

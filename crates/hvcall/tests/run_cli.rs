@@ -269,3 +269,51 @@ fn without_trace_hypercalls_nothing_is_traced() {
     run.expect_status(0);
     assert!(trace(&run.stderr).is_empty(), "{}", run.stderr);
 }
+
+/// Issue 7 finding 5: console bytes used to be written to stdout on the
+/// vCPU thread, so a guest printing into a pipe nobody reads blocked that
+/// thread and the run outlived its watchdog. Now the output queue fills,
+/// later bytes are dropped, and the watchdog ends the run (status 124).
+#[test]
+fn a_guest_printing_into_a_full_pipe_still_ends_by_its_watchdog() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    if !support::kvm_available("a_guest_printing_into_a_full_pipe_still_ends_by_its_watchdog") {
+        return;
+    }
+    // mov dx, 0x3F8; mov al, 'x'; loop: out dx, al; jmp loop
+    let path = kernel(
+        "printer",
+        &[0x66, 0xBA, 0xF8, 0x03, 0xB0, 0x78, 0xEE, 0xEB, 0xFD],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .args([
+            "run",
+            "--kernel",
+            path.to_str().expect("utf-8 path"),
+            "--cpus",
+            "1",
+        ])
+        .args(["--watchdog", "2"])
+        .stdout(Stdio::piped()) // never read
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run hvcall");
+    // A generous bound that only a hang exceeds: the run ends about 4 s
+    // in (2 s watchdog, 2 s flush timeout).
+    let give_up = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = std::fs::remove_file(&path);
+    let status = status.expect("hvcall hung on a full stdout pipe");
+    assert_eq!(status.code(), Some(124));
+}
