@@ -8,7 +8,7 @@
 //! | MMIO write (the overlay page, or outside RAM) | dropped |
 //! | MMIO read (outside RAM) | all ones |
 //! | HLT | the VP never runs again; all halted with IF = 0 ends the VM ([`VmExit::AllHalted`]) |
-//! | emulation failure on an `int3` (`0xCC`) | #BP injected, RIP past the `int3` (this host's instruction emulator does not deliver it) |
+//! | emulation failure on an `int3` (`0xCC`) or `fwait` (`0x9B`) | completed by the VMM (this host's instruction emulator lacks them): #BP after the `int3`; `fwait` skipped, or #MF if an x87 exception is pending |
 //! | shutdown, internal error, failed entry | the VM ends with [`VmExit::Fault`] |
 //! | `EINTR` (a kick) | answer snapshot requests, stop if the VM ended |
 
@@ -25,7 +25,11 @@ use crate::VmExit;
 
 const RFLAGS_IF: u64 = 1 << 9;
 const BP_VECTOR: u8 = 3;
+const MF_VECTOR: u8 = 16;
 const INT3: u8 = 0xCC;
+const FWAIT: u8 = 0x9B;
+/// x87 status word: an unmasked exception is pending (ES).
+const FSW_ES: u16 = 1 << 7;
 /// KVM_INTERNAL_ERROR_EMULATION.
 const EMULATION_FAILURE: u32 = 1;
 
@@ -122,7 +126,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so
                 // `internal` is the active member of the exit union.
                 let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                if suberror == EMULATION_FAILURE && inject_breakpoint(shared, vcpu) {
+                if suberror == EMULATION_FAILURE && complete_emulation(shared, vcpu) {
                     continue;
                 }
                 let rip = vcpu.sync_regs().regs.rip;
@@ -146,18 +150,34 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     shared.rendezvous.unregister(vp);
 }
 
-/// After an emulation failure: if the instruction at RIP is an `int3`,
-/// deliver the #BP the emulator could not (RIP past it, vector 3 injected)
-/// and return true. This host's instruction emulator fails on `int3` at
-/// CPL 0; Linux uses one in its alternatives self-test.
-fn inject_breakpoint(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
+/// After an emulation failure, runs the instructions this host's emulator
+/// lacks but the VMM can complete itself, and returns true if it did:
+/// - `int3`: RIP past it, #BP (vector 3) injected (Linux's alternatives
+///   self-test runs one);
+/// - `fwait`: #MF (vector 16) if the x87 status word has an unmasked
+///   exception pending, else RIP past it (distribution kernels run one).
+fn complete_emulation(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
     let rip = vcpu.sync_regs().regs.rip;
-    if code_at(shared, vcpu, rip, 1).first() != Some(&INT3) {
-        return false;
+    match code_at(shared, vcpu, rip, 1).first() {
+        Some(&INT3) => {
+            inject_exception(vcpu, rip.wrapping_add(1), BP_VECTOR);
+            tracing::debug!(rip, "int3: #BP injected");
+            true
+        }
+        Some(&FWAIT) => {
+            let Ok(fpu) = vcpu.get_fpu() else {
+                return false;
+            };
+            if fpu.fsw & FSW_ES != 0 {
+                inject_exception(vcpu, rip, MF_VECTOR);
+            } else {
+                vcpu.sync_regs_mut().regs.rip = rip.wrapping_add(1);
+                vcpu.set_sync_dirty_reg(SyncReg::Register);
+            }
+            true
+        }
+        _ => false,
     }
-    inject_exception(vcpu, rip.wrapping_add(1), BP_VECTOR);
-    tracing::debug!(rip, "int3: #BP injected");
-    true
 }
 
 /// Up to `len` bytes of guest code at virtual address `rip`, as far as

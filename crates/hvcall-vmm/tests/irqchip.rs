@@ -1,7 +1,7 @@
 //! The PC platform a Linux guest gets (`VmConfig::irqchip`): KVM's
 //! in-kernel interrupt controllers, VPs other than 0 waiting for their
-//! startup IPI, and how such a VM ends; and `int3` in CPL-0 code, which
-//! this host's instruction emulator cannot deliver by itself.
+//! startup IPI, and how such a VM ends; and `int3` and `fwait` in CPL-0
+//! code, which this host's instruction emulator cannot run by itself.
 
 mod common;
 
@@ -88,4 +88,16 @@ fn int3_at_cpl0_reaches_the_guests_breakpoint_handler() {
     image[d + 2..d + 10].copy_from_slice(&IDT.to_le_bytes());
     let (_, exit) = run(&config(1), &image);
     assert_eq!(exit, VmExit::Exited(0x42));
+}
+
+/// `fwait` at CPL 0 with no x87 exception pending runs on (this host's
+/// emulator fails on it; Debian's distribution kernel executes one).
+#[test]
+fn fwait_at_cpl0_runs_on() {
+    if !kvm_available("fwait_at_cpl0_runs_on") {
+        return;
+    }
+    // fwait; mov al, 42; out 0xF4, al; hlt
+    let (_, exit) = run(&config(1), &[0x9B, 0xB0, 0x2A, 0xE6, 0xF4, 0xF4]);
+    assert_eq!(exit, VmExit::Exited(42));
 }
