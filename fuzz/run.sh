@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Fuzz the dispatcher: `fuzz/run.sh [seconds]` (default 600).
-# Installs the nightly toolchain and cargo-fuzz if they are missing.
+# Fuzz hvcall: `fuzz/run.sh [seconds] [target|all]` (default: 600 s of
+# `dispatch`; `all` gives each target the whole time in turn). Targets:
+# dispatch, loader, register_names. Installs the nightly toolchain and
+# cargo-fuzz if they are missing. Each target's corpus grows in
+# corpus/TARGET (not committed) from the committed seeds in seeds/TARGET.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-600}"
+target="${2:-dispatch}"
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-exec cargo +nightly fuzz run dispatch -- -max_total_time="$seconds"
+run() {
+    mkdir -p "corpus/$1" "seeds/$1"
+    cargo +nightly fuzz run "$1" "corpus/$1" "seeds/$1" -- -max_total_time="$seconds" -rss_limit_mb=4096
+}
+if [ "$target" = all ]; then
+    for t in dispatch loader register_names; do run "$t"; done
+else
+    run "$target"
+fi
