@@ -14,6 +14,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -76,26 +77,16 @@ fn boot(test: &str, kernel: &str, cpus: &str) -> Option<Run> {
     )
 }
 
-/// The `key=value` fields of every trace line of call `code`.
-fn trace_lines(run: &Run, code: &str) -> Vec<Vec<(String, String)>> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("hypercall "))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>()
-        })
-        .filter(|f| f.iter().any(|(k, v)| k == "code" && v == code))
+/// The trace lines of call `code`.
+fn trace_lines(run: &Run, code: &str) -> Vec<BTreeMap<String, String>> {
+    support::trace_lines(&run.stderr)
+        .into_iter()
+        .filter(|l| l.get("code").map(String::as_str) == Some(code))
         .collect()
 }
 
-fn field<'a>(line: &'a [(String, String)], key: &str) -> &'a str {
-    line.iter()
-        .find(|(k, _)| k == key)
-        .map_or("", |(_, v)| v.as_str())
+fn field<'a>(line: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    line.get(key).map_or("", String::as_str)
 }
 
 /// Everything issue 6 asks of a VTL-mode boot: Hyper-V detected, the

@@ -192,21 +192,6 @@ fn a_malformed_bzimage_is_a_setup_error() {
     }
 }
 
-/// The `key=value` fields of each `hypercall ...` trace line on stderr.
-fn trace(stderr: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("hypercall "))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .collect()
-}
-
 /// The conformance guest with one element per entry makes every kind of
 /// call: memory and fast forms, continued calls, #UD from CPL 3 and
 /// unimplemented codes. Every entry is one trace line with every field.
@@ -225,7 +210,7 @@ fn trace_hypercalls_prints_one_line_per_entry_with_every_field() {
         return;
     };
     run.expect_status(0).expect_stdout(" passed, 0 failed");
-    let lines = trace(&run.stderr);
+    let lines = support::trace_lines(&run.stderr);
     assert!(lines.len() > 100, "{} trace lines", lines.len());
     for l in &lines {
         for key in [
@@ -267,7 +252,11 @@ fn without_trace_hypercalls_nothing_is_traced() {
         return;
     };
     run.expect_status(0);
-    assert!(trace(&run.stderr).is_empty(), "{}", run.stderr);
+    assert!(
+        support::trace_lines(&run.stderr).is_empty(),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Issue 7 finding 5: console bytes used to be written to stdout on the

@@ -39,7 +39,6 @@
 
 mod cases;
 mod oracle;
-#[allow(dead_code)] // shared by several test crates; this one uses one helper
 #[path = "../support/mod.rs"]
 mod support;
 

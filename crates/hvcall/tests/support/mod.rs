@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test crate uses a part of the helpers
 //! Shared by the KVM integration tests: run `hvcall run ...` and decide
 //! whether KVM is there. Without /dev/kvm a test prints a SKIP line and
 //! passes, unless HVCALL_REQUIRE_KVM=1, which turns that into a failure.
@@ -75,4 +76,20 @@ pub fn hvcall_run(test: &str, args: &[&str]) -> Option<Run> {
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
+}
+
+/// The `key=value` fields of each `hypercall ...` line of `stderr`
+/// (`hvcall run --trace-hypercalls`).
+pub fn trace_lines(stderr: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("hypercall "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
 }
