@@ -50,11 +50,13 @@ src=$(echo "$work"/linux-source-6.12)
 jobs=$(nproc)
 
 # build FLAVOUR TARGETS FRAGMENT...: configure tinyconfig + fragments in
-# $work/FLAVOUR, check every fragment line took, build TARGETS.
+# the one object directory, check every fragment line took, build TARGETS.
+# The flavours share the object directory, so the second rebuilds only
+# what its options change (Kbuild tracks each file's CONFIG_ dependencies).
+obj="$work/obj"
 build() {
     local flavour=$1 targets=$2
     shift 2
-    local obj="$work/$flavour"
     mkdir -p "$obj"
     make -C "$src" O="$obj" ARCH=x86_64 tinyconfig >&2
     "$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$@" >&2
@@ -82,17 +84,17 @@ build() {
 
 mkdir -p "$work/result/vtl" "$work/result/smp"
 build vtl "vmlinux bzImage" "$here/config.fragment"
-cp "$work/vtl/vmlinux" "$work/result/vtl/vmlinux"
-cp "$work/vtl/arch/x86/boot/bzImage" "$work/result/vtl/bzImage"
+cp "$obj/vmlinux" "$work/result/vtl/vmlinux"
+cp "$obj/arch/x86/boot/bzImage" "$work/result/vtl/bzImage"
 build smp "vmlinux" "$here/config.fragment" "$here/config-smp.fragment"
-cp "$work/smp/vmlinux" "$work/result/smp/vmlinux"
+cp "$obj/vmlinux" "$work/result/smp/vmlinux"
 
 # The initramfs: /init and /dev/console, in the kernel's newc cpio format.
 rootfs="$work/rootfs"
 mkdir -p "$rootfs/dev"
 gcc -static -nostdlib -ffreestanding -fno-pic -no-pie -Os -Wl,--build-id=none \
     -o "$rootfs/init" "$here/init.c"
-"$work/vtl/usr/gen_init_cpio" /dev/stdin > "$work/result/initramfs.cpio" <<LIST
+"$obj/usr/gen_init_cpio" /dev/stdin > "$work/result/initramfs.cpio" <<LIST
 dir /dev 0755 0 0
 nod /dev/console 0600 0 0 c 5 1
 file /init $rootfs/init 0755 0 0
