@@ -49,7 +49,7 @@ fn linux_dir(test: &str) -> Option<PathBuf> {
         );
     }
     eprintln!(
-        "SKIP {test}: ******** no Linux kernel built in {}; run linux/build.sh (about 8 minutes) ********",
+        "SKIP {test}: ******** no Linux kernel built in {}; run linux/build.sh (about 5 minutes) ********",
         dir.display()
     );
     None
