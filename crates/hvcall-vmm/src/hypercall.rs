@@ -272,12 +272,14 @@ pub struct HypercallFault {
     pub message: String,
 }
 
-/// Handles a write to the hypercall port by VP `vp`.
+/// Handles VP `vp`'s hypercall: the `out` of the hypercall page, enabled
+/// at GPA `overlay`.
 pub fn handle(
     shared: &Shared<'_>,
     vp: u32,
     vcpu: &mut VcpuFd,
     state: &mut VpState<VpSnapshot>,
+    overlay: Option<u64>,
 ) -> Result<Outcome, HypercallFault> {
     let sync = vcpu.sync_regs();
     let instruction = sync.regs.rip.wrapping_sub(HYPERCALL_INSTRUCTION_LEN);
@@ -288,7 +290,6 @@ pub fn handle(
     };
     let mut at_call = sync;
     at_call.regs.rip = instruction;
-    let overlay = shared.overlay_page();
 
     let fault = |message: String| HypercallFault { vp, message };
     let (outcome, mut regs, traced) = {

@@ -97,21 +97,23 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 vcpu.set_kvm_immediate_exit(0);
                 consistent = true;
             }
-            Action::HypercallPort(len)
-                if !call_site.is_page_instruction(vcpu, len, shared.overlay_page()) =>
-            {
-                tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
-            }
-            Action::HypercallPort(_) => match crate::hypercall::handle(shared, vp, vcpu, state) {
-                Ok(outcome) => {
-                    shared.counters.hypercall(outcome == Outcome::Continue);
-                    consistent = true;
+            Action::HypercallPort(len) => {
+                let overlay = shared.overlay_page();
+                if !call_site.is_page_instruction(vcpu, len, overlay) {
+                    tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
+                    continue;
                 }
-                Err(e) => shared.rendezvous.end(VmExit::Fault {
-                    vp,
-                    reason: e.to_string(),
-                }),
-            },
+                match crate::hypercall::handle(shared, vp, vcpu, state, overlay) {
+                    Ok(outcome) => {
+                        shared.counters.hypercall(outcome == Outcome::Continue);
+                        consistent = true;
+                    }
+                    Err(e) => shared.rendezvous.end(VmExit::Fault {
+                        vp,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
             Action::Halt => {
                 let interrupts_disabled = vcpu.sync_regs().regs.rflags & RFLAGS_IF == 0;
                 tracing::debug!(vp, interrupts_disabled, "halted");
