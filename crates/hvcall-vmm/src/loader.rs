@@ -51,8 +51,9 @@ pub enum LoadError {
     },
     /// A segment lies outside the memory images may use.
     #[error(
-        "PT_LOAD segment {index} at {paddr:#x}+{memsz:#x} is outside {min:#x}..{max:#x} \
-         (images load at or above 1 MiB and below the vCPU stacks at the top of RAM)"
+        "PT_LOAD segment {index} at {paddr:#x}+{memsz:#x} is outside {min:#x}..{max:#x}: \
+         images load at or above 1 MiB and inside RAM (a bare-metal image below the vCPU \
+         stacks at its top); more RAM (--memory) may help"
     )]
     SegmentOutOfRange {
         /// Program header index.
