@@ -352,7 +352,9 @@ mod tests {
         let before = rss_kib();
         load_elf(&ram, &elf, ram.size()).unwrap();
         let grown = rss_kib().saturating_sub(before);
-        assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+        // Other tests of this binary run meanwhile and allocate a little:
+        // the bound is far below the 1 GiB a written .bss commits.
+        assert!(grown < 256 * 1024, "RSS grew by {grown} KiB");
     }
 
     /// Issue 7 finding 3: many PT_LOADs naming the same memory used to be
