@@ -112,6 +112,8 @@ pub struct Vm {
     states: Vec<VpState<VpSnapshot>>,
     created: Instant,
     image: Option<LoadedImage>,
+    /// A load was tried (see `begin_load`).
+    load_started: bool,
     counters: Counters,
 }
 
@@ -198,6 +200,7 @@ impl Vm {
             states: (0..config.cpus).map(|_| VpState::new()).collect(),
             created: Instant::now(),
             image: None,
+            load_started: false,
             counters: Counters::default(),
         })
     }
@@ -205,7 +208,7 @@ impl Vm {
     /// Loads a static ELF64 image (issue 3 §2) and sets every vCPU's
     /// registers to the boot protocol's. A VM takes one image.
     pub fn load_elf(&mut self, elf: &[u8]) -> Result<(), VmmError> {
-        self.check_no_image()?;
+        self.begin_load()?;
         let image_end = boot::stacks_start(self.ram.size(), self.config.cpus);
         let image = loader::load_elf(&self.ram, elf, image_end)?;
         for (i, vcpu) in self.vcpus.iter().enumerate() {
@@ -232,7 +235,7 @@ impl Vm {
                 "a Linux kernel needs the in-kernel irqchip (VmConfig::irqchip)".into(),
             ));
         }
-        self.check_no_image()?;
+        self.begin_load()?;
         let entry = linux::load(&self.ram, kernel, cmdline, initrd)?;
         boot::write_linux_gdt(&self.ram)?;
         mptable::write(&self.ram, self.config.cpus)?;
@@ -249,15 +252,16 @@ impl Vm {
         Ok(())
     }
 
-    /// One image per VM: loaders rely on fresh RAM (a `.bss` is not
-    /// zeroed).
-    fn check_no_image(&self) -> Result<(), VmmError> {
-        match self.image {
-            Some(_) => Err(VmmError::Config(
-                "an image is already loaded in this VM".into(),
-            )),
-            None => Ok(()),
+    /// One load per VM: loaders rely on fresh RAM (a `.bss` is not
+    /// zeroed), and a load that failed may have written part of its image.
+    fn begin_load(&mut self) -> Result<(), VmmError> {
+        if self.load_started {
+            return Err(VmmError::Config(
+                "an image is already loaded in this VM (or a load failed): build a new VM".into(),
+            ));
         }
+        self.load_started = true;
+        Ok(())
     }
 
     /// Guest RAM (for the host side: inspect or prepare guest memory while

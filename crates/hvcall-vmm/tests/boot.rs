@@ -144,3 +144,17 @@ fn an_emulation_failure_names_the_instruction_bytes() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A load that failed may have written part of its image: the VM takes no
+/// second try.
+#[test]
+fn a_failed_load_leaves_the_vm_unusable_for_another_image() {
+    if !kvm_available("a_failed_load_leaves_the_vm_unusable_for_another_image") {
+        return;
+    }
+    let mut vm = hvcall_vmm::Vm::new(&config(1)).unwrap();
+    assert!(vm.load_elf(b"not an ELF").is_err());
+    let elf = hvcall_vmm::loader::flat_elf(0x10_0000, guests::EXIT42, 0);
+    let err = vm.load_elf(&elf).unwrap_err();
+    assert!(err.to_string().contains("build a new VM"), "{err}");
+}
