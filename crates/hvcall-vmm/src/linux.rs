@@ -37,7 +37,6 @@ use linux_loader::loader::bootparam::{
 };
 use linux_loader::loader::{bzimage::BzImage, elf::Elf, load_cmdline, Cmdline, KernelLoader};
 use vm_memory::{ByteValued, GuestAddress};
-use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::memory::GuestRam;
 use crate::mptable::MPTABLE_START;
@@ -90,7 +89,7 @@ impl KernelKind {
     pub fn of(file: &[u8]) -> Self {
         if file.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
             KernelKind::BzImage
-        } else if has_linux_note(file) {
+        } else if crate::loader::has_note_named(file, b"Linux") {
             KernelKind::Vmlinux
         } else {
             KernelKind::BareMetal
@@ -101,101 +100,6 @@ impl KernelKind {
     pub fn is_linux(self) -> bool {
         self != KernelKind::BareMetal
     }
-}
-
-#[derive(FromBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct ElfIdent {
-    magic: [u8; 4],
-    class: u8,
-    data: u8,
-    _rest: [u8; 10],
-    _kind: u16,
-    _machine: u16,
-    _version: u32,
-    _entry: u64,
-    phoff: u64,
-    _shoff: u64,
-    _flags: u32,
-    _ehsize: u16,
-    phentsize: u16,
-    phnum: u16,
-    _shentsize: u16,
-    _shnum: u16,
-    _shstrndx: u16,
-}
-
-#[derive(FromBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct ProgramHeader {
-    kind: u32,
-    _flags: u32,
-    offset: u64,
-    _vaddr: u64,
-    _paddr: u64,
-    filesz: u64,
-    _memsz: u64,
-    _align: u64,
-}
-
-#[derive(FromBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct NoteHeader {
-    namesz: u32,
-    descsz: u32,
-    _kind: u32,
-}
-
-const _: () = assert!(core::mem::size_of::<ElfIdent>() == 64);
-const _: () = assert!(core::mem::size_of::<ProgramHeader>() == 56);
-const _: () = assert!(core::mem::size_of::<NoteHeader>() == 12);
-
-const PT_NOTE: u32 = 4;
-
-/// Whether `file` is a little-endian ELF64 with a note named "Linux" in a
-/// `PT_NOTE` segment. At most `e_phnum` headers and, per segment, as many
-/// notes as fit in it are looked at.
-fn has_linux_note(file: &[u8]) -> bool {
-    let Ok((h, _)) = ElfIdent::read_from_prefix(file) else {
-        return false;
-    };
-    if h.magic != *b"\x7fELF" || h.class != 2 || h.data != 1 || h.phentsize != 56 {
-        return false;
-    }
-    (0..u64::from(h.phnum)).any(|i| {
-        let Some(ph) = i
-            .checked_mul(56)
-            .and_then(|o| o.checked_add(h.phoff))
-            .and_then(|o| slice(file, o, 56))
-            .and_then(|b| ProgramHeader::read_from_bytes(b).ok())
-        else {
-            return false;
-        };
-        ph.kind == PT_NOTE && slice(file, ph.offset, ph.filesz).is_some_and(notes_name_linux)
-    })
-}
-
-/// Whether a `PT_NOTE` segment's contents hold a note named "Linux".
-fn notes_name_linux(mut notes: &[u8]) -> bool {
-    let align = |n: u32| (u64::from(n) + 3) & !3;
-    while let Ok((n, rest)) = NoteHeader::read_from_prefix(notes) {
-        let name = rest.get(..n.namesz as usize);
-        if name.is_some_and(|name| name.strip_suffix(b"\0").unwrap_or(name) == b"Linux") {
-            return true;
-        }
-        let skip = align(n.namesz) + align(n.descsz);
-        match usize::try_from(skip).ok().and_then(|s| rest.get(s..)) {
-            Some(next) => notes = next,
-            None => return false,
-        }
-    }
-    false
-}
-
-fn slice(file: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
-    let start = usize::try_from(offset).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    file.get(start..end)
 }
 
 /// Why a Linux kernel could not be booted.
@@ -419,7 +323,7 @@ mod tests {
         f[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
         f.extend_from_slice(load);
         let mut note_ph = load.to_vec();
-        note_ph[0..4].copy_from_slice(&PT_NOTE.to_le_bytes());
+        note_ph[0..4].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
         f.extend_from_slice(&note_ph);
         let code = f.len() as u64;
         f[64 + 8..64 + 16].copy_from_slice(&code.to_le_bytes());

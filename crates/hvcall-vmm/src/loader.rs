@@ -115,8 +115,63 @@ struct Elf64ProgramHeader {
     align: u64,
 }
 
+#[derive(FromBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct Elf64NoteHeader {
+    namesz: u32,
+    descsz: u32,
+    kind: u32,
+}
+
 const _: () = assert!(core::mem::size_of::<Elf64Header>() == 64);
 const _: () = assert!(core::mem::size_of::<Elf64ProgramHeader>() == 56);
+const _: () = assert!(core::mem::size_of::<Elf64NoteHeader>() == 12);
+
+const PT_NOTE: u32 = 4;
+
+/// Whether `elf` is a little-endian ELF64 file with a note named `name`
+/// in a `PT_NOTE` segment (how a Linux vmlinux is recognised: its notes
+/// are named "Linux"). Looks at most at `e_phnum` headers and, per
+/// segment, at the notes that fit in it; never fails.
+pub(crate) fn has_note_named(elf: &[u8], name: &[u8]) -> bool {
+    let Ok((h, _)) = Elf64Header::read_from_prefix(elf) else {
+        return false;
+    };
+    let header_size = core::mem::size_of::<Elf64ProgramHeader>() as u64;
+    if h.ident[..4] != *b"\x7fELF"
+        || h.ident[4] != 2
+        || h.ident[5] != 1
+        || u64::from(h.phentsize) != header_size
+    {
+        return false;
+    }
+    let Ok(table) = slice_of(elf, "", h.phoff, u64::from(h.phnum) * header_size) else {
+        return false;
+    };
+    table
+        .chunks_exact(header_size as usize)
+        .filter_map(|raw| Elf64ProgramHeader::read_from_bytes(raw).ok())
+        .filter(|ph| ph.kind == PT_NOTE)
+        .filter_map(|ph| slice_of(elf, "", ph.offset, ph.filesz).ok())
+        .any(|notes| notes_hold(notes, name))
+}
+
+/// Whether the contents of a `PT_NOTE` segment hold a note named `name`.
+fn notes_hold(mut notes: &[u8], name: &[u8]) -> bool {
+    let align = |n: u32| (u64::from(n) + 3) & !3;
+    while let Ok((n, rest)) = Elf64NoteHeader::read_from_prefix(notes) {
+        let this = rest.get(..n.namesz as usize);
+        if this.is_some_and(|this| this.strip_suffix(b"\0").unwrap_or(this) == name) {
+            return true;
+        }
+        let skip = align(n.namesz) + align(n.descsz);
+        match usize::try_from(skip).ok().and_then(|s| rest.get(s..)) {
+            Some(next) => notes = next,
+            None => return false,
+        }
+    }
+    false
+}
 
 /// A loaded image.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
