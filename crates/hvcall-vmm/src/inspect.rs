@@ -15,6 +15,7 @@
 //! watchdog, all halted) wakes a waiting call with [`InspectError::Ended`].
 //!
 //! ```no_run
+//! use std::io::Write;
 //! use std::time::Duration;
 //! use hvcall_abi::name::x64;
 //! # let elf: Vec<u8> = Vec::new();
@@ -24,10 +25,12 @@
 //!     .run_inspected(|inspector| {
 //!         // Sample VP 1 every 10 ms until the VM ends.
 //!         while !inspector.wait_end(Duration::from_millis(10)) {
-//!             match inspector.get_vp_registers(1, &[x64::RIP, x64::RBX]) {
-//!                 Ok(v) => eprintln!("rip={:#x} rbx={:#x}", v[0].as_u64(), v[1].as_u64()),
-//!                 Err(e) => eprintln!("{e}"),
-//!             }
+//!             // A closed stderr must not panic the inspecting thread.
+//!             let mut err = std::io::stderr().lock();
+//!             let _ = match inspector.get_vp_registers(1, &[x64::RIP, x64::RBX]) {
+//!                 Ok(v) => writeln!(err, "rip={:#x} rbx={:#x}", v[0].as_u64(), v[1].as_u64()),
+//!                 Err(e) => writeln!(err, "{e}"),
+//!             };
 //!         }
 //!     })
 //!     .unwrap();

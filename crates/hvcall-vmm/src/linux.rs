@@ -61,7 +61,7 @@ const LOADER_OTHER: u8 = 0xFF;
 /// The highest GPA an initrd may end at when the kernel does not say
 /// (`initrd_addr_max` of boot protocol 2.03+).
 const DEFAULT_INITRD_ADDR_MAX: u64 = 0x37FF_FFFF;
-const PAGE: u64 = 0x1000;
+const PAGE: u64 = hvcall_abi::PAGE_SIZE;
 
 /// The command line Linux gets when none is given: the serial console,
 /// reset on panic, and the workarounds this kind of host needs (its
