@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-none";
-/// Every guest to embed; `differential` is used only by
-/// `tests/differential`, which writes its case table into RAM.
+/// Every guest to embed.
 const GUESTS: [&str; 7] = [
     "demo",
     "conformance",
@@ -21,7 +20,7 @@ const GUESTS: [&str; 7] = [
     "mutual",
     "groups",
     "vmcall",
-    "differential",
+    "chaos",
 ];
 
 fn main() {

@@ -16,6 +16,9 @@ pub enum Guest {
     Groups,
     /// Executes VMCALL, which never returns here: only the watchdog ends it.
     Vmcall,
+    /// Random hostile hypercalls on every VP, each compared with the
+    /// reference model (`--seed`, `--calls`); `N calls, D disagreements`.
+    Chaos,
 }
 
 impl Guest {
@@ -28,6 +31,7 @@ impl Guest {
             Guest::Mutual => include_bytes!(env!("HVCALL_GUEST_MUTUAL")),
             Guest::Groups => include_bytes!(env!("HVCALL_GUEST_GROUPS")),
             Guest::Vmcall => include_bytes!(env!("HVCALL_GUEST_VMCALL")),
+            Guest::Chaos => hvcall::chaos::GUEST,
         }
     }
 }

@@ -2,11 +2,12 @@
 //! protocol, or a Linux kernel) in the KVM VMM and turns how the VM ended
 //! into the process exit status.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hvcall::chaos;
 use hvcall_vmm::linux::{KernelKind, DEFAULT_CMDLINE};
 use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
 
@@ -59,6 +60,12 @@ pub struct RunArgs {
     /// Live inspection while the guest runs.
     #[command(flatten)]
     pub inspect: InspectArgs,
+    /// `--guest chaos`: the generator's seed [default: 1].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// `--guest chaos`: how many calls, all VPs together [default: 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub calls: Option<u64>,
 }
 
 impl RunArgs {
@@ -154,6 +161,12 @@ pub fn run(args: &RunArgs) -> ExitCode {
 }
 
 fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
+    if args.guest == Guest::Chaos {
+        return run_chaos(args);
+    }
+    if args.seed.is_some() || args.calls.is_some() {
+        return Err("--seed and --calls are options of --guest chaos".into());
+    }
     // The memory limit comes from the options alone: read before the VM
     // exists, bounded by the RAM it will have.
     let ram_bytes = args
@@ -191,6 +204,117 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
     .map_err(setup)?;
     report(&exit, &config);
     Ok(ExitCode::from(exit.status()))
+}
+
+/// `hvcall run --guest chaos`: the settings line, each disagreement,
+/// progress once a second on a terminal, and `N calls, D disagreements`
+/// on stdout; exit status 1 if D > 0.
+fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
+    let refused = [
+        (args.memory.is_some(), "--memory (chaos lays out its own 64 MiB)"),
+        (args.no_xmm_fast, "--no-xmm-fast (the chaos guest makes fast calls)"),
+        (args.watchdog.is_some(), "--watchdog"),
+        (args.inspect.inspect.is_some(), "--inspect"),
+        (args.trace_hypercalls, "--trace-hypercalls"),
+    ];
+    if let Some((_, option)) = refused.iter().find(|(given, _)| *given) {
+        return Err(format!("--guest chaos does not take {option}"));
+    }
+    let config = args.config(false)?;
+    let mut settings = chaos::Settings::new(args.seed.unwrap_or(1), args.calls.unwrap_or(10_000));
+    settings.vps = config.cpus;
+    settings.max_reps_per_entry = config.max_reps_per_entry;
+    settings.access_vp_registers = config.access_vp_registers;
+    out(format_args!(
+        "chaos: seed {}, {} calls on {} VPs, {} reps per entry{}",
+        settings.seed,
+        settings.calls,
+        settings.vps,
+        settings.max_reps_per_entry,
+        if settings.access_vp_registers { "" } else { ", without AccessVpRegisters" }
+    ));
+    let mut printer = ChaosPrinter::new(settings.calls);
+    let summary = chaos::run(&settings, &mut printer).map_err(|e| format!("chaos: {e}"))?;
+    printer.clear_progress();
+    let statuses: Vec<String> = summary
+        .statuses
+        .iter()
+        .map(|(status, n)| format!("{status:#x}: {n}"))
+        .collect();
+    say(format_args!(
+        "chaos: {} calls in {:.1} s ({:.0} calls/s), {} continued entries, expected statuses {}",
+        summary.calls,
+        summary.elapsed.as_secs_f64(),
+        summary.calls as f64 / summary.elapsed.as_secs_f64().max(1e-9),
+        summary.continuations,
+        statuses.join(", ")
+    ));
+    out(format_args!(
+        "{} calls, {} disagreements",
+        summary.calls, summary.disagreements
+    ));
+    Ok(ExitCode::from(u8::from(summary.disagreements > 0)))
+}
+
+/// Writes a line on stdout; a closed stdout is ignored (the exit status
+/// still tells).
+fn out(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout().lock(), "{message}");
+}
+
+/// Prints a chaos run as it goes.
+struct ChaosPrinter {
+    calls: u64,
+    shown: u64,
+    terminal: bool,
+    last: Instant,
+    progress_shown: bool,
+}
+
+impl ChaosPrinter {
+    /// Disagreements printed in full; the rest are only counted.
+    const SHOWN: u64 = 100;
+
+    fn new(calls: u64) -> Self {
+        Self {
+            calls,
+            shown: 0,
+            terminal: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+            progress_shown: false,
+        }
+    }
+
+    fn clear_progress(&mut self) {
+        if self.progress_shown {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+            self.progress_shown = false;
+        }
+    }
+}
+
+impl chaos::Report for ChaosPrinter {
+    fn disagreement(&mut self, text: &str) {
+        self.clear_progress();
+        self.shown += 1;
+        if self.shown <= Self::SHOWN {
+            out(format_args!("disagreement {}: {}", self.shown, text.trim_end()));
+        } else if self.shown == Self::SHOWN + 1 {
+            out(format_args!("(further disagreements are counted, not shown)"));
+        }
+    }
+
+    fn progress(&mut self, done: u64, disagreements: u64) {
+        if self.terminal && self.last.elapsed() >= Duration::from_secs(1) {
+            self.last = Instant::now();
+            self.progress_shown = true;
+            let _ = write!(
+                std::io::stderr().lock(),
+                "\r\x1b[Kchaos: {done}/{} calls, {disagreements} disagreements",
+                self.calls
+            );
+        }
+    }
 }
 
 /// Explains on stderr a VM end that is not the guest's own choice.
@@ -309,6 +433,7 @@ mod tests {
             Guest::Mutual,
             Guest::Groups,
             Guest::Vmcall,
+            Guest::Chaos,
         ] {
             assert_eq!(&guest.elf()[..4], b"\x7fELF", "{guest:?}");
         }

@@ -1,41 +1,70 @@
-//! The cases: a seeded, deterministic generator of HvCallGetVpRegisters
+//! The calls: a seeded, deterministic generator of HvCallGetVpRegisters
 //! calls biased towards the edges of behaviour.md §1 (every step's
-//! boundary values), and where each case's bytes go in guest RAM.
+//! boundary values), and where each call's bytes go in guest RAM.
 //!
-//! Guest RAM layout (16 MiB; the guest image is at 2 MiB, the stacks at
-//! the top): the hypercall page at [`HYPERCALL_PAGE`], the case table at
-//! [`TABLE_GPA`] (layout of `guests/differential`), and one window of
-//! three pages per case from [`ARENA`]. A case's lists either lie inside
-//! its own window (so no case can see another's output) or are invalid
-//! (misaligned, crossing a page, beyond RAM, on the overlay page), in
-//! which case nothing may be read or written.
+//! Guest RAM layout (64 MiB; the boot tables below 20 KiB, the guest image
+//! at 2 MiB, 64 KiB of stack per VP at the top): the hypercall page at
+//! [`HYPERCALL_PAGE`], the case table at [`TABLE_GPA`] (layout of
+//! `guests/chaos`), and one window of three pages per record from
+//! [`ARENA`]. A case's lists either lie inside its own window (so no case
+//! can see another's output, on any VP) or are invalid (misaligned,
+//! crossing a page, beyond RAM, on the overlay page), in which case
+//! nothing may be read or written; or the case reads its input from the
+//! guest's own boot tables (GDT, TSS, page tables), or aims its output at
+//! the boot tables or its own stack with a header the hypervisor must
+//! refuse before writing anything.
 
-use hvcall_abi::name::x64;
+use hvcall_abi::name::{common, x64};
 use hvcall_abi::{partition_id, vp_index, HvRegisterName, PAGE_SIZE};
+use hvcall_vmm::boot;
 
 /// Guest RAM size in MiB (the model's one region must match).
-pub const RAM_MIB: u64 = 16;
+pub const RAM_MIB: u64 = 64;
 /// Guest RAM size in bytes.
 pub const RAM_SIZE: u64 = RAM_MIB << 20;
 /// Where the guest enables the hypercall page (an overlay, §1 step 5f).
 pub const HYPERCALL_PAGE: u64 = 0x3F_F000;
-/// The case table (`guests/differential`: `TABLE_GPA`).
+/// The case table (`guests/chaos`: `TABLE_GPA`).
 pub const TABLE_GPA: u64 = 0x40_0000;
-/// `guests/differential`: `MAGIC`.
-pub const MAGIC: u64 = u64::from_le_bytes(*b"hvdiff01");
-/// Size of the table header and of one case record
-/// (`guests/differential`: `Header`, `Case`).
-pub const HEADER_SIZE: u64 = 32;
-/// Size of one case record: control, result, 7 register pairs.
+/// `guests/chaos`: `MAGIC`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"hvchaos1");
+/// `guests/chaos`: `COUNTS_OFFSET`, where the per-VP case counts start.
+pub const COUNTS_OFFSET: u64 = 0x20;
+/// `guests/chaos`: `RECORDS_OFFSET`, where the records start.
+pub const RECORDS_OFFSET: u64 = 0x400;
+/// Size of one case record: control, result, 7 register pairs
+/// (`guests/chaos`: `Case`).
 pub const RECORD_SIZE: u64 = 128;
+/// Records one run of the VM holds (all VPs together; the guest's
+/// `MAX_RECORDS` is larger).
+pub const BATCH: usize = 2048;
+/// Most VPs a table is for.
+pub const MAX_VPS: u64 = 64;
 /// The first case window.
 pub const ARENA: u64 = 0x50_0000;
 /// Size of one case window.
 pub const WINDOW: u64 = 3 * PAGE_SIZE;
-/// What every window byte and unused register byte holds before the run.
-pub const GUARD: u8 = 0xA5;
 /// Control bit 16: the fast (register) form.
 pub const FAST: u64 = 1 << 16;
+/// The boot tables the VMM writes below the image (GDT and TSS page, PML4,
+/// PDPT, page directory): GPAs `start..end`, read-only for the guest.
+pub const BOOT_TABLES: (u64, u64) = (boot::GDT_ADDRESS, boot::PML4_ADDRESS + 3 * PAGE_SIZE);
+
+const _: () = assert!(ARENA + BATCH as u64 * WINDOW <= RAM_SIZE - MAX_VPS * boot::STACK_SIZE);
+const _: () = assert!(COUNTS_OFFSET + 8 * MAX_VPS <= RECORDS_OFFSET);
+const _: () = assert!(TABLE_GPA + RECORDS_OFFSET + BATCH as u64 * RECORD_SIZE <= ARENA);
+
+/// The GPA of record `index` (VP v's case i is record `v * stride + i`).
+pub const fn record_gpa(index: usize) -> u64 {
+    TABLE_GPA + RECORDS_OFFSET + index as u64 * RECORD_SIZE
+}
+
+/// What every window byte and unused register byte of VP `vp`'s cases
+/// holds before the call: one value per VP, so a value one VP read from
+/// another cannot pass for an untouched slot of the reader's.
+pub const fn guard(vp: u32) -> u8 {
+    0xA5 ^ (vp as u8).wrapping_mul(0x3B)
+}
 
 /// The register names the VMM serves (README "Registers served"), written
 /// out here rather than taken from the VMM so that a name the VMM drops
@@ -55,12 +84,12 @@ pub const SERVED: &[HvRegisterName] = &[
     x64::XMM15, x64::FP_MMX0, x64::FP_MMX1, x64::FP_MMX2, x64::FP_MMX3, x64::FP_MMX4,
     x64::FP_MMX5, x64::FP_MMX6, x64::FP_MMX7, x64::FP_CONTROL_STATUS,
     x64::XMM_CONTROL_STATUS, x64::PENDING_INTERRUPTION, x64::INTERRUPT_STATE,
+    common::INTERNAL_ACTIVITY_STATE, common::VP_ASSIST_PAGE,
     x64::VP_INDEX, x64::GUEST_OS_ID, x64::HYPERCALL, x64::TIME_REF_COUNT,
     x64::VSM_VP_STATUS, x64::VSM_PARTITION_STATUS, x64::HYPERVISOR_VERSION,
     x64::PRIVILEGES_AND_FEATURES_INFO, x64::FEATURES_INFO,
     x64::IMPLEMENTATION_LIMITS_INFO, x64::HARDWARE_FEATURES_INFO,
 ];
-
 /// Names whose values both worlds know (see `oracle`), drawn more often.
 #[rustfmt::skip]
 const KNOWN_VALUE: &[HvRegisterName] = &[
@@ -85,7 +114,8 @@ impl Rng {
         Self(seed | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -123,6 +153,10 @@ impl Rng {
 /// One generated call and the guest state it starts from.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// The calling VP.
+    pub vp: u32,
+    /// Its record in the table (also places its window).
+    pub record: usize,
     /// RCX.
     pub control: u64,
     /// RDX/R8 (pair 0) and XMM0–5 at the call.
@@ -152,43 +186,107 @@ impl Case {
     }
 }
 
-/// `count` cases from `seed`.
-pub fn generate(seed: u64, count: usize) -> Vec<Case> {
-    let mut rng = Rng::new(seed);
-    (0..count as u64)
-        .map(|k| one(&mut rng, ARENA + k * WINDOW))
-        .collect()
+/// One run of the VM: VP v executes `counts[v]` cases from record
+/// `v * stride`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Number of VPs.
+    pub vps: u32,
+    /// Records reserved per VP.
+    pub stride: usize,
+    /// Every case, VP by VP.
+    pub cases: Vec<Case>,
 }
 
-fn one(rng: &mut Rng, window: u64) -> Case {
+impl Batch {
+    /// `calls` cases (at most [`BATCH`]) spread over `vps` VPs, drawn from
+    /// `rng`.
+    pub fn generate(rng: &mut Rng, vps: u32, calls: usize) -> Self {
+        let vps = vps.max(1);
+        let calls = calls.min(BATCH);
+        let stride = calls.div_ceil(vps as usize);
+        let mut cases = Vec::with_capacity(calls);
+        for vp in 0..vps {
+            let share = calls / vps as usize + usize::from((vp as usize) < calls % vps as usize);
+            for i in 0..share {
+                let record = vp as usize * stride + i;
+                cases.push(one(rng, vp, vps, record));
+            }
+        }
+        Self { vps, stride, cases }
+    }
+
+    /// How many cases VP `vp` executes.
+    pub fn count(&self, vp: u32) -> usize {
+        self.cases.iter().filter(|c| c.vp == vp).count()
+    }
+}
+
+/// Where a memory-form list may go besides the case's own window.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Foreign {
+    /// Nowhere else.
+    No,
+    /// The input on the boot tables.
+    InputOnBootTables,
+    /// The output on the boot tables or the caller's stack, with a
+    /// header that is refused before any output.
+    OutputOnGuestState,
+}
+
+fn one(rng: &mut Rng, vp: u32, vps: u32, record: usize) -> Case {
+    let window = ARENA + record as u64 * WINDOW;
     // A clean case passes every check unless a name is not served: enough
     // successes to compare many output values.
     let clean = rng.chance(40);
     let fast = rng.chance(20);
+    let foreign = match (clean || fast, rng.below(100)) {
+        (false, 0..=3) => Foreign::InputOnBootTables,
+        (false, 4..=7) => Foreign::OutputOnGuestState,
+        _ => Foreign::No,
+    };
     let n = if fast && rng.chance(80) {
         1 + rng.below(4)
     } else {
         rep_count(rng)
     };
     let n = if clean { n.clamp(1, 256) } else { n };
-    let mut input = header(rng, clean).to_vec();
+    let mut input = header(rng, clean, vps).to_vec();
+    if foreign == Foreign::OutputOnGuestState {
+        // Partition 3 does not exist: refused before any output is written.
+        input[..8].copy_from_slice(&3u64.to_le_bytes());
+    }
     for _ in 0..n.min(1100) {
         input.extend_from_slice(&name(rng).to_le_bytes());
     }
     let control = control(rng, fast, n, clean);
-    let guard = u64::from_le_bytes([GUARD; 8]);
-    let mut regs = [[guard; 2]; 7];
-    let mut window_bytes = vec![GUARD; WINDOW as usize];
+    let guard_word = u64::from_le_bytes([guard(vp); 8]);
+    let mut regs = [[guard_word; 2]; 7];
+    let mut window_bytes = vec![guard(vp); WINDOW as usize];
     if fast {
         for (i, chunk) in input.chunks(8).take(14).enumerate() {
-            let mut word = [GUARD; 8];
+            let mut word = [guard(vp); 8];
             word[..chunk.len()].copy_from_slice(chunk);
             regs[i / 2][i % 2] = u64::from_le_bytes(word);
         }
     } else {
         let in_len = input.len() as u64;
-        let in_gpa = input_gpa(rng, window, in_len, clean);
-        let out_gpa = output_gpa(rng, window, in_gpa, 16 * n, clean);
+        let in_gpa = match foreign {
+            Foreign::InputOnBootTables => {
+                BOOT_TABLES.0 + 8 * rng.below((BOOT_TABLES.1 - BOOT_TABLES.0) / 8)
+            }
+            _ => input_gpa(rng, window, in_len, clean),
+        };
+        let out_gpa = match foreign {
+            Foreign::OutputOnGuestState if rng.chance(50) => {
+                BOOT_TABLES.0 + 8 * rng.below((BOOT_TABLES.1 - BOOT_TABLES.0) / 8)
+            }
+            Foreign::OutputOnGuestState => {
+                let top = RAM_SIZE - u64::from(vp) * boot::STACK_SIZE;
+                top - 8 * (1 + rng.below(boot::STACK_SIZE / 8))
+            }
+            _ => output_gpa(rng, window, in_gpa, 16 * n, clean),
+        };
         regs[0] = [in_gpa, out_gpa];
         if in_gpa >= window && in_gpa < window + WINDOW {
             let at = (in_gpa - window) as usize;
@@ -197,6 +295,8 @@ fn one(rng: &mut Rng, window: u64) -> Case {
         }
     }
     Case {
+        vp,
+        record,
         control,
         regs,
         window,
@@ -253,10 +353,14 @@ fn control(rng: &mut Rng, fast: bool, n: u64, clean: bool) -> u64 {
 
 /// The 16-byte input header: PartitionId u64, VpIndex u32, TargetVtl u8,
 /// RsvdZ u8[3].
-fn header(rng: &mut Rng, clean: bool) -> [u8; 16] {
+fn header(rng: &mut Rng, clean: bool, vps: u32) -> [u8; 16] {
     if clean {
         let partition = rng.pick(&[partition_id::SELF, 2]);
-        let vp = rng.pick(&[vp_index::SELF, 0, 1]);
+        let vp = if rng.chance(40) {
+            vp_index::SELF
+        } else {
+            rng.below(u64::from(vps)) as u32
+        };
         let vtl = rng.pick(&[0, 0, 0x10, 0x01]);
         let mut h = [0u8; 16];
         h[..8].copy_from_slice(&partition.to_le_bytes());
@@ -273,11 +377,13 @@ fn header(rng: &mut Rng, clean: bool) -> [u8; 16] {
         (5, 3),
         (10, any_partition),
     ]);
+    let existing = rng.below(u64::from(vps)) as u32;
     let vp = rng.weighted(&[
         (40, vp_index::SELF),
         (20, 0),
-        (20, 1),
-        (8, 2),
+        (20, existing),
+        (4, vps),
+        (4, vps + 1),
         (4, vp_index::ANY),
         (8, any_vp),
     ]);
