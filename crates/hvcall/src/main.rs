@@ -42,7 +42,11 @@ fn main() -> ExitCode {
     // The chaos guest calls unimplemented codes on purpose: the VMM's
     // warning for each would bury its report.
     let chaos = matches!(&cli.command, Command::Run(args) if args.guest == guests::Guest::Chaos);
-    init_logging(if chaos { "warn,hvcall_vmm::vm=error" } else { "warn" });
+    init_logging(if chaos {
+        "warn,hvcall_vmm::vm=error"
+    } else {
+        "warn"
+    });
     match cli.command {
         Command::Registers(args) => registers::main(args),
         Command::Run(args) => run::run(&args),

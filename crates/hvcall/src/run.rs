@@ -211,9 +211,14 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
 /// on stdout; exit status 1 if D > 0.
 fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
     let refused = [
-        (args.memory.is_some(), "--memory (chaos lays out its own 64 MiB)"),
-        (args.no_xmm_fast, "--no-xmm-fast (the chaos guest makes fast calls)"),
-        (args.watchdog.is_some(), "--watchdog"),
+        (
+            args.memory.is_some(),
+            "--memory (chaos lays out its own 64 MiB)",
+        ),
+        (
+            args.no_xmm_fast,
+            "--no-xmm-fast (the chaos guest makes fast calls)",
+        ),
         (args.inspect.inspect.is_some(), "--inspect"),
         (args.trace_hypercalls, "--trace-hypercalls"),
     ];
@@ -225,13 +230,18 @@ fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
     settings.vps = config.cpus;
     settings.max_reps_per_entry = config.max_reps_per_entry;
     settings.access_vp_registers = config.access_vp_registers;
+    settings.watchdog = config.watchdog;
     out(format_args!(
         "chaos: seed {}, {} calls on {} VPs, {} reps per entry{}",
         settings.seed,
         settings.calls,
         settings.vps,
         settings.max_reps_per_entry,
-        if settings.access_vp_registers { "" } else { ", without AccessVpRegisters" }
+        if settings.access_vp_registers {
+            ""
+        } else {
+            ", without AccessVpRegisters"
+        }
     ));
     let mut printer = ChaosPrinter::new(settings.calls);
     let summary = chaos::run(&settings, &mut printer).map_err(|e| format!("chaos: {e}"))?;
@@ -298,9 +308,15 @@ impl chaos::Report for ChaosPrinter {
         self.clear_progress();
         self.shown += 1;
         if self.shown <= Self::SHOWN {
-            out(format_args!("disagreement {}: {}", self.shown, text.trim_end()));
+            out(format_args!(
+                "disagreement {}: {}",
+                self.shown,
+                text.trim_end()
+            ));
         } else if self.shown == Self::SHOWN + 1 {
-            out(format_args!("(further disagreements are counted, not shown)"));
+            out(format_args!(
+                "(further disagreements are counted, not shown)"
+            ));
         }
     }
 

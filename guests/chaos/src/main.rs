@@ -81,7 +81,9 @@ fn main(vp: u32, vps: u32) {
     };
     let fits = table_vps == u64::from(vps)
         && table_vps <= MAX_VPS
-        && stride.checked_mul(table_vps).is_some_and(|n| n <= MAX_RECORDS);
+        && stride
+            .checked_mul(table_vps)
+            .is_some_and(|n| n <= MAX_RECORDS);
     if magic != MAGIC || !fits {
         if vp == 0 {
             rt::outln!(

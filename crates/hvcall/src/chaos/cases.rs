@@ -114,8 +114,7 @@ impl Rng {
         Self(seed | 1)
     }
 
-    /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

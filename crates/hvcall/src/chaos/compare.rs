@@ -87,8 +87,7 @@ pub fn compare(case: &Case, want: &Effect, got: &Effect) -> Option<Mismatch> {
             let wanted = slot(&want.window);
             if is_wildcard(wanted) {
                 let before = &case.window_bytes[at..at + 16];
-                if got.window[at..at + 16] == *before && !unprovable(case, wanted, before)
-                {
+                if got.window[at..at + 16] == *before && !unprovable(case, wanted, before) {
                     return Some(Mismatch {
                         what: format!("output slot {i} was not written"),
                         window_at: Some(at),

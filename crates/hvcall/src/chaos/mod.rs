@@ -58,11 +58,13 @@ pub struct Settings {
     pub max_reps_per_entry: u16,
     /// Whether the VM has AccessVpRegisters (behaviour.md step 6e).
     pub access_vp_registers: bool,
+    /// How long one batch may run before its VM is stopped.
+    pub watchdog: Duration,
 }
 
 impl Settings {
     /// `calls` calls from `seed` on the VMM's default VM (2 VPs, default
-    /// work budget, every privilege).
+    /// work budget, every privilege, default watchdog per batch).
     pub fn new(seed: u64, calls: u64) -> Self {
         let vm = VmConfig::default();
         Self {
@@ -71,6 +73,7 @@ impl Settings {
             vps: vm.cpus,
             max_reps_per_entry: vm.max_reps_per_entry,
             access_vp_registers: vm.access_vp_registers,
+            watchdog: vm.watchdog,
         }
     }
 }
@@ -183,7 +186,7 @@ pub fn execute(batch: &Batch, settings: &Settings) -> Result<Executed, ChaosErro
         memory_mib: cases::RAM_MIB,
         max_reps_per_entry: settings.max_reps_per_entry,
         access_vp_registers: settings.access_vp_registers,
-        watchdog: Duration::from_secs(120),
+        watchdog: settings.watchdog,
         console,
         ..VmConfig::default()
     };
@@ -209,8 +212,8 @@ pub fn execute(batch: &Batch, settings: &Settings) -> Result<Executed, ChaosErro
 
     let exit = vm.run()?;
     if exit != VmExit::Exited(0) {
-        let console = String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_owned();
+        let console =
+            String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
         return Err(ChaosError::Guest { exit, console });
     }
     let ram = vm.ram();
@@ -276,4 +279,133 @@ fn read_effect(ram: &hvcall_vmm::memory::GuestRam, case: &Case) -> Result<Effect
 
 fn words(w: &[u64]) -> Vec<u8> {
     w.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cases::{guard, Batch, Rng, BATCH};
+    use super::*;
+
+    fn replayed(seed: u64, vps: u32, calls: usize) -> (Batch, Vec<Effect>) {
+        let batch = Batch::generate(&mut Rng::new(seed), vps, calls);
+        let mut oracle = Oracle::new(vps, DispatchConfig::default(), true);
+        let effects = batch.cases.iter().map(|c| oracle.replay(c)).collect();
+        (batch, effects)
+    }
+
+    #[test]
+    fn batches_are_deterministic_and_split_calls_over_the_vps() {
+        let a = Batch::generate(&mut Rng::new(7), 3, 1000);
+        let b = Batch::generate(&mut Rng::new(7), 3, 1000);
+        let controls = |x: &Batch| x.cases.iter().map(|c| c.control).collect::<Vec<_>>();
+        assert_eq!(controls(&a), controls(&b));
+        assert_ne!(
+            controls(&a),
+            controls(&Batch::generate(&mut Rng::new(8), 3, 1000))
+        );
+        assert_eq!([a.count(0), a.count(1), a.count(2)], [334, 333, 333]);
+        assert_eq!(a.stride, 334);
+        let mut records: Vec<usize> = a.cases.iter().map(|c| c.record).collect();
+        records.dedup();
+        assert_eq!(records.len(), 1000, "every case has a record of its own");
+        assert!(a.cases.iter().all(|c| c.record / a.stride == c.vp as usize));
+        assert_eq!(
+            Batch::generate(&mut Rng::new(1), 2, 1 << 20).cases.len(),
+            BATCH
+        );
+    }
+
+    /// Guards against a generator that drifts into testing nothing: the
+    /// expected outcomes include successes, each refusal of §1, failures
+    /// in the middle of a list, output in memory and in registers, calls
+    /// on every VP and aimed at other VPs.
+    #[test]
+    fn generated_calls_reach_every_outcome_of_section_1() {
+        let (batch, expected) = replayed(0x4856_4341_4C4C_0050, 2, BATCH);
+        let mut statuses = BTreeMap::new();
+        for e in &expected {
+            *statuses.entry(e.result & 0xFFFF).or_insert(0) += 1;
+        }
+        for status in [0x0, 0x2, 0x3, 0x4, 0x5, 0x6, 0xD, 0xE] {
+            assert!(
+                statuses.contains_key(&status),
+                "no {status:#x}: {statuses:x?}"
+            );
+        }
+        let mid_list = expected
+            .iter()
+            .filter(|e| e.result & 0xFFFF == 0x5 && (e.result >> 32) & 0xFFF > 0)
+            .count();
+        assert!(mid_list > 0, "no call failed in the middle of its list");
+        let wrote_memory = batch
+            .cases
+            .iter()
+            .zip(&expected)
+            .filter(|(c, e)| e.window != c.window_bytes)
+            .count();
+        let wrote_registers = batch
+            .cases
+            .iter()
+            .zip(&expected)
+            .filter(|(c, e)| e.regs != c.regs)
+            .count();
+        assert!(wrote_memory > 100 && wrote_registers > 100);
+        let on_boot_tables = batch
+            .cases
+            .iter()
+            .filter(|c| !c.fast() && c.gpas().0 < BOOT_TABLES.1)
+            .count();
+        assert!(on_boot_tables > 0, "no input on the boot tables");
+        assert!(batch.cases.iter().any(|c| c.vp == 1));
+    }
+
+    /// The comparison is not blind: a wrong result word, an output slot
+    /// left untouched, a stray byte and a changed register pair are each
+    /// reported.
+    #[test]
+    fn compare_reports_each_kind_of_difference() {
+        let (batch, expected) = replayed(11, 1, 400);
+        let pick = |f: &dyn Fn(&Case, &Effect) -> bool| {
+            batch
+                .cases
+                .iter()
+                .zip(&expected)
+                .find(|(c, e)| f(c, e))
+                .expect("such a case")
+        };
+        let (case, want) = pick(&|_, _| true);
+        let mut got = want.clone();
+        assert_eq!(compare::compare(case, want, &got), None);
+        got.result ^= 1 << 32;
+        assert!(compare::compare(case, want, &got).is_some());
+
+        // A successful memory-form call whose first slot is a wildcard:
+        // leaving the caller's guard bytes there is a miss.
+        let (case, want) = pick(&|c, e| {
+            let at = (c.gpas().1.wrapping_sub(c.window)) as usize;
+            !c.fast()
+                && e.result & 0xFFFF == 0
+                && c.rep_count() > 0
+                && c.control >> 48 == 0
+                && at + 16 <= e.window.len()
+                && oracle::is_wildcard([
+                    u64::from_le_bytes(e.window[at..at + 8].try_into().unwrap()),
+                    u64::from_le_bytes(e.window[at + 8..at + 16].try_into().unwrap()),
+                ])
+                && c.window_bytes[at..at + 16].iter().all(|&b| b == guard(0))
+        });
+        let at = (case.gpas().1 - case.window) as usize;
+        let mut got = want.clone();
+        got.window[at..at + 16].fill(guard(0));
+        let why = compare::compare(case, want, &got).expect("an unwritten slot");
+        assert!(why.what.contains("was not written"), "{}", why.what);
+        assert!(compare::describe(case, want, &got, &why).contains("VP0 record"));
+
+        let mut got = want.clone();
+        got.window[0] ^= 0xFF;
+        assert!(compare::compare(case, want, &got).is_some(), "stray byte");
+        let mut got = want.clone();
+        got.regs[6][1] ^= 1;
+        assert!(compare::compare(case, want, &got).is_some(), "XMM5");
+    }
 }

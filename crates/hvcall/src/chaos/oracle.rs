@@ -117,7 +117,11 @@ impl Oracle {
         let models = (0..vps)
             .map(|caller| mirror(vps, caller, access_vp_registers))
             .collect();
-        Self { config, ram, models }
+        Self {
+            config,
+            ram,
+            models,
+        }
     }
 
     /// Copies guest bytes the cases may read besides their windows (the
@@ -157,7 +161,14 @@ impl Oracle {
             instruction_pointer: HYPERCALL_PAGE,
         };
         let mut state = VpState::new();
-        let result = call(&ctx, &mut regs, &mut self.ram, model, &mut state, &self.config);
+        let result = call(
+            &ctx,
+            &mut regs,
+            &mut self.ram,
+            model,
+            &mut state,
+            &self.config,
+        );
         let mut out = [[0u64; 2]; 7];
         out[0] = [regs.gprs[gpr::RDX], regs.gprs[gpr::R8]];
         for k in 0..6 {
