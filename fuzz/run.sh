@@ -14,7 +14,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 run() {
     mkdir -p "corpus/$1" "seeds/$1"
-    cargo +nightly fuzz run "$1" "corpus/$1" "seeds/$1" -- -max_total_time="$seconds" -rss_limit_mb=4096
+    cargo +nightly fuzz run "$1" "corpus/$1" "seeds/$1" -- -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1
 }
 if [ "$target" = all ]; then
     for t in dispatch loader register_names; do run "$t"; done
