@@ -78,12 +78,19 @@ enum Progress {
     Stopped(u16),
 }
 
-/// What a first entry prepared once every check before step 7 passed.
-struct Prepared<S> {
-    key: EntryKey,
-    form: Form,
-    input: CallInput,
-    snapshot: S,
+/// How a first entry ended.
+enum First<S> {
+    /// The call ended (refused, failed or complete).
+    End(CallEnd),
+    /// The budget ran out before element `next`.
+    Stopped {
+        /// Memory or fast form.
+        form: Form,
+        /// The target's snapshot.
+        snapshot: S,
+        /// The next element.
+        next: u16,
+    },
 }
 
 /// Handle one entry of HvCallGetVpRegisters (steps 2–4 already passed).
@@ -103,16 +110,15 @@ where
 {
     let count = control.rep_count();
     if let Some(mut pending) = state.take_reentry(ctx, control, regs) {
-        let budget = Some(config.budget());
         let progress = run(
             regs,
             memory,
             hv,
             &mut pending.snapshot,
-            &pending.input,
+            &state.input,
             &pending.form,
             pending.next..count,
-            budget,
+            Some(config.budget()),
         );
         return match progress {
             // The guest never sees that the call was continued: its control
@@ -129,33 +135,34 @@ where
         };
     }
 
-    // A call made while another is parked runs to completion, so that the
-    // parked call keeps its state (§2 "any other hypercall made in between").
-    let budget = (!state.is_pending()).then(|| config.budget());
-    let mut prepared = match prepare(ctx, control, regs, memory, hv) {
-        Ok(prepared) => prepared,
-        Err(end) => return end,
-    };
-    let progress = run(
-        regs,
-        memory,
-        hv,
-        &mut prepared.snapshot,
-        &prepared.input,
-        &prepared.form,
-        control.rep_start()..count,
-        budget,
-    );
-    match progress {
-        Progress::Done(result) => CallEnd::Result(result),
-        Progress::Stopped(next) => {
+    if state.is_pending() {
+        // A call made while another is parked runs to completion in an
+        // input of its own, so that the parked call keeps its state (§2
+        // "any other hypercall made in between"). Rare: the zeroing of
+        // this buffer is not on the common path.
+        let mut input = CallInput::new();
+        return match first_entry(ctx, control, regs, memory, hv, &mut input, None) {
+            First::End(end) => end,
+            // Without a budget the run never stops; answer as a
+            // completed-nothing call if it ever did.
+            First::Stopped { next, .. } => fail(HvStatus::INVALID_PARAMETER, next),
+        };
+    }
+    let budget = Some(config.budget());
+    match first_entry(ctx, control, regs, memory, hv, &mut state.input, budget) {
+        First::End(end) => end,
+        First::Stopped {
+            form,
+            snapshot,
+            next,
+        } => {
+            let image = form.image(regs);
             state.park(Pending {
-                key: prepared.key,
+                key: EntryKey::new(ctx, control, regs, &image),
                 first_start: control.rep_start(),
                 next,
-                form: prepared.form,
-                input: prepared.input,
-                snapshot: prepared.snapshot,
+                form,
+                snapshot,
             });
             CallEnd::Continue(next)
         }
@@ -166,15 +173,47 @@ fn fail(status: HvStatus, reps_completed: u16) -> CallEnd {
     CallEnd::Result(HypercallResult::of(status, reps_completed))
 }
 
+/// A first entry: the checks, the input read into `input`, the snapshot,
+/// then elements until the end or the budget.
+fn first_entry<R, M, H>(
+    ctx: &CallContext,
+    control: HypercallControl,
+    regs: &mut R,
+    memory: &mut M,
+    hv: &mut H,
+    input: &mut CallInput,
+    budget: Option<u16>,
+) -> First<H::Snapshot>
+where
+    R: CallerRegisters + ?Sized,
+    M: GuestMemory + ?Sized,
+    H: Hypervisor + ?Sized,
+{
+    let (form, mut snapshot) = match prepare(ctx, control, regs, memory, hv, input) {
+        Ok(prepared) => prepared,
+        Err(end) => return First::End(end),
+    };
+    let range = control.rep_start()..control.rep_count();
+    match run(regs, memory, hv, &mut snapshot, input, &form, range, budget) {
+        Progress::Done(result) => First::End(CallEnd::Result(result)),
+        Progress::Stopped(next) => First::Stopped {
+            form,
+            snapshot,
+            next,
+        },
+    }
+}
+
 /// Steps 5a–6i and the snapshot: everything a first entry does before it
-/// reads the first element.
+/// reads the first element. The input is read into `input`.
 fn prepare<R, M, H>(
     ctx: &CallContext,
     control: HypercallControl,
     regs: &mut R,
     memory: &mut M,
     hv: &mut H,
-) -> Result<Prepared<H::Snapshot>, CallEnd>
+    input: &mut CallInput,
+) -> Result<(Form, H::Snapshot), CallEnd>
 where
     R: CallerRegisters + ?Sized,
     M: GuestMemory + ?Sized,
@@ -191,8 +230,7 @@ where
     let caller = hv.caller();
     let convention = ctx.convention;
 
-    let mut image = [0u8; MAX_FILE_BYTES];
-    let (form, input) = if control.fast() {
+    let form = if control.fast() {
         let (in_len, out_len) = (in_len as usize, out_len as usize);
         // Step 5b: XMM registers used without their CPUID bit.
         let (xmm_in, xmm_out) = fast::xmm_use(convention, in_len, out_len);
@@ -202,9 +240,10 @@ where
         // Step 5c: input + output fit the register file.
         let layout = FastLayout::new(convention, in_len, out_len)
             .ok_or_else(|| fail(HvStatus::INVALID_HYPERCALL_INPUT, 0))?;
+        let mut image = [0u8; MAX_FILE_BYTES];
         layout.read_input(regs, &mut image);
-        let input = CallInput::from_image(&image, start, count);
-        (Form::Fast(layout), input)
+        input.read_image(&image, start, count);
+        Form::Fast(layout)
     } else {
         let input_gpa = convention.input_gpa(regs);
         let output_gpa = convention.output_gpa(regs);
@@ -212,21 +251,16 @@ where
         // The whole input is read before any output is written, so
         // overlapping lists work. A read failing after `is_ram` said yes
         // (memory changed under us) is reported like step 5f.
-        let input = CallInput::from_memory(memory, input_gpa, start, count)
+        input
+            .read_memory(memory, input_gpa, start, count)
             .map_err(|_| fail(HvStatus::INVALID_ALIGNMENT, 0))?;
-        (Form::Memory { output_gpa }, input)
+        Form::Memory { output_gpa }
     };
-    let key = EntryKey::new(ctx, control, regs, &image);
 
     let target = check_target(&input.header, &caller, hv).map_err(|s| fail(s, start))?;
     let names = input.names(start..count);
     let snapshot = hv.snapshot(&target, names).map_err(|s| fail(s, start))?;
-    Ok(Prepared {
-        key,
-        form,
-        input,
-        snapshot,
-    })
+    Ok((form, snapshot))
 }
 
 /// Steps 5d–5f: alignment, page crossing and RAM of both lists.
@@ -345,11 +379,19 @@ where
     H: Hypervisor + ?Sized,
 {
     let count = range.end;
-    for (done, index) in range.enumerate() {
-        if budget.is_some_and(|b| done >= usize::from(b)) {
-            return Progress::Stopped(index);
-        }
-        let value = match hv.read_register(snapshot, input.name(index)) {
+    // This entry's share, bounded once: no per-element budget check.
+    let end = budget.map_or(count, |b| count.min(range.start.saturating_add(b)));
+    let names = input.names(range.start..end);
+    if names.len() != usize::from(end.saturating_sub(range.start)) {
+        // Cannot happen (step 5e bounds every call to MAX_REPS names);
+        // answered like an unreadable name rather than skipped.
+        return Progress::Done(HypercallResult::of(
+            HvStatus::INVALID_PARAMETER,
+            range.start,
+        ));
+    }
+    for (index, &name) in (range.start..).zip(names) {
+        let value = match hv.read_register(snapshot, name) {
             Ok(value) => value,
             Err(status) => return Progress::Done(HypercallResult::of(status, index)),
         };
@@ -359,5 +401,9 @@ where
             return Progress::Done(HypercallResult::of(HvStatus::INVALID_ALIGNMENT, index));
         }
     }
-    Progress::Done(HypercallResult::of(HvStatus::SUCCESS, count))
+    if end < count {
+        Progress::Stopped(end)
+    } else {
+        Progress::Done(HypercallResult::of(HvStatus::SUCCESS, count))
+    }
 }

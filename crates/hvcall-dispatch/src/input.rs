@@ -3,8 +3,8 @@
 //! (behaviour.md §1 "overlapping lists", §2).
 
 use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
-use hvcall_abi::{GetVpRegistersHeader, HvRegisterName, PAGE_SIZE};
-use zerocopy::FromBytes;
+use hvcall_abi::{GetVpRegistersHeader, HvInputVtl, HvRegisterName, PAGE_SIZE};
+use zerocopy::IntoBytes;
 
 use crate::memory::{GuestMemory, MemoryError};
 
@@ -25,8 +25,11 @@ pub(crate) const fn output_len(count: u16) -> u64 {
     VALUE_SIZE * count as u64
 }
 
-/// The header and the names `start..count` of one call. Names outside that
-/// range are never read and stay zero.
+/// The header and the names `start..count` of one call, read in place:
+/// the VP's [`VpState`](crate::VpState) owns one, a first entry reads the
+/// header and exactly those names into it, and nothing else is written
+/// (names outside the range hold what an earlier call left and are never
+/// read).
 #[derive(Clone, Debug)]
 pub(crate) struct CallInput {
     /// The 16-byte header.
@@ -35,47 +38,54 @@ pub(crate) struct CallInput {
 }
 
 impl CallInput {
+    /// An all-zero input (once per VP).
+    pub(crate) const fn new() -> Self {
+        Self {
+            header: GetVpRegistersHeader::new(0, 0, HvInputVtl::new()),
+            names: [HvRegisterName(0); MAX_REPS],
+        }
+    }
+
     /// Read the header at `gpa` and names `start..count` after it. The
     /// caller has checked the whole list is guest RAM within one page, so
     /// `count <= MAX_REPS`; names past `MAX_REPS` are never read.
-    pub(crate) fn from_memory<M: GuestMemory + ?Sized>(
+    pub(crate) fn read_memory<M: GuestMemory + ?Sized>(
+        &mut self,
         memory: &M,
         gpa: u64,
         start: u16,
         count: u16,
-    ) -> Result<Self, MemoryError> {
-        let mut header = [0u8; HEADER_LEN];
-        memory.read(gpa, &mut header)?;
-        let mut input = Self::with_header(&header);
-        let first = usize::from(start).min(MAX_REPS);
-        let end = usize::from(count).min(MAX_REPS);
-        let mut bytes = [0u8; MAX_REPS * NAME_LEN];
-        if let Some(list) = bytes.get_mut(..end.saturating_sub(first) * NAME_LEN) {
+    ) -> Result<(), MemoryError> {
+        memory.read(gpa, self.header.as_mut_bytes())?;
+        let range = usize::from(start).min(MAX_REPS)..usize::from(count).min(MAX_REPS);
+        if let Some(names) = self.names.get_mut(range) {
             let offset = HEADER_SIZE + NAME_SIZE * u64::from(start);
-            memory.read(gpa.wrapping_add(offset), list)?;
-            input.fill_names(first, list);
+            memory.read(gpa.wrapping_add(offset), names.as_mut_bytes())?;
+            from_le(names);
         }
-        Ok(input)
+        Ok(())
     }
 
     /// Decode a fast call's input image (the header followed by every
     /// name), keeping names `start..count`.
-    pub(crate) fn from_image(image: &[u8], start: u16, count: u16) -> Self {
-        let header = image
-            .get(..HEADER_LEN)
-            .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok())
-            .unwrap_or([0; HEADER_LEN]);
-        let mut input = Self::with_header(&header);
-        let first = usize::from(start).min(MAX_REPS);
-        let end = usize::from(count).min(MAX_REPS);
-        let list = image
-            .get(HEADER_LEN + first * NAME_LEN..HEADER_LEN + end * NAME_LEN)
+    pub(crate) fn read_image(&mut self, image: &[u8], start: u16, count: u16) {
+        if let Some(header) = image.get(..HEADER_LEN) {
+            self.header.as_mut_bytes().copy_from_slice(header);
+        }
+        let range = usize::from(start).min(MAX_REPS)..usize::from(count).min(MAX_REPS);
+        let bytes = image
+            .get(HEADER_LEN + range.start * NAME_LEN..HEADER_LEN + range.end * NAME_LEN)
             .unwrap_or_default();
-        input.fill_names(first, list);
-        input
+        if let Some(names) = self.names.get_mut(range) {
+            if let Some(dst) = names.as_mut_bytes().get_mut(..bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+            from_le(names);
+        }
     }
 
     /// The name of element `index` (zero if it was never read).
+    #[cfg(test)]
     pub(crate) fn name(&self, index: u16) -> HvRegisterName {
         self.names
             .get(usize::from(index))
@@ -90,22 +100,13 @@ impl CallInput {
             .get(usize::from(range.start)..usize::from(range.end))
             .unwrap_or_default()
     }
+}
 
-    fn with_header(bytes: &[u8; HEADER_LEN]) -> Self {
-        let header = GetVpRegistersHeader::read_from_bytes(bytes)
-            .unwrap_or_else(|_| GetVpRegistersHeader::new(0, 0, hvcall_abi::HvInputVtl::new()));
-        Self {
-            header,
-            names: [HvRegisterName(0); MAX_REPS],
-        }
-    }
-
-    fn fill_names(&mut self, first: usize, list: &[u8]) {
-        let slots = self.names.iter_mut().skip(first);
-        for (slot, bytes) in slots.zip(list.chunks_exact(NAME_LEN)) {
-            if let Ok(b) = <[u8; NAME_LEN]>::try_from(bytes) {
-                *slot = HvRegisterName(u32::from_le_bytes(b));
-            }
+/// Names are little-endian on the wire: a no-op on little-endian hosts.
+fn from_le(names: &mut [HvRegisterName]) {
+    if cfg!(target_endian = "big") {
+        for name in names {
+            name.0 = u32::from_le(name.0);
         }
     }
 }
@@ -123,7 +124,8 @@ mod tests {
         for (i, chunk) in image[16..].chunks_mut(4).enumerate() {
             chunk.copy_from_slice(&(100 + i as u32).to_le_bytes());
         }
-        let input = CallInput::from_image(&image, 1, 3);
+        let mut input = CallInput::new();
+        input.read_image(&image, 1, 3);
         assert_eq!(input.header.partition_id, 0xAA);
         assert_eq!(input.header.input_vtl.into_bits(), 0x11);
         assert_eq!(input.name(0), HvRegisterName(0));

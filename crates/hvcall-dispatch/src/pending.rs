@@ -1,7 +1,8 @@
 //! Per-VP continuation state (behaviour.md §2).
 //!
 //! A rep call stopped by the work budget leaves a [`VpState`] holding what
-//! its first entry read (the input and the target's snapshot) and what
+//! its first entry read (the input, which every first entry reads in place
+//! into the state, and the target's snapshot) and what
 //! identifies its re-entry (instruction pointer, convention, control word
 //! apart from rep start, the input/output GPA registers and, for the fast
 //! form, the input registers). The state is dropped when the call
@@ -21,12 +22,17 @@ use hvcall_abi::HypercallControl;
 /// [`Hypervisor::Snapshot`](crate::hypervisor::Hypervisor::Snapshot) type.
 pub struct VpState<S> {
     pending: Option<Pending<S>>,
+    /// The input of the call being handled or parked, read in place.
+    pub(crate) input: CallInput,
 }
 
 impl<S> VpState<S> {
     /// A state with no pending call.
     pub const fn new() -> Self {
-        Self { pending: None }
+        Self {
+            pending: None,
+            input: CallInput::new(),
+        }
     }
 
     /// Whether a continued call is waiting for its re-entry.
@@ -91,9 +97,8 @@ pub(crate) struct Pending<S> {
     pub(crate) next: u16,
     /// Memory or fast form, with its layout.
     pub(crate) form: Form,
-    /// The header and names, read once.
-    pub(crate) input: CallInput,
-    /// The target's snapshot, taken once.
+    /// The target's snapshot, taken once (the header and names stay in
+    /// [`VpState`]'s input).
     pub(crate) snapshot: S,
 }
 
