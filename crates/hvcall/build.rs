@@ -14,7 +14,7 @@ use std::process::Command;
 const TARGET: &str = "x86_64-unknown-none";
 /// Every guest to embed; `differential` is used only by
 /// `tests/differential`, which writes its case table into RAM.
-const GUESTS: [&str; 7] = [
+const GUESTS: [&str; 8] = [
     "demo",
     "conformance",
     "torn",
@@ -22,6 +22,7 @@ const GUESTS: [&str; 7] = [
     "groups",
     "vmcall",
     "differential",
+    "soak",
 ];
 
 fn main() {

@@ -16,6 +16,9 @@ pub enum Guest {
     Groups,
     /// Executes VMCALL, which never returns here: only the watchdog ends it.
     Vmcall,
+    /// Every VP reads every other VP while keeping an invariant across
+    /// register groups, for `--seconds S`; `R reads, T torn, S stalls`.
+    Soak,
 }
 
 impl Guest {
@@ -28,6 +31,7 @@ impl Guest {
             Guest::Mutual => include_bytes!(env!("HVCALL_GUEST_MUTUAL")),
             Guest::Groups => include_bytes!(env!("HVCALL_GUEST_GROUPS")),
             Guest::Vmcall => include_bytes!(env!("HVCALL_GUEST_VMCALL")),
+            Guest::Soak => include_bytes!(env!("HVCALL_GUEST_SOAK")),
         }
     }
 }
