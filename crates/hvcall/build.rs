@@ -13,7 +13,7 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-none";
 /// Every guest to embed.
-const GUESTS: [&str; 7] = [
+const GUESTS: [&str; 8] = [
     "demo",
     "conformance",
     "torn",
@@ -21,6 +21,7 @@ const GUESTS: [&str; 7] = [
     "groups",
     "vmcall",
     "chaos",
+    "soak",
 ];
 
 fn main() {

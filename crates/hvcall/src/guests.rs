@@ -19,6 +19,9 @@ pub enum Guest {
     /// Random hostile hypercalls on every VP, each compared with the
     /// reference model (`--seed`, `--calls`); `N calls, D disagreements`.
     Chaos,
+    /// Every VP reads every other VP while keeping an invariant across
+    /// register groups, for `--seconds S`; `R reads, T torn, S stalls`.
+    Soak,
 }
 
 impl Guest {
@@ -32,6 +35,7 @@ impl Guest {
             Guest::Groups => include_bytes!(env!("HVCALL_GUEST_GROUPS")),
             Guest::Vmcall => include_bytes!(env!("HVCALL_GUEST_VMCALL")),
             Guest::Chaos => hvcall::chaos::GUEST,
+            Guest::Soak => include_bytes!(env!("HVCALL_GUEST_SOAK")),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - `hvcall run [--guest NAME | --kernel FILE] ...` ([`run`]): boots a
 //!   guest in the KVM VMM; the built-in guests are in [`guests`];
 //!   `--inspect VP --names ...` samples a running VP's registers
-//!   ([`inspect`]).
+//!   ([`inspect`]); `--guest soak --seconds S` is watched by [`soak`];
+//!   `--guest chaos` runs `hvcall::chaos` (the library half).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ mod guests;
 mod inspect;
 mod registers;
 mod run;
+mod soak;
 
 /// Hyper-V HvCallGetVpRegisters on KVM, end to end.
 #[derive(Debug, Parser)]

@@ -1,6 +1,7 @@
 //! `hvcall run`: boots a guest (a built-in one, any ELF per the boot
 //! protocol, or a Linux kernel) in the KVM VMM and turns how the VM ended
-//! into the process exit status.
+//! into the process exit status. `--guest soak` runs for `--seconds S`
+//! under the watch of [`crate::soak`], which decides the status.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
 
 use crate::guests::Guest;
 use crate::inspect::InspectArgs;
+use crate::soak;
 
 /// Options of `hvcall run`.
 #[derive(Debug, clap::Args)]
@@ -54,9 +56,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_xmm_fast: bool,
     /// Stop a guest still running after this many seconds [default: 10;
-    /// none for a Linux kernel].
+    /// none for a Linux kernel; with --guest soak at least the soak plus
+    /// 30 s].
     #[arg(long, value_name = "SECS")]
     pub watchdog: Option<f64>,
+    /// How long the soak runs (--guest soak only) [default: 10].
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<f64>,
     /// Live inspection while the guest runs.
     #[command(flatten)]
     pub inspect: InspectArgs,
@@ -95,7 +101,22 @@ impl RunArgs {
         if let Some(secs) = self.watchdog {
             config.watchdog = watchdog(secs)?;
         }
+        if let Some(soak) = self.soak()? {
+            soak::configure(&mut config, soak)?;
+        }
         Ok(config)
+    }
+
+    /// How long the soak runs: `Some` for `--guest soak`, an error for
+    /// `--seconds` with any other guest or a bad value.
+    pub fn soak(&self) -> Result<Option<Duration>, String> {
+        if self.guest != Guest::Soak || self.kernel.is_some() {
+            return match self.seconds {
+                Some(_) => Err("--seconds is only for --guest soak".into()),
+                None => Ok(None),
+            };
+        }
+        soak::duration(self.seconds.unwrap_or(soak::DEFAULT_SECONDS)).map(Some)
     }
 }
 
@@ -188,6 +209,13 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
     };
     let config = args.config(linux)?;
     let sampler = args.inspect.sampler(&config)?;
+    if sampler.is_some() && args.soak()?.is_some() {
+        return Err(
+            "--inspect cannot be combined with --guest soak, whose host thread \
+                    is the inspector"
+                .into(),
+        );
+    }
     let setup = |e: VmmError| format!("VM setup failed: {e}");
     let mut vm = Vm::new(&config).map_err(setup)?;
     if linux {
@@ -196,6 +224,11 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
             .map_err(setup)?;
     } else {
         vm.load_elf(image).map_err(setup)?;
+    }
+    if let Some(duration) = args.soak()? {
+        let (exit, outcome) = soak::run(&mut vm, duration).map_err(setup)?;
+        report(&exit, &config);
+        return Ok(ExitCode::from(outcome.finish(&exit)));
     }
     let exit = match &sampler {
         Some(sampler) => sampler.run(&mut vm),
@@ -221,6 +254,10 @@ fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
         ),
         (args.inspect.inspect.is_some(), "--inspect"),
         (args.trace_hypercalls, "--trace-hypercalls"),
+        (
+            args.seconds.is_some(),
+            "--seconds (an option of --guest soak)",
+        ),
     ];
     if let Some((_, option)) = refused.iter().find(|(given, _)| *given) {
         return Err(format!("--guest chaos does not take {option}"));
@@ -425,6 +462,32 @@ mod tests {
     }
 
     #[test]
+    fn seconds_go_with_the_soak_guest_only() {
+        let soak = |args: &[&str]| parse(args).expect("parses").soak();
+        assert_eq!(
+            soak(&["--guest", "soak"]),
+            Ok(Some(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            soak(&["--guest", "soak", "--seconds", "2.5"]),
+            Ok(Some(Duration::from_millis(2500)))
+        );
+        assert_eq!(soak(&["--guest", "torn"]), Ok(None));
+        assert!(soak(&["--guest", "torn", "--seconds", "5"]).is_err());
+        assert!(soak(&["--seconds", "5"]).is_err(), "the demo");
+        assert!(soak(&["--guest", "soak", "--seconds", "0"]).is_err());
+        let config = parse(&["--guest", "soak", "--seconds", "60", "--watchdog", "5"])
+            .expect("parses")
+            .config(false)
+            .expect("valid");
+        assert_eq!(
+            config.watchdog,
+            Duration::from_secs(90),
+            "not before the end"
+        );
+    }
+
+    #[test]
     fn tiny_and_huge_watchdogs_are_accepted() {
         let watchdog = |secs: &str| {
             let arg = format!("--watchdog={secs}");
@@ -450,6 +513,7 @@ mod tests {
             Guest::Groups,
             Guest::Vmcall,
             Guest::Chaos,
+            Guest::Soak,
         ] {
             assert_eq!(&guest.elf()[..4], b"\x7fELF", "{guest:?}");
         }
