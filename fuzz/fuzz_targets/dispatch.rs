@@ -11,7 +11,8 @@ use arbitrary::{Result, Unstructured};
 use hvcall_abi::{Arch, HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::registers::RegisterFile;
 use hvcall_dispatch::{
-    dispatch, CallContext, Convention, DispatchConfig, GuestMemory, MemoryError, Outcome, VpState,
+    dispatch, CallContext, Convention, DispatchConfig, MemoryError, Outcome, PartitionMemory,
+    VpState,
 };
 use hvcall_model::{standard_names, GuestRam, Model, DEFAULT_PRIVILEGES};
 use libfuzzer_sys::fuzz_target;
@@ -33,7 +34,7 @@ fn inside(gpa: u64, len: usize, range: (u128, u128)) -> bool {
     len == 0 || (range.0 <= start && end <= range.1)
 }
 
-impl GuestMemory for Checked {
+impl PartitionMemory for Checked {
     fn is_ram(&self, gpa: u64, len: u64) -> bool {
         self.ram.is_ram(gpa, len)
     }
@@ -331,7 +332,8 @@ fn enter(
     }
     let before = regs.clone();
     let ram_before = (!ctx.privileged).then(|| mem.ram.clone());
-    let outcome = dispatch(ctx, regs, mem, model, state, config);
+    // The model never fails on the host side.
+    let outcome = dispatch(ctx, regs, mem, model, state, config).unwrap_or_else(|never| match never {});
     if outcome == Outcome::InjectUndefined {
         assert_eq!(*regs, before, "#UD changed registers");
         if let Some(ram) = ram_before {
@@ -369,18 +371,12 @@ fn run(data: &[u8]) -> Result<()> {
         write: (0, 0),
     };
     let mut regs = build_call(&mut u, c, &mut mem.ram)?;
-    let ctx = CallContext {
-        convention: c,
-        privileged: u.ratio(15, 16)?,
-        instruction_pointer: u.arbitrary()?,
-    };
-    let config = DispatchConfig {
-        max_reps_per_entry: if u.ratio(1, 2)? {
-            u.int_in_range(0..=4)?
-        } else {
-            u.arbitrary()?
-        },
-    };
+    let ctx = CallContext::new(c, u.ratio(15, 16)?, u.arbitrary()?);
+    let config = DispatchConfig::default().with_max_reps_per_entry(if u.ratio(1, 2)? {
+        u.int_in_range(0..=4)?
+    } else {
+        u.arbitrary()?
+    });
     let mut state = VpState::new();
     for _ in 0..5000 {
         if enter(&ctx, &mut regs, &mut mem, &mut model, &mut state, &config) != Outcome::Continue {
@@ -390,10 +386,7 @@ fn run(data: &[u8]) -> Result<()> {
         // Sometimes another call comes in between (an interrupt handler).
         if u.ratio(1, 4).unwrap_or(false) {
             let mut other = build_call(&mut u, c, &mut mem.ram).unwrap_or_default();
-            let other_ctx = CallContext {
-                instruction_pointer: u.arbitrary().unwrap_or(0),
-                ..ctx
-            };
+            let other_ctx = CallContext::new(c, ctx.privileged, u.arbitrary().unwrap_or(0));
             let other_before = other.clone();
             let out = enter(
                 &other_ctx, &mut other, &mut mem, &mut model, &mut state, &config,

@@ -29,7 +29,7 @@ pub mod value;
 pub use control::{HypercallControl, HypercallResult};
 pub use input::{GetVpRegistersHeader, HvInputVtl};
 pub use name::{Arch, HvRegisterName};
-pub use status::HvStatus;
+pub use status::{HvError, HvStatus};
 pub use value::HvRegisterValue;
 
 /// Hypercall call codes implemented or referred to by hvcall.

@@ -151,6 +151,84 @@ impl core::fmt::Display for HvStatus {
     }
 }
 
+/// A failed hypercall's status: any [`HvStatus`] but success, so that
+/// `Err(SUCCESS)` cannot be written. The dispatcher's backends return it
+/// for the statuses a guest sees.
+///
+/// ```
+/// use hvcall_abi::{HvError, HvStatus};
+/// assert_eq!(HvError::new(HvStatus::SUCCESS), None);
+/// let e = HvError::new(HvStatus::INVALID_PARAMETER).unwrap();
+/// assert_eq!(e, HvError::INVALID_PARAMETER);
+/// assert_eq!(HvStatus::from(e), HvStatus::INVALID_PARAMETER);
+/// assert_eq!(e.to_string(), "HV_STATUS_INVALID_PARAMETER (0x0005)");
+/// ```
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HvError(core::num::NonZeroU16);
+
+impl HvError {
+    /// [`HvStatus::INVALID_HYPERCALL_CODE`].
+    pub const INVALID_HYPERCALL_CODE: Self = Self::of(HvStatus::INVALID_HYPERCALL_CODE);
+    /// [`HvStatus::INVALID_HYPERCALL_INPUT`].
+    pub const INVALID_HYPERCALL_INPUT: Self = Self::of(HvStatus::INVALID_HYPERCALL_INPUT);
+    /// [`HvStatus::INVALID_ALIGNMENT`].
+    pub const INVALID_ALIGNMENT: Self = Self::of(HvStatus::INVALID_ALIGNMENT);
+    /// [`HvStatus::INVALID_PARAMETER`].
+    pub const INVALID_PARAMETER: Self = Self::of(HvStatus::INVALID_PARAMETER);
+    /// [`HvStatus::ACCESS_DENIED`].
+    pub const ACCESS_DENIED: Self = Self::of(HvStatus::ACCESS_DENIED);
+    /// [`HvStatus::INVALID_PARTITION_ID`].
+    pub const INVALID_PARTITION_ID: Self = Self::of(HvStatus::INVALID_PARTITION_ID);
+    /// [`HvStatus::INVALID_VP_INDEX`].
+    pub const INVALID_VP_INDEX: Self = Self::of(HvStatus::INVALID_VP_INDEX);
+    /// [`HvStatus::INVALID_VP_STATE`].
+    pub const INVALID_VP_STATE: Self = Self::of(HvStatus::INVALID_VP_STATE);
+    /// [`HvStatus::INVALID_VTL_STATE`].
+    pub const INVALID_VTL_STATE: Self = Self::of(HvStatus::INVALID_VTL_STATE);
+
+    /// The error of a non-success status; `None` for success.
+    pub const fn new(status: HvStatus) -> Option<Self> {
+        match core::num::NonZeroU16::new(status.0) {
+            Some(code) => Some(Self(code)),
+            None => None,
+        }
+    }
+
+    /// For the constants above: a status known not to be success (a
+    /// success status fails the build, never a running program).
+    const fn of(status: HvStatus) -> Self {
+        match Self::new(status) {
+            Some(e) => e,
+            None => panic!("HV_STATUS_SUCCESS is not an error"),
+        }
+    }
+
+    /// The status a guest sees.
+    pub const fn status(self) -> HvStatus {
+        HvStatus(self.0.get())
+    }
+}
+
+impl From<HvError> for HvStatus {
+    fn from(e: HvError) -> Self {
+        e.status()
+    }
+}
+
+impl core::fmt::Debug for HvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "HvError({})", self.status())
+    }
+}
+
+impl core::fmt::Display for HvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.status(), f)
+    }
+}
+
+impl core::error::Error for HvError {}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

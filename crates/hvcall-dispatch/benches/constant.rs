@@ -10,14 +10,16 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use std::convert::Infallible;
+
 use hvcall_abi::{
     partition_id, privilege, vp_index, GetVpRegistersHeader, HvInputVtl, HvRegisterName,
-    HvRegisterValue, HvStatus,
+    HvRegisterValue,
 };
-use hvcall_dispatch::hypervisor::{Caller, Hypervisor, PartitionInfo, Target};
 use hvcall_dispatch::registers::{x64, RegisterFile};
 use hvcall_dispatch::{
-    dispatch, CallContext, Convention, DispatchConfig, GuestMemory, MemoryError, Outcome, VpState,
+    dispatch, CallContext, Caller, Convention, DispatchConfig, MemoryError, Outcome, PartitionInfo,
+    PartitionMemory, Partitions, RegisterSource, SnapshotRequest, SourceError, VpState,
 };
 use zerocopy::IntoBytes;
 
@@ -33,36 +35,32 @@ fn main() {
 /// bits; every register reads as its name.
 struct Constant;
 
-impl Hypervisor for Constant {
-    type Snapshot = ();
-
+impl Partitions for Constant {
     fn caller(&self) -> Caller {
-        Caller {
-            partition_id: 2,
-            vp_index: 0,
-            vtl: 0,
-            privileges: privilege::ACCESS_VP_REGISTERS,
-            xmm_fast_input: true,
-            xmm_fast_output: true,
-        }
+        Caller::new(2, 0)
+            .with_privileges(privilege::ACCESS_VP_REGISTERS)
+            .with_xmm_fast(true, true)
     }
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
-        (partition_id == 2).then_some(PartitionInfo {
-            parent: Some(1),
-            vp_count: 1,
-        })
+        (partition_id == 2).then_some(PartitionInfo::new(Some(1), 1))
     }
     fn enabled_vtls(&self, _: u64, _: u32) -> u16 {
         1
     }
-    fn snapshot(&mut self, _: &Target, _: &[HvRegisterName]) -> Result<(), HvStatus> {
+}
+
+impl RegisterSource for Constant {
+    type Snapshot = ();
+    type Error = Infallible;
+
+    fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Infallible>> {
         Ok(())
     }
-    fn read_register(
+    fn read(
         &mut self,
         _: &mut (),
         name: HvRegisterName,
-    ) -> Result<HvRegisterValue, HvStatus> {
+    ) -> Result<HvRegisterValue, SourceError<Infallible>> {
         Ok(HvRegisterValue::from(u64::from(name.0)))
     }
 }
@@ -78,7 +76,7 @@ impl Flat {
     }
 }
 
-impl GuestMemory for Flat {
+impl PartitionMemory for Flat {
     fn is_ram(&self, gpa: u64, len: u64) -> bool {
         usize::try_from(len).is_ok_and(|len| self.range(gpa, len).is_some())
     }
@@ -131,18 +129,14 @@ fn setup(n: usize, fast: bool) -> (Flat, RegisterFile) {
     (ram, regs)
 }
 
-const CTX: CallContext = CallContext {
-    convention: Convention::X64,
-    privileged: true,
-    instruction_pointer: 0x1000,
-};
+const CTX: CallContext = CallContext::new(Convention::X64, true, 0x1000);
 
 /// One call on fresh registers; checks it completed with `n` reps.
 fn call(ram: &mut Flat, regs: &RegisterFile, state: &mut VpState<()>, n: usize) -> RegisterFile {
     let mut r = regs.clone();
     let config = DispatchConfig::default();
     let out = dispatch(&CTX, &mut r, ram, &mut Constant, state, &config);
-    assert_eq!(out, Outcome::Complete);
+    assert_eq!(out, Ok(Outcome::Complete));
     assert_eq!(r.gprs[x64::RAX], (n as u64) << 32);
     r
 }

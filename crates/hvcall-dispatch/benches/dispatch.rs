@@ -56,17 +56,13 @@ fn setup(n: usize, fast: bool) -> (Model, GuestRam, RegisterFile) {
 
 fn bench(bencher: divan::Bencher, n: usize, fast: bool) {
     let (mut model, mut ram, regs) = setup(n, fast);
-    let ctx = CallContext {
-        convention: Convention::X64,
-        privileged: true,
-        instruction_pointer: 0x1000,
-    };
+    let ctx = CallContext::new(Convention::X64, true, 0x1000);
     let config = DispatchConfig::default();
     let mut state = VpState::new();
     bencher.bench_local(|| {
         let mut r = regs.clone();
         let out = dispatch(&ctx, &mut r, &mut ram, &mut model, &mut state, &config);
-        assert_eq!(out, Outcome::Complete);
+        assert_eq!(out, Ok(Outcome::Complete));
         assert_eq!(r.gprs[x64::RAX], (n as u64) << 32);
         r
     });

@@ -139,6 +139,7 @@ fn set_pair<R: CallerRegisters + ?Sized>(regs: &mut R, high: usize, low: usize, 
 /// What the dispatcher must know about the caller's state at the moment of
 /// the call, besides its registers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallContext {
     /// The calling convention.
     pub convention: Convention,
@@ -148,6 +149,18 @@ pub struct CallContext {
     /// Address of the hypercall instruction (used to recognise the
     /// re-entry of a continued call).
     pub instruction_pointer: u64,
+}
+
+impl CallContext {
+    /// A call made under `convention`, by a `privileged` caller or not, at
+    /// the hypercall instruction `instruction_pointer`.
+    pub const fn new(convention: Convention, privileged: bool, instruction_pointer: u64) -> Self {
+        Self {
+            convention,
+            privileged,
+            instruction_pointer,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,46 +2,73 @@
 //! control word (steps 2–4) and routing by call code (behaviour.md §1).
 //!
 //! ```
-//! use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
+//! use hvcall_abi::{HvRegisterName, HvRegisterValue};
 //! use hvcall_dispatch::registers::{x64, RegisterFile};
-//! # use hvcall_dispatch::hypervisor::*;
-//! # use hvcall_dispatch::memory::*;
-//! # use hvcall_abi::*;
-//! # struct NoMemory;
-//! # impl GuestMemory for NoMemory {
-//! #     fn is_ram(&self, _: u64, _: u64) -> bool { false }
-//! #     fn read(&self, gpa: u64, b: &mut [u8]) -> Result<(), MemoryError> { Err(MemoryError::NotRam { gpa, len: b.len() as u64 }) }
-//! #     fn write(&mut self, gpa: u64, b: &[u8]) -> Result<(), MemoryError> { Err(MemoryError::NotRam { gpa, len: b.len() as u64 }) }
-//! # }
-//! # struct NoVps;
-//! # impl Hypervisor for NoVps {
-//! #     type Snapshot = ();
-//! #     fn caller(&self) -> Caller { Caller { partition_id: 2, vp_index: 0, vtl: 0, privileges: 0, xmm_fast_input: false, xmm_fast_output: false } }
-//! #     fn partition(&self, _: u64) -> Option<PartitionInfo> { None }
-//! #     fn enabled_vtls(&self, _: u64, _: u32) -> u16 { 0 }
-//! #     fn snapshot(&mut self, _: &Target, _: &[HvRegisterName]) -> Result<(), HvStatus> { Err(HvStatus::INVALID_PARAMETER) }
-//! #     fn read_register(&mut self, _: &mut (), _: HvRegisterName) -> Result<HvRegisterValue, HvStatus> { Err(HvStatus::INVALID_PARAMETER) }
-//! # }
-//! let ctx = CallContext { convention: Convention::X64, privileged: true, instruction_pointer: 0x1000 };
+//! use hvcall_dispatch::{
+//!     dispatch, CallContext, Caller, Convention, DispatchConfig, MemoryError, Outcome,
+//!     PartitionInfo, PartitionMemory, Partitions, RegisterSource, SnapshotRequest,
+//!     SourceError, VpState,
+//! };
+//!
+//! /// A VM without RAM whose one VP reads every register as 7.
+//! struct Tiny;
+//! impl Partitions for Tiny {
+//!     fn caller(&self) -> Caller { Caller::new(2, 0) }
+//!     fn partition(&self, id: u64) -> Option<PartitionInfo> {
+//!         (id == 2).then(|| PartitionInfo::new(Some(1), 1))
+//!     }
+//!     fn enabled_vtls(&self, _: u64, _: u32) -> u16 { 1 }
+//! }
+//! impl RegisterSource for Tiny {
+//!     type Snapshot = ();
+//!     type Error = std::convert::Infallible;
+//!     fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Self::Error>> {
+//!         Ok(())
+//!     }
+//!     fn read(&mut self, _: &mut (), _: HvRegisterName)
+//!         -> Result<HvRegisterValue, SourceError<Self::Error>> {
+//!         Ok(HvRegisterValue::from(7u8))
+//!     }
+//! }
+//! impl PartitionMemory for Tiny {
+//!     fn is_ram(&self, _: u64, _: u64) -> bool { false }
+//!     fn read(&self, gpa: u64, b: &mut [u8]) -> Result<(), MemoryError> {
+//!         Err(MemoryError::NotRam { gpa, len: b.len() as u64 })
+//!     }
+//!     fn write(&mut self, gpa: u64, b: &[u8]) -> Result<(), MemoryError> {
+//!         Err(MemoryError::NotRam { gpa, len: b.len() as u64 })
+//!     }
+//! }
+//!
+//! let ctx = CallContext::new(Convention::X64, true, 0x1000);
 //! let mut regs = RegisterFile::default();
 //! regs.gprs[x64::RCX] = 0x0051; // HvCallSetVpRegisters: not implemented
 //! let mut state = VpState::new();
-//! let outcome = dispatch(&ctx, &mut regs, &mut NoMemory, &mut NoVps, &mut state, &DispatchConfig::default());
-//! assert_eq!(outcome, Outcome::Complete);
+//! let config = DispatchConfig::default();
+//! let outcome = dispatch(&ctx, &mut regs, &mut Tiny, &mut Tiny, &mut state, &config);
+//! assert_eq!(outcome, Ok(Outcome::Complete));
 //! assert_eq!(regs.gprs[x64::RAX], 0x2); // HV_STATUS_INVALID_HYPERCALL_CODE
 //! ```
 
 use hvcall_abi::{call_code, HvStatus, HypercallControl, HypercallResult};
 
+use crate::backend::{Partitions, RegisterSource};
+
 use crate::convention::{CallContext, SMCCC_NOT_SUPPORTED};
 use crate::get_vp_registers;
-use crate::hypervisor::Hypervisor;
-use crate::memory::GuestMemory;
+use crate::memory::PartitionMemory;
 use crate::pending::VpState;
 use crate::registers::CallerRegisters;
 
 /// Tuning of the dispatcher.
+///
+/// ```
+/// use hvcall_dispatch::DispatchConfig;
+/// let config = DispatchConfig::default().with_max_reps_per_entry(1);
+/// assert_eq!(config.max_reps_per_entry, 1);
+/// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DispatchConfig {
     /// The work budget of one entry of a rep call, in elements: after this
     /// many, the call is continued (behaviour.md §2). Values below 1 are
@@ -59,6 +86,12 @@ impl Default for DispatchConfig {
 }
 
 impl DispatchConfig {
+    /// The same configuration with a work budget of `max_reps_per_entry`
+    /// elements per entry.
+    pub const fn with_max_reps_per_entry(self, max_reps_per_entry: u16) -> Self {
+        Self { max_reps_per_entry }
+    }
+
     /// The budget actually applied (at least 1).
     pub(crate) fn budget(&self) -> u16 {
         self.max_reps_per_entry.max(1)
@@ -67,6 +100,7 @@ impl DispatchConfig {
 
 /// What the VMM must do after [`dispatch`] returned.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The result (and any fast output) is in the registers: resume after
     /// the hypercall instruction.
@@ -80,7 +114,7 @@ pub enum Outcome {
 }
 
 /// How a call ended, before it is written into the registers.
-pub(crate) enum CallEnd {
+pub(crate) enum CallEnd<E> {
     /// Write this result value.
     Result(HypercallResult),
     /// Restore the control word's rep start of the first entry of a
@@ -95,6 +129,8 @@ pub(crate) enum CallEnd {
     Continue(u16),
     /// Inject #UD.
     Undefined,
+    /// The register source failed on the host side.
+    HostFailed(E),
 }
 
 /// Handle one hypercall exit of the VP whose registers are `regs`.
@@ -112,6 +148,14 @@ pub(crate) enum CallEnd {
 /// [`Outcome::Complete`]. A VMM that implements other SMCCC services routes
 /// them before calling `dispatch`.
 ///
+/// `hv` is the VMM's [`Partitions`] and [`RegisterSource`] (one value
+/// implementing both, or a [`Backend`](crate::Backend) pairing two).
+/// `Err` is the register source's host failure
+/// ([`SourceError::Host`](crate::SourceError::Host)): the call ended
+/// without a status (output it already wrote stays; it leaves no
+/// continuation state) and the VMM decides what follows, typically ending
+/// the VM.
+///
 /// Never panics, whatever the registers, memory and hypervisor state.
 pub fn dispatch<R, M, H>(
     ctx: &CallContext,
@@ -120,23 +164,23 @@ pub fn dispatch<R, M, H>(
     hv: &mut H,
     state: &mut VpState<H::Snapshot>,
     config: &DispatchConfig,
-) -> Outcome
+) -> Result<Outcome, H::Error>
 where
     R: CallerRegisters + ?Sized,
-    M: GuestMemory + ?Sized,
-    H: Hypervisor + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + RegisterSource + ?Sized,
 {
     // Step 1: only privileged callers reach the hypervisor.
     if !ctx.privileged {
-        return Outcome::InjectUndefined;
+        return Ok(Outcome::InjectUndefined);
     }
     let convention = ctx.convention;
     if !convention.is_hypercall(regs) {
         regs.set_gpr(0, SMCCC_NOT_SUPPORTED);
-        return Outcome::Complete;
+        return Ok(Outcome::Complete);
     }
     let control = HypercallControl::from_bits(convention.control(regs));
-    match route(ctx, control, regs, memory, hv, state, config) {
+    Ok(match route(ctx, control, regs, memory, hv, state, config) {
         CallEnd::Result(result) => {
             convention.write_result(regs, result.into_bits());
             Outcome::Complete
@@ -154,7 +198,10 @@ where
             Outcome::Continue
         }
         CallEnd::Undefined => Outcome::InjectUndefined,
-    }
+        // The failed call was not parked; a call parked before it (this
+        // one ran in between) keeps its state.
+        CallEnd::HostFailed(e) => return Err(e),
+    })
 }
 
 /// Steps 2–4, then the call's own handler.
@@ -166,11 +213,11 @@ fn route<R, M, H>(
     hv: &mut H,
     state: &mut VpState<H::Snapshot>,
     config: &DispatchConfig,
-) -> CallEnd
+) -> CallEnd<H::Error>
 where
     R: CallerRegisters + ?Sized,
-    M: GuestMemory + ?Sized,
-    H: Hypervisor + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + RegisterSource + ?Sized,
 {
     // Step 2: reserved control bits.
     if control.reserved_bits() != 0 {

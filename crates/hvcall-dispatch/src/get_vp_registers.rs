@@ -8,16 +8,16 @@
 //! snapshot.
 
 use hvcall_abi::{
-    partition_id, privilege, vp_index, GetVpRegistersHeader, HvRegisterValue, HvStatus,
+    partition_id, privilege, vp_index, GetVpRegistersHeader, HvError, HvRegisterValue, HvStatus,
     HypercallControl, HypercallResult, PAGE_SIZE,
 };
 
+use crate::backend::{Caller, Partitions, RegisterSource, SnapshotRequest, SourceError, Target};
 use crate::convention::CallContext;
 use crate::dispatch::{CallEnd, DispatchConfig};
 use crate::fast::{self, FastLayout, MAX_FILE_BYTES};
-use crate::hypervisor::{Caller, Hypervisor, Target};
 use crate::input::{input_len, output_len, CallInput};
-use crate::memory::{GuestMemory, MemoryError};
+use crate::memory::{MemoryError, PartitionMemory};
 use crate::pending::{EntryKey, Pending, VpState};
 use crate::registers::CallerRegisters;
 
@@ -55,7 +55,7 @@ impl Form {
     ) -> Result<(), MemoryError>
     where
         R: CallerRegisters + ?Sized,
-        M: GuestMemory + ?Sized,
+        M: PartitionMemory + ?Sized,
     {
         match self {
             Self::Memory { output_gpa } => {
@@ -71,17 +71,19 @@ impl Form {
 }
 
 /// How far one entry got through the elements.
-enum Progress {
+enum Progress<E> {
     /// The call ended with this result.
     Done(HypercallResult),
     /// The budget ran out; the next element to process.
     Stopped(u16),
+    /// The register source failed on the host side.
+    HostFailed(E),
 }
 
 /// How a first entry ended.
-enum First<S> {
+enum First<S, E> {
     /// The call ended (refused, failed or complete).
-    End(CallEnd),
+    End(CallEnd<E>),
     /// The budget ran out before element `next`.
     Stopped {
         /// Memory or fast form.
@@ -102,11 +104,11 @@ pub(crate) fn call<R, M, H>(
     hv: &mut H,
     state: &mut VpState<H::Snapshot>,
     config: &DispatchConfig,
-) -> CallEnd
+) -> CallEnd<H::Error>
 where
     R: CallerRegisters + ?Sized,
-    M: GuestMemory + ?Sized,
-    H: Hypervisor + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + RegisterSource + ?Sized,
 {
     let count = control.rep_count();
     if let Some(mut pending) = state.take_reentry(ctx, control, regs) {
@@ -132,6 +134,7 @@ where
                 state.park(pending);
                 CallEnd::Continue(next)
             }
+            Progress::HostFailed(e) => CallEnd::HostFailed(e),
         };
     }
 
@@ -145,7 +148,7 @@ where
             First::End(end) => end,
             // Without a budget the run never stops; answer as a
             // completed-nothing call if it ever did.
-            First::Stopped { next, .. } => fail(HvStatus::INVALID_PARAMETER, next),
+            First::Stopped { next, .. } => fail(HvError::INVALID_PARAMETER, next),
         };
     }
     let budget = Some(config.budget());
@@ -169,8 +172,17 @@ where
     }
 }
 
-fn fail(status: HvStatus, reps_completed: u16) -> CallEnd {
-    CallEnd::Result(HypercallResult::of(status, reps_completed))
+fn fail<E>(error: HvError, reps_completed: u16) -> CallEnd<E> {
+    CallEnd::Result(HypercallResult::of(error.status(), reps_completed))
+}
+
+/// A source failure at element `index`: the guest's status, or the end of
+/// the call for a host failure.
+fn source_failed<E>(error: SourceError<E>, index: u16) -> CallEnd<E> {
+    match error {
+        SourceError::Hv(e) => fail(e, index),
+        SourceError::Host(e) => CallEnd::HostFailed(e),
+    }
 }
 
 /// A first entry: the checks, the input read into `input`, the snapshot,
@@ -183,13 +195,14 @@ fn first_entry<R, M, H>(
     hv: &mut H,
     input: &mut CallInput,
     budget: Option<u16>,
-) -> First<H::Snapshot>
+) -> First<H::Snapshot, H::Error>
 where
     R: CallerRegisters + ?Sized,
-    M: GuestMemory + ?Sized,
-    H: Hypervisor + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + RegisterSource + ?Sized,
 {
-    let (form, mut snapshot) = match prepare(ctx, control, regs, memory, hv, input) {
+    let entry_budget = budget.unwrap_or(u16::MAX);
+    let (form, mut snapshot) = match prepare(ctx, control, regs, memory, hv, input, entry_budget) {
         Ok(prepared) => prepared,
         Err(end) => return First::End(end),
     };
@@ -201,6 +214,7 @@ where
             snapshot,
             next,
         },
+        Progress::HostFailed(e) => First::End(CallEnd::HostFailed(e)),
     }
 }
 
@@ -213,17 +227,18 @@ fn prepare<R, M, H>(
     memory: &mut M,
     hv: &mut H,
     input: &mut CallInput,
-) -> Result<(Form, H::Snapshot), CallEnd>
+    budget: u16,
+) -> Result<(Form, H::Snapshot), CallEnd<H::Error>>
 where
     R: CallerRegisters + ?Sized,
-    M: GuestMemory + ?Sized,
-    H: Hypervisor + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + RegisterSource + ?Sized,
 {
     let count = control.rep_count();
     let start = control.rep_start();
     // Step 5a: rep rules and variable header size.
     if count == 0 || start >= count || control.variable_header_size() != 0 {
-        return Err(fail(HvStatus::INVALID_HYPERCALL_INPUT, 0));
+        return Err(fail(HvError::INVALID_HYPERCALL_INPUT, 0));
     }
     let in_len = input_len(count);
     let out_len = output_len(count);
@@ -239,7 +254,7 @@ where
         }
         // Step 5c: input + output fit the register file.
         let layout = FastLayout::new(convention, in_len, out_len)
-            .ok_or_else(|| fail(HvStatus::INVALID_HYPERCALL_INPUT, 0))?;
+            .ok_or_else(|| fail(HvError::INVALID_HYPERCALL_INPUT, 0))?;
         let mut image = [0u8; MAX_FILE_BYTES];
         layout.read_input(regs, &mut image);
         input.read_image(&image, start, count);
@@ -253,68 +268,72 @@ where
         // (memory changed under us) is reported like step 5f.
         input
             .read_memory(memory, input_gpa, start, count)
-            .map_err(|_| fail(HvStatus::INVALID_ALIGNMENT, 0))?;
+            .map_err(|_| fail(HvError::INVALID_ALIGNMENT, 0))?;
         Form::Memory { output_gpa }
     };
 
-    let target = check_target(&input.header, &caller, hv).map_err(|s| fail(s, start))?;
-    let names = input.names(start..count);
-    let snapshot = hv.snapshot(&target, names).map_err(|s| fail(s, start))?;
+    let target = check_target(&input.header, &caller, hv).map_err(|e| fail(e, start))?;
+    let request = SnapshotRequest {
+        target,
+        names: input.names(start..count),
+        output_precedes_reads: matches!(form, Form::Fast(_)) && count - start > budget,
+    };
+    let snapshot = hv.snapshot(&request).map_err(|e| source_failed(e, start))?;
     Ok((form, snapshot))
 }
 
 /// Steps 5d–5f: alignment, page crossing and RAM of both lists.
-fn check_lists<M: GuestMemory + ?Sized>(
+fn check_lists<M: PartitionMemory + ?Sized>(
     memory: &M,
     input_gpa: u64,
     input_len: u64,
     output_gpa: u64,
     output_len: u64,
-) -> Result<(), HvStatus> {
+) -> Result<(), HvError> {
     let misaligned = |gpa: u64| !gpa.is_multiple_of(GPA_ALIGNMENT);
     // `gpa % PAGE_SIZE < 4096` and the lengths are below 2^15: no overflow.
     let crosses_page = |gpa: u64, len: u64| gpa % PAGE_SIZE + len > PAGE_SIZE;
     if misaligned(input_gpa) || misaligned(output_gpa) {
-        return Err(HvStatus::INVALID_ALIGNMENT);
+        return Err(HvError::INVALID_ALIGNMENT);
     }
     if crosses_page(input_gpa, input_len) || crosses_page(output_gpa, output_len) {
-        return Err(HvStatus::INVALID_ALIGNMENT);
+        return Err(HvError::INVALID_ALIGNMENT);
     }
     if !memory.is_ram(input_gpa, input_len) || !memory.is_ram(output_gpa, output_len) {
-        return Err(HvStatus::INVALID_ALIGNMENT);
+        return Err(HvError::INVALID_ALIGNMENT);
     }
     Ok(())
 }
 
 /// Steps 6a–6i: the header, partition, VP and VTL checks. Returns the
 /// target with SELF resolved.
-fn check_target<H: Hypervisor + ?Sized>(
+pub(crate) fn check_target<H: Partitions + ?Sized>(
     header: &GetVpRegistersHeader,
     caller: &Caller,
     hv: &H,
-) -> Result<Target, HvStatus> {
+) -> Result<Target, HvError> {
     // Steps 6a and 6b: RsvdZ bytes and HV_INPUT_VTL reserved bits.
     if header.reserved != [0; 3] || header.input_vtl.reserved() != 0 {
-        return Err(HvStatus::INVALID_PARAMETER);
+        return Err(HvError::INVALID_PARAMETER);
     }
     let requested = header.partition_id;
     let is_self = requested == partition_id::SELF || requested == caller.partition_id;
     let partition = if is_self {
         // Step 6e: self access needs AccessVpRegisters.
         if caller.privileges & privilege::ACCESS_VP_REGISTERS == 0 {
-            return Err(HvStatus::ACCESS_DENIED);
+            return Err(HvError::ACCESS_DENIED);
         }
         hv.partition(caller.partition_id)
-            .ok_or(HvStatus::INVALID_PARTITION_ID)?
+            .ok_or(HvError::INVALID_PARTITION_ID)?
     } else {
         // Step 6c: an existing partition (0 never is one).
         let partition = (requested != partition_id::INVALID)
             .then(|| hv.partition(requested))
             .flatten()
-            .ok_or(HvStatus::INVALID_PARTITION_ID)?;
+            .ok_or(HvError::INVALID_PARTITION_ID)?;
         // Step 6d: only the parent may read another partition.
         if partition.parent != Some(caller.partition_id) {
-            return Err(HvStatus::ACCESS_DENIED);
+            return Err(HvError::ACCESS_DENIED);
         }
         partition
     };
@@ -327,11 +346,11 @@ fn check_target<H: Hypervisor + ?Sized>(
     // Steps 6f and 6g: the VP index.
     let vp = if header.vp_index == vp_index::SELF {
         if !is_self {
-            return Err(HvStatus::INVALID_VP_INDEX);
+            return Err(HvError::INVALID_VP_INDEX);
         }
         caller.vp_index
     } else if header.vp_index >= partition.vp_count {
-        return Err(HvStatus::INVALID_VP_INDEX);
+        return Err(HvError::INVALID_VP_INDEX);
     } else {
         header.vp_index
     };
@@ -340,7 +359,7 @@ fn check_target<H: Hypervisor + ?Sized>(
     let input_vtl = header.input_vtl;
     let vtl = if input_vtl.use_target_vtl() {
         if is_self && input_vtl.target_vtl() > caller.vtl {
-            return Err(HvStatus::ACCESS_DENIED);
+            return Err(HvError::ACCESS_DENIED);
         }
         input_vtl.target_vtl()
     } else {
@@ -351,13 +370,9 @@ fn check_target<H: Hypervisor + ?Sized>(
     let enabled = hv.enabled_vtls(target_partition, vp);
     let bit = 1u16.checked_shl(u32::from(vtl)).unwrap_or(0);
     if enabled & bit == 0 {
-        return Err(HvStatus::INVALID_VTL_STATE);
+        return Err(HvError::INVALID_VTL_STATE);
     }
-    Ok(Target {
-        partition_id: target_partition,
-        vp_index: vp,
-        vtl,
-    })
+    Ok(Target::new(target_partition, vp, vtl))
 }
 
 /// Step 7: read elements `range` in order until one fails, the range ends
@@ -372,11 +387,11 @@ fn run<R, M, H>(
     form: &Form,
     range: core::ops::Range<u16>,
     budget: Option<u16>,
-) -> Progress
+) -> Progress<H::Error>
 where
     R: CallerRegisters + ?Sized,
-    M: GuestMemory + ?Sized,
-    H: Hypervisor + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + RegisterSource + ?Sized,
 {
     let count = range.end;
     // This entry's share, bounded once: no per-element budget check.
@@ -391,9 +406,12 @@ where
         ));
     }
     for (index, &name) in (range.start..).zip(names) {
-        let value = match hv.read_register(snapshot, name) {
+        let value = match hv.read(snapshot, name) {
             Ok(value) => value,
-            Err(status) => return Progress::Done(HypercallResult::of(status, index)),
+            Err(SourceError::Hv(e)) => {
+                return Progress::Done(HypercallResult::of(e.status(), index))
+            }
+            Err(SourceError::Host(e)) => return Progress::HostFailed(e),
         };
         if form.write_value(regs, memory, index, &value).is_err() {
             // The output list was RAM when the call was checked; it changed

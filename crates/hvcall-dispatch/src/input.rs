@@ -6,7 +6,7 @@ use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
 use hvcall_abi::{GetVpRegistersHeader, HvInputVtl, HvRegisterName, PAGE_SIZE};
 use zerocopy::IntoBytes;
 
-use crate::memory::{GuestMemory, MemoryError};
+use crate::memory::{MemoryError, PartitionMemory};
 
 /// The most elements one call can have: the output list must fit in one
 /// page (step 5e) and a fast call fits even fewer.
@@ -49,7 +49,7 @@ impl CallInput {
     /// Read the header at `gpa` and names `start..count` after it. The
     /// caller has checked the whole list is guest RAM within one page, so
     /// `count <= MAX_REPS`; names past `MAX_REPS` are never read.
-    pub(crate) fn read_memory<M: GuestMemory + ?Sized>(
+    pub(crate) fn read_memory<M: PartitionMemory + ?Sized>(
         &mut self,
         memory: &M,
         gpa: u64,

@@ -14,10 +14,12 @@ pub enum MemoryError {
 }
 
 /// The caller partition's guest-physical memory, as hypercalls may use it.
+/// (Named apart from `vm_memory::GuestMemory`, which a VMM typically
+/// implements this trait with.)
 ///
 /// Implementations must never touch host memory outside guest RAM whatever
 /// the GPA and length (including ranges that wrap around 2^64).
-pub trait GuestMemory {
+pub trait PartitionMemory {
     /// Whether every byte of `[gpa, gpa + len)` is ordinary guest RAM that a
     /// hypercall may read and write: not unbacked, not MMIO, not beyond the
     /// GPA space, and not an overlay page such as the hypercall page.

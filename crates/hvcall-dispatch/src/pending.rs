@@ -19,7 +19,7 @@ use hvcall_abi::HypercallControl;
 ///
 /// The VMM keeps one per VP and passes it to every
 /// [`dispatch`](crate::dispatch()) of that VP. `S` is the
-/// [`Hypervisor::Snapshot`](crate::hypervisor::Hypervisor::Snapshot) type.
+/// [`RegisterSource::Snapshot`](crate::RegisterSource::Snapshot) type.
 pub struct VpState<S> {
     pending: Option<Pending<S>>,
     /// The input of the call being handled or parked, read in place.

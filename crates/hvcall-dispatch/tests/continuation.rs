@@ -17,9 +17,7 @@ fn call(
     budget: u16,
 ) -> Case {
     let mut case = Case::new(conv, form);
-    case.config = DispatchConfig {
-        max_reps_per_entry: budget,
-    };
+    case.config = DispatchConfig::default().with_max_reps_per_entry(budget);
     case.get(start, header(SELF_PARTITION, SELF_VP, 0), list);
     case
 }

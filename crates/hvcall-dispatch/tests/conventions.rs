@@ -30,15 +30,10 @@ fn run(conv: Convention, regs: RegisterFile, budget: u16) -> (Run, VpState<Model
     ram.poke(IN_GPA, &input).unwrap();
     let mut state = VpState::new();
     let mut r = regs;
-    let ctx = CallContext {
-        convention: conv,
-        privileged: true,
-        instruction_pointer: IP,
-    };
-    let config = DispatchConfig {
-        max_reps_per_entry: budget,
-    };
-    let outcome = dispatch(&ctx, &mut r, &mut ram, &mut model, &mut state, &config);
+    let ctx = CallContext::new(conv, true, IP);
+    let config = DispatchConfig::default().with_max_reps_per_entry(budget);
+    let outcome = dispatch(&ctx, &mut r, &mut ram, &mut model, &mut state, &config)
+        .unwrap_or_else(|never| match never {});
     (
         Run {
             regs: r,

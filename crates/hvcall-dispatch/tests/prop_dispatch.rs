@@ -424,11 +424,7 @@ fn oracle(
 }
 
 fn ctx(s: &Scenario) -> CallContext {
-    CallContext {
-        convention: s.conv,
-        privileged: s.privileged,
-        instruction_pointer: IP,
-    }
+    CallContext::new(s.conv, s.privileged, IP)
 }
 
 /// Run a scenario to completion with a budget; (last outcome, entries,
@@ -439,9 +435,7 @@ type RamImage = Vec<(u64, Vec<u8>)>;
 fn run(s: &Scenario, budget: u16) -> (Outcome, usize, RegisterFile, RamImage, Model) {
     let (mut model, mut ram, mut regs) = setup(s);
     let mut state = VpState::new();
-    let config = DispatchConfig {
-        max_reps_per_entry: budget,
-    };
+    let config = DispatchConfig::default().with_max_reps_per_entry(budget);
     let mut entries = 0;
     loop {
         let out = dispatch(
@@ -451,7 +445,8 @@ fn run(s: &Scenario, budget: u16) -> (Outcome, usize, RegisterFile, RamImage, Mo
             &mut model,
             &mut state,
             &config,
-        );
+        )
+        .unwrap_or_else(|never| match never {});
         entries += 1;
         assert!(entries <= 300);
         if out != Outcome::Continue {

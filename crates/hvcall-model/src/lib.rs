@@ -1,9 +1,10 @@
 //! In-memory reference model of what a VMM hands the hvcall dispatcher:
 //! a partition hierarchy with VPs and VTL-banked register files
 //! ([`Model`], an implementation of
-//! [`Hypervisor`](hvcall_dispatch::Hypervisor)) and guest memory with holes
+//! [`Partitions`](hvcall_dispatch::Partitions) and
+//! [`RegisterSource`](hvcall_dispatch::RegisterSource)) and guest memory with holes
 //! and overlay pages ([`GuestRam`], an implementation of
-//! [`GuestMemory`](hvcall_dispatch::GuestMemory)).
+//! [`PartitionMemory`](hvcall_dispatch::PartitionMemory)).
 //!
 //! Tests and benches drive the dispatcher against it; later it is the
 //! oracle for differential tests against the real VMM.
@@ -33,10 +34,10 @@
 //! regs.gprs[x64::RCX] = 0x50 | (1 << 32);
 //! regs.gprs[x64::RDX] = 0x1000;
 //! regs.gprs[x64::R8] = 0x2000;
-//! let ctx = CallContext { convention: Convention::X64, privileged: true, instruction_pointer: 0 };
+//! let ctx = CallContext::new(Convention::X64, true, 0);
 //! let mut state = VpState::new();
 //! let out = dispatch(&ctx, &mut regs, &mut ram, &mut model, &mut state, &DispatchConfig::default());
-//! assert_eq!(out, Outcome::Complete);
+//! assert_eq!(out, Ok(Outcome::Complete));
 //! assert_eq!(regs.gprs[x64::RAX], 1 << 32); // success, 1 rep
 //! ```
 

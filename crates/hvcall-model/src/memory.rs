@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use hvcall_abi::PAGE_SIZE;
-use hvcall_dispatch::memory::{GuestMemory, MemoryError};
+use hvcall_dispatch::memory::{MemoryError, PartitionMemory};
 
 /// Why a memory layout was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,14 +45,14 @@ impl Region {
 
 /// Guest RAM with holes and overlay pages.
 ///
-/// Every byte is zero when a region is added. [`GuestMemory`] accesses are
+/// Every byte is zero when a region is added. [`PartitionMemory`] accesses are
 /// refused (`MemoryError::NotRam`) unless every byte is inside a region and
 /// outside every overlay page; [`GuestRam::peek`] and [`GuestRam::poke`]
 /// give tests raw access to regions including overlay pages.
 ///
 /// ```
 /// use hvcall_model::GuestRam;
-/// use hvcall_dispatch::GuestMemory;
+/// use hvcall_dispatch::PartitionMemory;
 /// let mut ram = GuestRam::new();
 /// ram.add_region(0x1000, 0x2000).unwrap();
 /// ram.add_overlay(0x2000);
@@ -184,7 +184,7 @@ impl GuestRam {
     }
 }
 
-impl GuestMemory for GuestRam {
+impl PartitionMemory for GuestRam {
     fn is_ram(&self, gpa: u64, len: u64) -> bool {
         self.covered(gpa, len) && !self.touches_overlay(gpa, len)
     }

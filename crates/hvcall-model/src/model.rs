@@ -1,10 +1,14 @@
 //! The partition hierarchy, VPs and their VTL-banked register files: the
-//! model's implementation of [`Hypervisor`].
+//! model's implementation of [`Partitions`] and [`RegisterSource`].
 
 use std::collections::BTreeMap;
 
-use hvcall_abi::{privilege, Arch, HvRegisterName, HvRegisterValue, HvStatus};
-use hvcall_dispatch::hypervisor::{Caller, Hypervisor, PartitionInfo, Target};
+use std::convert::Infallible;
+
+use hvcall_abi::{privilege, Arch, HvError, HvRegisterName, HvRegisterValue};
+use hvcall_dispatch::{
+    Caller, PartitionInfo, Partitions, RegisterSource, SnapshotRequest, SourceError, Target,
+};
 
 use crate::sharing::is_shared;
 
@@ -172,66 +176,67 @@ impl Model {
     }
 }
 
-impl Hypervisor for Model {
-    type Snapshot = ModelSnapshot;
-
+impl Partitions for Model {
     fn caller(&self) -> Caller {
         let (partition_id, vp_index) = self.caller;
         let partition = self.partitions.get(&partition_id);
-        Caller {
-            partition_id,
-            vp_index,
-            vtl: self.vp(partition_id, vp_index).map_or(0, |v| v.active_vtl),
-            privileges: partition.map_or(0, |p| p.privileges),
-            xmm_fast_input: partition.is_some_and(|p| p.xmm_fast_input),
-            xmm_fast_output: partition.is_some_and(|p| p.xmm_fast_output),
-        }
+        Caller::new(partition_id, vp_index)
+            .with_vtl(self.vp(partition_id, vp_index).map_or(0, |v| v.active_vtl))
+            .with_privileges(partition.map_or(0, |p| p.privileges))
+            .with_xmm_fast(
+                partition.is_some_and(|p| p.xmm_fast_input),
+                partition.is_some_and(|p| p.xmm_fast_output),
+            )
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
         let p = self.partitions.get(&partition_id)?;
-        Some(PartitionInfo {
-            parent: p.parent,
-            vp_count: u32::try_from(p.vps.len()).unwrap_or(u32::MAX),
-        })
+        Some(PartitionInfo::new(
+            p.parent,
+            u32::try_from(p.vps.len()).unwrap_or(u32::MAX),
+        ))
     }
 
     fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
         self.vp(partition_id, vp_index)
             .map_or(0, |v| v.enabled_vtls)
     }
+}
+
+impl RegisterSource for Model {
+    type Snapshot = ModelSnapshot;
+    /// The model never fails on the host side.
+    type Error = Infallible;
 
     fn snapshot(
         &mut self,
-        target: &Target,
-        names: &[HvRegisterName],
-    ) -> Result<ModelSnapshot, HvStatus> {
+        request: &SnapshotRequest<'_>,
+    ) -> Result<ModelSnapshot, SourceError<Infallible>> {
+        let target = request.target;
         let vp = self
             .vp(target.partition_id, target.vp_index)
-            .ok_or(HvStatus::INVALID_VP_INDEX)?;
-        let registers = names
+            .ok_or(HvError::INVALID_VP_INDEX)?;
+        let registers = request
+            .names
             .iter()
             .filter_map(|&n| Some((n, vp.register(self.arch, target.vtl, n)?)))
             .collect();
         self.snapshots_taken += 1;
-        self.last_snapshot_names = names.to_vec();
-        Ok(ModelSnapshot {
-            target: *target,
-            registers,
-        })
+        self.last_snapshot_names = request.names.to_vec();
+        Ok(ModelSnapshot { target, registers })
     }
 
-    fn read_register(
+    fn read(
         &mut self,
         snapshot: &mut ModelSnapshot,
         name: HvRegisterName,
-    ) -> Result<HvRegisterValue, HvStatus> {
+    ) -> Result<HvRegisterValue, SourceError<Infallible>> {
         self.registers_read += 1;
-        snapshot
+        Ok(snapshot
             .registers
             .get(&name)
             .copied()
-            .ok_or(HvStatus::INVALID_PARAMETER)
+            .ok_or(HvError::INVALID_PARAMETER)?)
     }
 }
 
@@ -246,6 +251,10 @@ mod tests {
     use crate::builder::standard_value;
 
     const RAX: HvRegisterName = HvRegisterName(0x0002_0000);
+
+    fn request(target: Target, names: &[HvRegisterName]) -> SnapshotRequest<'_> {
+        SnapshotRequest::new(target, names)
+    }
     const RIP: HvRegisterName = HvRegisterName(0x0002_0010);
 
     #[test]
@@ -278,21 +287,17 @@ mod tests {
     #[test]
     fn a_snapshot_is_a_copy_taken_once() {
         let mut model = Model::standard(Arch::X64);
-        let target = Target {
-            partition_id: VM_PARTITION,
-            vp_index: 1,
-            vtl: 0,
-        };
+        let target = Target::new(VM_PARTITION, 1, 0);
         let unknown = HvRegisterName(0x1234);
-        let mut snap = model.snapshot(&target, &[RIP, unknown]).unwrap();
+        let mut snap = model.snapshot(&request(target, &[RIP, unknown])).unwrap();
         model.set_register(VM_PARTITION, 1, 0, RIP, HvRegisterValue::from(0xBADu64));
         assert_eq!(
-            model.read_register(&mut snap, RIP),
+            model.read(&mut snap, RIP),
             Ok(standard_value(VM_PARTITION, 1, 0, RIP))
         );
         assert_eq!(
-            model.read_register(&mut snap, unknown),
-            Err(HvStatus::INVALID_PARAMETER)
+            model.read(&mut snap, unknown),
+            Err(SourceError::Hv(HvError::INVALID_PARAMETER))
         );
         assert_eq!((model.snapshots_taken(), model.registers_read()), (1, 2));
         assert_eq!(model.last_snapshot_names(), [RIP, unknown]);
@@ -301,19 +306,15 @@ mod tests {
     #[test]
     fn a_snapshot_holds_only_the_names_the_call_announced() {
         let mut model = Model::standard(Arch::X64);
-        let target = Target {
-            partition_id: VM_PARTITION,
-            vp_index: 0,
-            vtl: 0,
-        };
-        let mut snap = model.snapshot(&target, &[RAX]).unwrap();
+        let target = Target::new(VM_PARTITION, 0, 0);
+        let mut snap = model.snapshot(&request(target, &[RAX])).unwrap();
         assert_eq!(
-            model.read_register(&mut snap, RAX),
+            model.read(&mut snap, RAX),
             Ok(standard_value(VM_PARTITION, 0, 0, RAX))
         );
         assert_eq!(
-            model.read_register(&mut snap, RIP),
-            Err(HvStatus::INVALID_PARAMETER),
+            model.read(&mut snap, RIP),
+            Err(SourceError::Hv(HvError::INVALID_PARAMETER)),
             "RIP exists but was not announced"
         );
     }
@@ -336,10 +337,7 @@ mod tests {
         assert!(caller.xmm_fast_input && !caller.xmm_fast_output);
         assert_eq!(
             model.partition(VM_PARTITION),
-            Some(PartitionInfo {
-                parent: Some(ROOT_PARTITION),
-                vp_count: 3
-            })
+            Some(PartitionInfo::new(Some(ROOT_PARTITION), 3))
         );
         assert_eq!(
             model.partition(ROOT_PARTITION).map(|p| p.parent),

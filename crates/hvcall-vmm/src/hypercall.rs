@@ -8,11 +8,11 @@
 //! only if changed. The caller is partition 2, child of the root
 //! partition 1; only VTL 0 exists.
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
-use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
+use hvcall_abi::HypercallResult;
+use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl};
 use hvcall_dispatch::{
-    dispatch, CallContext, CallerRegisters, Convention, DispatchConfig, Hypervisor, Outcome,
-    VpState,
+    dispatch, CallContext, Caller, CallerRegisters, Convention, Outcome, PartitionInfo, Partitions,
+    RegisterSource, SnapshotRequest, SourceError, VpState,
 };
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
@@ -38,14 +38,8 @@ const CR0_PE: u64 = 1;
 /// dispatcher can address).
 pub(crate) fn partition_info(partition_id: u64, vm_vp_count: u32) -> Option<PartitionInfo> {
     match partition_id {
-        VM_PARTITION_ID => Some(PartitionInfo {
-            parent: Some(ROOT_PARTITION_ID),
-            vp_count: vm_vp_count,
-        }),
-        ROOT_PARTITION_ID => Some(PartitionInfo {
-            parent: None,
-            vp_count: 0,
-        }),
+        VM_PARTITION_ID => Some(PartitionInfo::new(Some(ROOT_PARTITION_ID), vm_vp_count)),
+        ROOT_PARTITION_ID => Some(PartitionInfo::new(None, 0)),
         _ => None,
     }
 }
@@ -159,24 +153,14 @@ pub struct VpHypervisor<'a> {
     vcpu: &'a VcpuFd,
     /// The caller's state at the call, RIP on the hypercall instruction.
     at_call: kvm_sync_regs,
-    /// The call is a fast form that may take more than one entry: its
-    /// output goes to the caller's XMM registers entry by entry.
-    continued_fast: bool,
-    fetch_error: Option<String>,
 }
 
-impl Hypervisor for VpHypervisor<'_> {
-    type Snapshot = VpSnapshot;
-
+impl Partitions for VpHypervisor<'_> {
     fn caller(&self) -> Caller {
-        Caller {
-            partition_id: VM_PARTITION_ID,
-            vp_index: self.vp,
-            vtl: 0,
-            privileges: self.shared.leaves.privileges,
-            xmm_fast_input: self.shared.leaves.xmm_fast,
-            xmm_fast_output: self.shared.leaves.xmm_fast,
-        }
+        let leaves = &self.shared.leaves;
+        Caller::new(VM_PARTITION_ID, self.vp)
+            .with_privileges(leaves.privileges)
+            .with_xmm_fast(leaves.xmm_fast, leaves.xmm_fast)
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
@@ -186,27 +170,32 @@ impl Hypervisor for VpHypervisor<'_> {
     fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
         1
     }
+}
+
+impl RegisterSource for VpHypervisor<'_> {
+    type Snapshot = VpSnapshot;
+    /// The VM ended, or KVM could not read a VP's state: the call ends and
+    /// so does the VM.
+    type Error = SnapshotError;
 
     fn snapshot(
         &mut self,
-        target: &Target,
-        names: &[HvRegisterName],
-    ) -> Result<VpSnapshot, HvStatus> {
+        request: &SnapshotRequest<'_>,
+    ) -> Result<VpSnapshot, SourceError<SnapshotError>> {
+        let target = request.target;
         if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.shared.leaves.cpus {
-            return Err(HvStatus::INVALID_PARAMETER);
+            return Err(SourceError::Hv(HvError::INVALID_PARAMETER));
         }
-        let groups = Groups::of(names);
+        let groups = Groups::of(request.names);
         if target.vp_index == self.vp {
             let mut own = VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp));
-            // A continued fast call writes its completed values into XMM
-            // registers before later entries read theirs: if it reads the
-            // FPU group, take that now, at the call (behaviour.md §5 and
-            // §2: a later element must not see this call's own output).
-            if self.continued_fast && groups.contains(Group::Fpu) {
-                if let Err(e) = own.fill(Group::Fpu, self.vcpu) {
-                    self.fetch_error = Some(e.to_string());
-                    return Err(HvStatus::INVALID_VP_STATE);
-                }
+            // The call's own output reaches this VP's XMM registers before
+            // later elements are read: take that group now, at the call
+            // (contract §5 and §2: a later element must not see this
+            // call's own output).
+            if request.output_precedes_reads && groups.contains(Group::Fpu) {
+                own.fill(Group::Fpu, self.vcpu)
+                    .map_err(|e| SourceError::Host(SnapshotError::Fetch(e.to_string())))?;
             }
             return Ok(own);
         }
@@ -219,31 +208,25 @@ impl Hypervisor for VpHypervisor<'_> {
             Ok(s) => Ok(*s),
             Err(e) => {
                 tracing::debug!(vp, target = target.vp_index, %e, "no snapshot");
-                if let SnapshotError::Fetch(msg) = e {
-                    self.fetch_error = Some(msg);
-                }
-                // The VM is ending (or KVM failed): the guest never runs
-                // on to see this status.
-                Err(HvStatus::INVALID_VP_STATE)
+                Err(SourceError::Host(e))
             }
         }
     }
 
-    fn read_register(
+    fn read(
         &mut self,
         snapshot: &mut VpSnapshot,
         name: HvRegisterName,
-    ) -> Result<HvRegisterValue, HvStatus> {
-        let group = group_of(name).ok_or(HvStatus::INVALID_PARAMETER)?;
+    ) -> Result<HvRegisterValue, SourceError<SnapshotError>> {
+        let group = group_of(name).ok_or(HvError::INVALID_PARAMETER)?;
         // Only the caller's own snapshot fills lazily; another VP's holds
         // what its call named and is never fetched from again.
         if !snapshot.has(group) && snapshot.vp_index() == self.vp {
-            if let Err(e) = snapshot.fill(group, self.vcpu) {
-                self.fetch_error = Some(e.to_string());
-                return Err(HvStatus::INVALID_PARAMETER);
-            }
+            snapshot
+                .fill(group, self.vcpu)
+                .map_err(|e| SourceError::Host(SnapshotError::Fetch(e.to_string())))?;
         }
-        snapshot.read_held(name)
+        Ok(snapshot.read_held(name)?)
     }
 }
 
@@ -252,14 +235,6 @@ impl Hypervisor for VpHypervisor<'_> {
 /// segments with DPL 3).
 fn is_privileged(sregs: &kvm_bindings::kvm_sregs) -> bool {
     sregs.cr0 & CR0_PE != 0 && sregs.ss.dpl == 0
-}
-
-/// Whether `control` is a fast call with more elements than one entry's
-/// work budget (only such a call writes XMM output before it reads later
-/// elements).
-fn may_continue_fast(control: u64, config: &DispatchConfig) -> bool {
-    let control = HypercallControl::from_bits(control);
-    control.fast() && control.rep_count() > config.max_reps_per_entry.max(1)
 }
 
 /// A KVM failure while handling a hypercall; the VM ends with a fault.
@@ -283,11 +258,11 @@ pub fn handle(
 ) -> Result<Outcome, HypercallFault> {
     let sync = vcpu.sync_regs();
     let instruction = sync.regs.rip.wrapping_sub(HYPERCALL_INSTRUCTION_LEN);
-    let ctx = CallContext {
-        convention: Convention::for_x86_mode(sync.sregs.efer & EFER_LMA != 0, sync.sregs.cs.l != 0),
-        privileged: is_privileged(&sync.sregs),
-        instruction_pointer: instruction,
-    };
+    let ctx = CallContext::new(
+        Convention::for_x86_mode(sync.sregs.efer & EFER_LMA != 0, sync.sregs.cs.l != 0),
+        is_privileged(&sync.sregs),
+        instruction,
+    );
     let mut at_call = sync;
     at_call.regs.rip = instruction;
 
@@ -315,8 +290,6 @@ pub fn handle(
             vp,
             vcpu: vcpu_ref,
             at_call,
-            continued_fast: may_continue_fast(ctx.convention.control(&regs), &shared.dispatch),
-            fetch_error: None,
         };
         let outcome = dispatch(
             &ctx,
@@ -326,12 +299,13 @@ pub fn handle(
             state,
             &shared.dispatch,
         );
+        // The register file cannot fail a read (the dispatcher's
+        // `CallerRegisters` is infallible): a failed KVM_GET_FPU is kept
+        // aside and ends the VM here, before any result is applied.
         if let Some(e) = regs.fpu_error {
             return Err(fault(format!("KVM_GET_FPU: {e}")));
         }
-        if let Some(message) = hv.fetch_error {
-            return Err(fault(message));
-        }
+        let outcome = outcome.map_err(|e| fault(e.to_string()))?;
         if regs.fpu_dirty {
             if let Some(f) = &regs.fpu {
                 vcpu_ref
@@ -364,6 +338,8 @@ pub fn handle(
             sync_out.regs = regs;
         }
         Outcome::InjectUndefined => crate::vcpu::inject_exception(vcpu, instruction, UD_VECTOR),
+        // An outcome added to the dispatcher after this VMM was written.
+        other => return Err(fault(format!("unsupported dispatcher outcome {other:?}"))),
     }
     vcpu.set_sync_dirty_reg(SyncReg::Register);
     Ok(outcome)
@@ -390,19 +366,5 @@ mod tests {
         s.ss.dpl = 0;
         s.cr0 = 0;
         assert!(!is_privileged(&s), "real mode has no hypercalls");
-    }
-
-    #[test]
-    fn only_fast_calls_longer_than_one_entry_take_their_xmm_state_at_the_call() {
-        let budget = |max_reps_per_entry| DispatchConfig { max_reps_per_entry };
-        let fast = |n: u64| 0x50 | 1 << 16 | n << 32;
-        assert!(may_continue_fast(fast(2), &budget(1)));
-        assert!(!may_continue_fast(fast(1), &budget(1)));
-        assert!(!may_continue_fast(fast(4), &budget(256)));
-        assert!(may_continue_fast(fast(2), &budget(0)), "0 acts as 1");
-        assert!(
-            !may_continue_fast(0x50 | 4 << 32, &budget(1)),
-            "memory form"
-        );
     }
 }

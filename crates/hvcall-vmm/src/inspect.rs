@@ -5,14 +5,14 @@
 //! [`crate::Vm::run_inspected`] runs a closure on a host thread while the
 //! vCPUs run and hands it an [`Inspector`]. Each
 //! [`Inspector::get_vp_registers`] call builds the root partition's call
-//! exactly as [`crate::Vm::get_vp_registers`] does (the `root` module's
-//! input/output pages and register file); only the target's snapshot comes
+//! exactly as [`crate::Vm::get_vp_registers`] does (the `root` module,
+//! through the dispatcher's typed host read); only the target's snapshot comes
 //! from elsewhere: a host request to the [`crate::rendezvous`], which kicks
 //! the VP out of `KVM_RUN` and has its own thread capture exactly the
 //! register groups the call's names need, after which it runs on. So every
-//! call of up to 256 names sees one moment of the VP (never a torn state),
+//! call sees one moment of the VP (never a torn state),
 //! a halted VP still answers, and the VM ending (exit port, fault,
-//! watchdog, all halted) wakes a waiting call with [`InspectError::Ended`].
+//! watchdog, all halted) wakes a waiting call with [`ReadError::Ended`].
 //!
 //! ```no_run
 //! use std::io::Write;
@@ -39,25 +39,12 @@
 
 use std::time::Duration;
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_abi::{HvRegisterName, HvRegisterValue};
 
 use crate::memory::GuestRam;
-use crate::rendezvous::SnapshotError;
-use crate::root::{RootHypervisor, RootReadError};
+use crate::root::{ReadError, RootHypervisor};
 use crate::vm::Shared;
 use crate::VmExit;
-
-/// Why an inspector read failed.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum InspectError {
-    /// The VM ended (before or during the read): nothing runs any more.
-    #[error("the VM ended")]
-    Ended,
-    /// The call failed, as a guest's would (unknown name, no such VP, ...):
-    /// its status and the index of the failing name in the caller's list.
-    #[error(transparent)]
-    Call(#[from] RootReadError),
-}
 
 /// The host's handle on a running VM, given to the closure of
 /// [`crate::Vm::run_inspected`]. Its reads never wait for anything but the
@@ -72,46 +59,30 @@ impl<'a> Inspector<'a> {
     }
 
     /// Reads `names` of VP `vp` as the root partition (the VM's parent),
-    /// while it runs. Each call of up to 256 names sees one consistent
-    /// snapshot of the VP holding only the register groups those names
-    /// need; longer lists are read in calls of 256 names (one snapshot
-    /// each), as [`crate::Vm::get_vp_registers`] does. The values come in
-    /// the order of `names`.
+    /// while it runs. All names, however many, come from one consistent
+    /// snapshot of the VP holding only the register groups they need, as
+    /// with [`crate::Vm::get_vp_registers`]. The values come in the order
+    /// of `names`.
     ///
-    /// Errors: [`InspectError::Ended`] once the VM has ended (a read
+    /// Errors: [`ReadError::Ended`] once the VM has ended (a read
     /// waiting for its snapshot is woken by the end);
-    /// [`InspectError::Call`] with the hypercall's status and the failing
+    /// [`ReadError::Fetch`] if the VP could not read its state;
+    /// [`ReadError::Call`] with the hypercall's status and the failing
     /// index otherwise (`HV_STATUS_INVALID_PARAMETER` for a name not
     /// served, `HV_STATUS_INVALID_VP_INDEX` for a VP that does not exist).
     pub fn get_vp_registers(
         &self,
         vp: u32,
         names: &[HvRegisterName],
-    ) -> Result<Vec<HvRegisterValue>, InspectError> {
+    ) -> Result<Vec<HvRegisterValue>, ReadError> {
         let rendezvous = &self.shared.rendezvous;
-        let mut ended = false;
         let mut snapshot =
-            |target: u32, groups| match rendezvous.request_host_snapshot(target, groups) {
-                Ok(s) => Ok(*s),
-                Err(SnapshotError::Ended) => {
-                    ended = true;
-                    Err(HvStatus::INVALID_VP_STATE)
-                }
-                Err(SnapshotError::Fetch(e)) => {
-                    tracing::warn!(%e, "inspector snapshot failed");
-                    Err(HvStatus::INVALID_VP_STATE)
-                }
-            };
+            |target: u32, groups| rendezvous.request_host_snapshot(target, groups).map(|s| *s);
         let mut hv = RootHypervisor {
             vp_count: self.shared.config.cpus,
             snapshot: &mut snapshot,
         };
-        let result = crate::root::get_vp_registers(&mut hv, &self.shared.dispatch, vp, names);
-        match result {
-            Ok(values) => Ok(values),
-            Err(_) if ended => Err(InspectError::Ended),
-            Err(e) => Err(InspectError::Call(e)),
-        }
+        crate::root::get_vp_registers(&mut hv, vp, names)
     }
 
     /// The number of VPs (valid indexes are `0..vp_count()`).

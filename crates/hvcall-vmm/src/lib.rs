@@ -60,7 +60,8 @@ pub mod vm;
 
 pub use config::VmConfig;
 pub use console::Console;
-pub use inspect::{InspectError, Inspector};
+pub use inspect::Inspector;
+pub use root::ReadError;
 pub use stats::{GroupFetches, RunStats};
 pub use vm::{Vm, VmExit};
 

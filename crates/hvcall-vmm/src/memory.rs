@@ -3,13 +3,13 @@
 //! RAM is one anonymous mapping from guest-physical address 0 (a
 //! `vm-memory` [`GuestMemoryMmap`]). [`GuestRam`] adds bounded,
 //! overflow-safe range checks; [`CallerMemory`] is the
-//! [`hvcall_dispatch::GuestMemory`] a hypercall sees: RAM minus the
+//! [`hvcall_dispatch::PartitionMemory`] a hypercall sees: RAM minus the
 //! hypercall overlay page.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use hvcall_abi::PAGE_SIZE;
-use hvcall_dispatch::memory::{GuestMemory, MemoryError};
+use hvcall_dispatch::memory::{MemoryError, PartitionMemory};
 
 /// Smallest RAM size accepted: 2 MiB (boot structures below 1 MiB, image
 /// and stacks above).
@@ -131,7 +131,7 @@ impl<'a> CallerMemory<'a> {
     }
 }
 
-impl GuestMemory for CallerMemory<'_> {
+impl PartitionMemory for CallerMemory<'_> {
     fn is_ram(&self, gpa: u64, len: u64) -> bool {
         self.ram.contains(gpa, len) && !self.overlaps_overlay(gpa, len)
     }

@@ -1,76 +1,48 @@
 //! Host-side reads: the root partition (id 1), parent of the VM, reads a
-//! VP's registers through the same [`hvcall_dispatch::dispatch()`] path a
-//! guest's HvCallGetVpRegisters takes, with its input and output in a small
-//! host buffer. Where the target's snapshot comes from is the caller's
-//! choice: plain ioctls while no vCPU runs ([`crate::Vm::get_vp_registers`]
-//! takes `&mut Vm`), or a rendezvous with the running VP
-//! ([`crate::inspect::Inspector`]).
+//! VP's registers through the dispatcher's typed host entry point
+//! ([`hvcall_dispatch::read_registers`]): the checks a guest's
+//! HvCallGetVpRegisters gets, one snapshot holding just the register groups
+//! the names need, any number of names. Where the snapshot comes from is
+//! the caller's choice: plain ioctls while no vCPU runs
+//! ([`crate::Vm::get_vp_registers`] takes `&mut Vm`), or a rendezvous with
+//! the running VP ([`crate::inspect::Inspector`]).
 
-use hvcall_abi::{call_code, privilege, GetVpRegistersHeader, HvInputVtl};
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
-use hvcall_dispatch::hypervisor::{Caller, PartitionInfo, Target};
-use hvcall_dispatch::registers::{x64, RegisterFile};
-use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
-use hvcall_dispatch::{GuestMemory, Hypervisor, MemoryError};
-use zerocopy::IntoBytes;
+use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_dispatch::{
+    read_registers, Caller, HostRead, HostReadError, PartitionInfo, Partitions, RegisterSource,
+    SnapshotRequest, SourceError,
+};
 
 use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
 use crate::registers::Groups;
+use crate::rendezvous::SnapshotError;
 use crate::snapshot::VpSnapshot;
 
-/// Most names per call: the output list must fit one page.
-const NAMES_PER_CALL: usize = 256;
-const INPUT_GPA: u64 = 0;
-const OUTPUT_GPA: u64 = 0x1000;
-
-/// A root read that did not succeed.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{status} at register {index}")]
-pub struct RootReadError {
-    /// The status the call returned.
-    pub status: HvStatus,
-    /// Index (in the caller's list) of the register being read.
-    pub index: usize,
-}
-
-/// The root's "memory": one page of input and one of output.
-struct RootMemory([u8; 0x2000]);
-
-impl GuestMemory for RootMemory {
-    fn is_ram(&self, gpa: u64, len: u64) -> bool {
-        gpa.checked_add(len)
-            .is_some_and(|end| end <= self.0.len() as u64)
-    }
-
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let err = MemoryError::NotRam {
-            gpa,
-            len: buf.len() as u64,
-        };
-        let start = usize::try_from(gpa).map_err(|_| err)?;
-        let src = self
-            .0
-            .get(start..start.checked_add(buf.len()).ok_or(err)?)
-            .ok_or(err)?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemoryError> {
-        let err = MemoryError::NotRam {
-            gpa,
-            len: data.len() as u64,
-        };
-        let start = usize::try_from(gpa).map_err(|_| err)?;
-        let end = start.checked_add(data.len()).ok_or(err)?;
-        self.0.get_mut(start..end).ok_or(err)?.copy_from_slice(data);
-        Ok(())
-    }
+/// Why a host read failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// Refused as a guest's call would be (unknown name, no such VP...):
+    /// its status and the index of the failing name in the caller's list.
+    #[error("{status} at register {index}")]
+    Call {
+        /// The status the call would return.
+        status: HvStatus,
+        /// Index of the failing name (0 for a check before the first).
+        index: usize,
+    },
+    /// The VM ended before or during the read: nothing runs any more.
+    #[error("the VM ended")]
+    Ended,
+    /// KVM could not read the VP's state.
+    #[error("the VP's state could not be read: {0}")]
+    Fetch(String),
 }
 
 /// Takes one snapshot of VP `vp` (an existing VP of the VM) holding the
-/// given groups; an error status fails the call.
-pub(crate) type SnapshotSource<'a> = dyn FnMut(u32, Groups) -> Result<VpSnapshot, HvStatus> + 'a;
+/// given groups.
+pub(crate) type SnapshotSource<'a> =
+    dyn FnMut(u32, Groups) -> Result<VpSnapshot, SnapshotError> + 'a;
 
 /// The root partition's view: the VM (`vp_count` VPs) is its child.
 pub(crate) struct RootHypervisor<'a> {
@@ -78,18 +50,9 @@ pub(crate) struct RootHypervisor<'a> {
     pub(crate) snapshot: &'a mut SnapshotSource<'a>,
 }
 
-impl Hypervisor for RootHypervisor<'_> {
-    type Snapshot = VpSnapshot;
-
+impl Partitions for RootHypervisor<'_> {
     fn caller(&self) -> Caller {
-        Caller {
-            partition_id: ROOT_PARTITION_ID,
-            vp_index: 0,
-            vtl: 0,
-            privileges: privilege::ACCESS_VP_REGISTERS,
-            xmm_fast_input: false,
-            xmm_fast_output: false,
-        }
+        Caller::new(ROOT_PARTITION_ID, 0).with_privileges(privilege::ACCESS_VP_REGISTERS)
     }
 
     fn partition(&self, id: u64) -> Option<PartitionInfo> {
@@ -99,81 +62,53 @@ impl Hypervisor for RootHypervisor<'_> {
     fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
         1
     }
+}
+
+impl RegisterSource for RootHypervisor<'_> {
+    type Snapshot = VpSnapshot;
+    type Error = SnapshotError;
 
     fn snapshot(
         &mut self,
-        target: &Target,
-        names: &[HvRegisterName],
-    ) -> Result<VpSnapshot, HvStatus> {
+        request: &SnapshotRequest<'_>,
+    ) -> Result<VpSnapshot, SourceError<SnapshotError>> {
+        let target = request.target;
         if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
-            return Err(HvStatus::INVALID_VP_INDEX);
+            return Err(SourceError::Hv(hvcall_abi::HvError::INVALID_VP_INDEX));
         }
-        (self.snapshot)(target.vp_index, Groups::of(names))
+        (self.snapshot)(target.vp_index, Groups::of(request.names)).map_err(SourceError::Host)
     }
 
-    fn read_register(
+    fn read(
         &mut self,
         snapshot: &mut VpSnapshot,
         name: HvRegisterName,
-    ) -> Result<HvRegisterValue, HvStatus> {
-        snapshot.read_held(name)
+    ) -> Result<HvRegisterValue, SourceError<SnapshotError>> {
+        snapshot.read_held(name).map_err(SourceError::Hv)
     }
 }
 
-/// Reads `names` of VP `vp_index` of the VM as the root partition, in calls
-/// of at most 256 names, following continuations.
+/// Reads `names` of VP `vp_index` of the VM as the root partition.
 pub(crate) fn get_vp_registers(
     hv: &mut RootHypervisor<'_>,
-    config: &DispatchConfig,
     vp_index: u32,
     names: &[HvRegisterName],
-) -> Result<Vec<HvRegisterValue>, RootReadError> {
-    let mut values = Vec::with_capacity(names.len());
-    let ctx = CallContext {
-        convention: Convention::X64,
-        privileged: true,
-        instruction_pointer: 0,
-    };
-    for (chunk_index, chunk) in names.chunks(NAMES_PER_CALL).enumerate() {
-        let first = chunk_index * NAMES_PER_CALL;
-        let fail = |status, index| RootReadError {
-            status,
-            index: first + index,
-        };
-        let mut memory = RootMemory([0; 0x2000]);
-        let header = GetVpRegistersHeader::new(VM_PARTITION_ID, vp_index, HvInputVtl::new());
-        let mut input = header.as_bytes().to_vec();
-        input.extend(chunk.iter().flat_map(|n| n.0.to_le_bytes()));
-        memory
-            .write(INPUT_GPA, &input)
-            .map_err(|_| fail(HvStatus::INVALID_PARAMETER, 0))?;
-        let control = HypercallControl::new()
-            .with_code(call_code::GET_VP_REGISTERS)
-            .with_rep_count(chunk.len() as u16);
-        let mut regs = RegisterFile::default();
-        regs.gprs[x64::RCX] = control.into_bits();
-        regs.gprs[x64::RDX] = INPUT_GPA;
-        regs.gprs[x64::R8] = OUTPUT_GPA;
-        let mut state = VpState::new();
-        // Each entry completes at least one element, so this ends.
-        loop {
-            match dispatch(&ctx, &mut regs, &mut memory, hv, &mut state, config) {
-                Outcome::Complete => break,
-                Outcome::Continue => {}
-                Outcome::InjectUndefined => return Err(fail(HvStatus::INVALID_HYPERCALL_INPUT, 0)),
-            }
-        }
-        let result = HypercallResult::from_bits(regs.gprs[x64::RAX]);
-        if !result.status().is_success() {
-            return Err(fail(result.status(), usize::from(result.reps_completed())));
-        }
-        for i in 0..chunk.len() {
-            let mut v = HvRegisterValue::default();
-            memory
-                .read(OUTPUT_GPA + 16 * i as u64, &mut v.0)
-                .map_err(|_| fail(HvStatus::INVALID_PARAMETER, i))?;
-            values.push(v);
-        }
+) -> Result<Vec<HvRegisterValue>, ReadError> {
+    let mut values = vec![HvRegisterValue::default(); names.len()];
+    let read = HostRead::new(VM_PARTITION_ID, vp_index);
+    match read_registers(hv, &read, names, &mut values) {
+        Ok(()) => Ok(values),
+        Err(HostReadError::Hv { error, index }) => Err(ReadError::Call {
+            status: error.status(),
+            index,
+        }),
+        Err(HostReadError::Host(SnapshotError::Ended)) => Err(ReadError::Ended),
+        Err(HostReadError::Host(SnapshotError::Fetch(e))) => Err(ReadError::Fetch(e)),
+        // `values` has the length of `names`; any other failure the
+        // dispatcher may add one day is reported as a refused read.
+        Err(_) => Err(ReadError::Call {
+            status: HvStatus::INVALID_PARAMETER,
+            index: 0,
+        }),
     }
-    Ok(values)
 }

@@ -7,7 +7,7 @@
 //! names need, and never filled later (that would mix two moments).
 
 use hvcall_abi::value::InternalActivity;
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue};
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs, KVM_MP_STATE_HALTED,
     KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
@@ -313,17 +313,17 @@ impl VpSnapshot {
     /// missing. A snapshot of another VP holds every group its call named,
     /// so a missing group is a bug, refused rather than fetched later
     /// (that would mix two moments).
-    pub fn read_held(&self, name: HvRegisterName) -> Result<HvRegisterValue, HvStatus> {
-        let group = source_of(name).ok_or(HvStatus::INVALID_PARAMETER)?.group();
+    pub fn read_held(&self, name: HvRegisterName) -> Result<HvRegisterValue, HvError> {
+        let group = source_of(name).ok_or(HvError::INVALID_PARAMETER)?.group();
         if !self.has(group) {
             tracing::error!(
                 vp = self.vp_index(),
                 ?group,
                 "group missing from a snapshot"
             );
-            return Err(HvStatus::INVALID_VP_STATE);
+            return Err(HvError::INVALID_VP_STATE);
         }
-        self.value(name).ok_or(HvStatus::INVALID_PARAMETER)
+        self.value(name).ok_or(HvError::INVALID_PARAMETER)
     }
 
     fn synthetic_value(&self, syn: Syn) -> u128 {
@@ -450,13 +450,13 @@ mod tests {
         for missing in [0x0008_0009, 0x0003_0000, 0x0005_0000, 0x0004_0005] {
             assert_eq!(
                 s.read_held(HvRegisterName(missing)),
-                Err(HvStatus::INVALID_VP_STATE),
+                Err(HvError::INVALID_VP_STATE),
                 "{missing:#x}"
             );
         }
         assert_eq!(
             s.read_held(HvRegisterName(0x1234)),
-            Err(HvStatus::INVALID_PARAMETER),
+            Err(HvError::INVALID_PARAMETER),
             "not served"
         );
     }

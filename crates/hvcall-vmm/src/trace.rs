@@ -112,6 +112,7 @@ impl TracedCall {
                 HypercallControl::from_bits(control_after).rep_start()
             ),
             Outcome::InjectUndefined => write!(l, " result=ud status=- reps=0"),
+            other => write!(l, " result={other:?} status=- reps=0"),
         };
         if let Some(input) = &self.input {
             append_get_vp_registers(&mut l, input, c.rep_count());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hvcall_abi::name::x64;
 use hvcall_abi::value::InternalActivity;
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_abi::{HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::{DispatchConfig, VpState};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -28,7 +28,7 @@ use crate::memory::GuestRam;
 use crate::msr::{self, GeneralProtection, SyntheticMsrs};
 use crate::registers::Groups;
 use crate::rendezvous::{Rendezvous, Served, SnapshotError};
-use crate::root::{RootHypervisor, RootReadError};
+use crate::root::{ReadError, RootHypervisor};
 use crate::snapshot::{SyntheticState, VpSnapshot};
 use crate::stats::{Counters, RunStats};
 use crate::{linux, mptable};
@@ -291,25 +291,22 @@ impl Vm {
         &mut self,
         vp_index: u32,
         names: &[HvRegisterName],
-    ) -> Result<Vec<HvRegisterValue>, RootReadError> {
+    ) -> Result<Vec<HvRegisterValue>, ReadError> {
         let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
         let vcpus = &self.vcpus;
         let mut snapshot = |vp: u32, groups| {
-            let vcpu = vcpus.get(vp as usize).ok_or(HvStatus::INVALID_VP_INDEX)?;
+            let fetch = |e: String| SnapshotError::Fetch(e);
+            let vcpu = vcpus
+                .get(vp as usize)
+                .ok_or_else(|| fetch(format!("no vCPU {vp}")))?;
             let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
-            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(|e| {
-                tracing::warn!(%e, "root snapshot failed");
-                HvStatus::INVALID_VP_STATE
-            })
+            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(|e| fetch(e.to_string()))
         };
         let mut hv = RootHypervisor {
             vp_count: self.config.cpus,
             snapshot: &mut snapshot,
         };
-        let config = DispatchConfig {
-            max_reps_per_entry: self.config.max_reps_per_entry,
-        };
-        crate::root::get_vp_registers(&mut hv, &config, vp_index, names)
+        crate::root::get_vp_registers(&mut hv, vp_index, names)
     }
 
     /// What the VM did so far (all runs).
@@ -355,9 +352,8 @@ impl Vm {
             leaves: self.leaves,
             rendezvous: Rendezvous::new(self.config.cpus),
             created: self.created,
-            dispatch: DispatchConfig {
-                max_reps_per_entry: self.config.max_reps_per_entry,
-            },
+            dispatch: DispatchConfig::default()
+                .with_max_reps_per_entry(self.config.max_reps_per_entry),
             counters: &self.counters,
             unimplemented: Mutex::new(BTreeSet::new()),
             msr_writes: Mutex::new(()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{config, guests, kvm_available};
 use hvcall_abi::name::x64;
 use hvcall_abi::{HvRegisterName, HvStatus};
-use hvcall_vmm::{loader, InspectError, Vm, VmExit};
+use hvcall_vmm::{loader, ReadError, Vm, VmExit};
 
 /// Reads of the running VP1.
 const SAMPLES: usize = 2_000;
@@ -35,11 +35,11 @@ fn vp1_loop() -> std::ops::Range<u64> {
 #[derive(Default)]
 struct Seen {
     samples: Vec<[u64; 4]>,
-    unknown_name: Option<InspectError>,
-    no_such_vp: Option<InspectError>,
-    halted_rip: Option<Result<u64, InspectError>>,
+    unknown_name: Option<ReadError>,
+    no_such_vp: Option<ReadError>,
+    halted_rip: Option<Result<u64, ReadError>>,
     ended: bool,
-    after_end: Option<InspectError>,
+    after_end: Option<ReadError>,
 }
 
 #[test]
@@ -112,8 +112,8 @@ fn inspector_reads_a_running_vp_never_torn_and_ends_cleanly() {
         "no sample inside VP1's loop"
     );
 
-    let call_error = |e: Option<InspectError>| match e {
-        Some(InspectError::Call(c)) => (c.status, c.index),
+    let call_error = |e: Option<ReadError>| match e {
+        Some(ReadError::Call { status, index }) => (status, index),
         other => panic!("expected a call error, got {other:?}"),
     };
     assert_eq!(
@@ -123,7 +123,7 @@ fn inspector_reads_a_running_vp_never_torn_and_ends_cleanly() {
     assert_eq!(call_error(seen.no_such_vp).0, HvStatus::INVALID_VP_INDEX);
     assert_eq!(seen.halted_rip, Some(Ok(halted_at)), "halted VP2");
     assert!(seen.ended, "the VM did not end after the go");
-    assert_eq!(seen.after_end, Some(InspectError::Ended));
+    assert_eq!(seen.after_end, Some(ReadError::Ended));
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn reads_racing_the_vm_end_fail_with_ended_not_a_hang() {
         })
         .unwrap();
     assert_eq!(exit, VmExit::Exited(42));
-    assert_eq!(last, Some(InspectError::Ended));
+    assert_eq!(last, Some(ReadError::Ended));
 }
 
 #[test]

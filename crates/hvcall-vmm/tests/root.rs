@@ -6,7 +6,7 @@ mod common;
 use common::{config, guests, kvm_available, read_u128, run};
 use hvcall_abi::name::x64;
 use hvcall_abi::{HvRegisterName, HvStatus};
-use hvcall_vmm::{loader, Vm, VmConfig, VmExit};
+use hvcall_vmm::{loader, ReadError, Vm, VmConfig, VmExit};
 
 #[test]
 fn root_reads_the_boot_state_before_the_first_run() {
@@ -41,9 +41,21 @@ fn root_read_errors_name_the_failing_element() {
     let mut names = vec![x64::RAX; 300];
     names[270] = HvRegisterName(0x0002_0012);
     let err = vm.get_vp_registers(0, &names).unwrap_err();
-    assert_eq!((err.status, err.index), (HvStatus::INVALID_PARAMETER, 270));
+    assert_eq!(
+        err,
+        ReadError::Call {
+            status: HvStatus::INVALID_PARAMETER,
+            index: 270
+        }
+    );
     let err = vm.get_vp_registers(1, &[x64::RAX]).unwrap_err();
-    assert_eq!(err.status, HvStatus::INVALID_VP_INDEX);
+    assert_eq!(
+        err,
+        ReadError::Call {
+            status: HvStatus::INVALID_VP_INDEX,
+            index: 0
+        }
+    );
 }
 
 #[test]

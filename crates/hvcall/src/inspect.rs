@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hvcall_abi::name::{self, Arch, RegisterEntry};
 use hvcall_abi::{HvRegisterName, HvRegisterValue};
-use hvcall_vmm::{InspectError, Inspector, Vm, VmConfig, VmExit, VmmError};
+use hvcall_vmm::{Inspector, ReadError, Vm, VmConfig, VmExit, VmmError};
 
 /// The default time between samples.
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
@@ -110,13 +110,17 @@ impl Sampler {
                     let line = self.line(start.elapsed(), &values);
                     let _ = writeln!(std::io::stderr().lock(), "{line}");
                 }
-                Err(InspectError::Ended) => return,
-                Err(InspectError::Call(e)) => {
-                    let name = self.names.get(e.index).map_or("?", |n| n.short);
+                Err(ReadError::Ended) => return,
+                Err(ReadError::Call { status, index }) => {
+                    let name = self.names.get(index).map_or("?", |n| n.short);
                     crate::run::say(format_args!(
-                        "inspect vp{}: {} reading {name}; sampling stopped",
-                        self.vp, e.status
+                        "inspect vp{}: {status} reading {name}; sampling stopped",
+                        self.vp
                     ));
+                    return;
+                }
+                Err(e) => {
+                    crate::run::say(format_args!("inspect vp{}: {e}; sampling stopped", self.vp));
                     return;
                 }
             }

@@ -36,7 +36,7 @@ enum Command {
     /// List every HV_REGISTER_NAME of one architecture with its number.
     Registers(registers::RegistersArgs),
     /// Boot a guest (default: the demo) in the KVM VMM.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
 }
 
 fn main() -> ExitCode {

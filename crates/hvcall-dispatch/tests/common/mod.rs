@@ -332,11 +332,7 @@ impl Case {
             regs: junk_regs(),
             state: VpState::new(),
             config: DispatchConfig::default(),
-            ctx: CallContext {
-                convention: conv,
-                privileged: true,
-                instruction_pointer: IP,
-            },
+            ctx: CallContext::new(conv, true, IP),
             n: 0,
             regs_before: RegisterFile::default(),
             ram_before: Vec::new(),
@@ -386,14 +382,19 @@ impl Case {
 
     /// One call of the dispatcher on this case's state.
     fn dispatch_once(&mut self) -> Outcome {
-        dispatch(
+        let outcome = dispatch(
             &self.ctx,
             &mut self.regs,
             &mut self.ram,
             &mut self.model,
             &mut self.state,
             &self.config,
-        )
+        );
+        // The model never fails on the host side.
+        match outcome {
+            Ok(outcome) => outcome,
+            Err(never) => match never {},
+        }
     }
 
     /// Enter until the call completes (or #UD); returns the last outcome

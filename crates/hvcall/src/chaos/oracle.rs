@@ -23,7 +23,8 @@ use hvcall_abi::name::x64;
 use hvcall_abi::{privilege, Arch, HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::registers::x64 as gpr;
 use hvcall_dispatch::{
-    dispatch, CallContext, Convention, DispatchConfig, GuestMemory, Outcome, RegisterFile, VpState,
+    dispatch, CallContext, Convention, DispatchConfig, Outcome, PartitionMemory, RegisterFile,
+    RegisterSource, VpState,
 };
 use hvcall_model::{GuestRam, Model, ROOT_PARTITION, VM_PARTITION};
 
@@ -34,7 +35,8 @@ pub const GUEST_OS_ID: u64 = (1 << 63) | (0x7F << 56) | 1;
 /// What the model reports as the result of a call it answers with #UD
 /// (never expected here: CPL 0 and both XMM bits advertised).
 pub const INJECT_UD: u64 = u64::MAX;
-/// What the model reports for a call it did not complete in 4097 entries.
+/// What the model reports for a call it did not complete in 4097 entries
+/// (or that ended in an outcome this oracle does not know).
 pub const RUNAWAY: u64 = u64::MAX - 1;
 
 /// What one case must leave behind.
@@ -155,11 +157,7 @@ impl Oracle {
         for (name, v) in own.into_iter().chain(xmm) {
             model.set_register(VM_PARTITION, case.vp, 0, name, value(v));
         }
-        let ctx = CallContext {
-            convention: Convention::X64,
-            privileged: true,
-            instruction_pointer: HYPERCALL_PAGE,
-        };
+        let ctx = CallContext::new(Convention::X64, true, HYPERCALL_PAGE);
         let mut state = VpState::new();
         let result = call(
             &ctx,
@@ -190,16 +188,18 @@ impl Oracle {
 fn call(
     ctx: &CallContext,
     regs: &mut RegisterFile,
-    ram: &mut impl GuestMemory,
+    ram: &mut impl PartitionMemory,
     model: &mut Model,
-    state: &mut VpState<<Model as hvcall_dispatch::Hypervisor>::Snapshot>,
+    state: &mut VpState<<Model as RegisterSource>::Snapshot>,
     config: &DispatchConfig,
 ) -> u64 {
     for _ in 0..=4096 {
         match dispatch(ctx, regs, ram, model, state, config) {
-            Outcome::Complete => return regs.gprs[gpr::RAX],
-            Outcome::Continue => {}
-            Outcome::InjectUndefined => return INJECT_UD,
+            Ok(Outcome::Complete) => return regs.gprs[gpr::RAX],
+            Ok(Outcome::Continue) => {}
+            Ok(Outcome::InjectUndefined) => return INJECT_UD,
+            Ok(_) => return RUNAWAY,
+            Err(never) => match never {},
         }
     }
     // Every call completes within one entry per element plus one (§2); a

@@ -1,0 +1,147 @@
+//! Reads made by the host itself (a parent partition, a debugger, a tool):
+//! the checks of contract §1 steps 6a–6i and one snapshot, without a guest
+//! control word, guest memory or a 256-name limit.
+//!
+//! ```
+//! use hvcall_abi::{privilege, HvError, HvRegisterName, HvRegisterValue};
+//! use hvcall_dispatch::{
+//!     read_registers, Caller, HostRead, HostReadError, PartitionInfo, Partitions,
+//!     RegisterSource, SnapshotRequest, SourceError,
+//! };
+//!
+//! /// The root (1) with one child VM (2) of one VP whose registers read as
+//! /// their names; name 0 is unknown.
+//! struct Root;
+//! impl Partitions for Root {
+//!     fn caller(&self) -> Caller {
+//!         Caller::new(1, 0).with_privileges(privilege::ACCESS_VP_REGISTERS)
+//!     }
+//!     fn partition(&self, id: u64) -> Option<PartitionInfo> {
+//!         match id {
+//!             1 => Some(PartitionInfo::new(None, 0)),
+//!             2 => Some(PartitionInfo::new(Some(1), 1)),
+//!             _ => None,
+//!         }
+//!     }
+//!     fn enabled_vtls(&self, _: u64, _: u32) -> u16 { 1 }
+//! }
+//! impl RegisterSource for Root {
+//!     type Snapshot = ();
+//!     type Error = std::convert::Infallible;
+//!     fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Self::Error>> {
+//!         Ok(())
+//!     }
+//!     fn read(&mut self, _: &mut (), name: HvRegisterName)
+//!         -> Result<HvRegisterValue, SourceError<Self::Error>> {
+//!         match name.0 {
+//!             0 => Err(SourceError::Hv(HvError::INVALID_PARAMETER)),
+//!             n => Ok(HvRegisterValue::from(u64::from(n))),
+//!         }
+//!     }
+//! }
+//!
+//! let mut values = [HvRegisterValue::default(); 2];
+//! let names = [HvRegisterName(0x2_0000), HvRegisterName(0x2_0010)];
+//! read_registers(&mut Root, &HostRead::new(2, 0), &names, &mut values).unwrap();
+//! assert_eq!(values[1].as_u64(), 0x2_0010);
+//!
+//! let names = [HvRegisterName(0x2_0000), HvRegisterName(0)];
+//! let err = read_registers(&mut Root, &HostRead::new(2, 0), &names, &mut values);
+//! assert_eq!(err, Err(HostReadError::Hv { error: HvError::INVALID_PARAMETER, index: 1 }));
+//! let err = read_registers(&mut Root, &HostRead::new(2, 5), &names, &mut values);
+//! assert_eq!(err, Err(HostReadError::Hv { error: HvError::INVALID_VP_INDEX, index: 0 }));
+//! ```
+
+use hvcall_abi::{GetVpRegistersHeader, HvError, HvInputVtl, HvRegisterName, HvRegisterValue};
+
+use crate::backend::{Partitions, RegisterSource, SnapshotRequest, SourceError};
+use crate::get_vp_registers::check_target;
+
+/// Whose registers a host read is for: the header of contract §1 step 6.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostRead {
+    /// Target partition (or `partition_id::SELF`, the host's own).
+    pub partition_id: u64,
+    /// Target VP index (or `vp_index::SELF`).
+    pub vp_index: u32,
+    /// Target VTL selection (default: the caller's VTL).
+    pub input_vtl: HvInputVtl,
+}
+
+impl HostRead {
+    /// VP `vp_index` of `partition_id`, in the host caller's VTL.
+    pub const fn new(partition_id: u64, vp_index: u32) -> Self {
+        Self {
+            partition_id,
+            vp_index,
+            input_vtl: HvInputVtl::new(),
+        }
+    }
+
+    /// The same read with the VTL selection `input_vtl`.
+    pub const fn with_input_vtl(self, input_vtl: HvInputVtl) -> Self {
+        Self { input_vtl, ..self }
+    }
+}
+
+/// Why a host read failed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostReadError<E> {
+    /// The status a guest would get; `index` is the name it stopped at (0
+    /// for a check before the first name). `values[..index]` are valid.
+    Hv {
+        /// The status.
+        error: HvError,
+        /// The failing name's index.
+        index: usize,
+    },
+    /// The register source failed on the host side.
+    Host(E),
+    /// `names` and `values` differ in length.
+    LengthMismatch {
+        /// Names given.
+        names: usize,
+        /// Values given.
+        values: usize,
+    },
+}
+
+/// Reads `names` of one VP into `values` as `hv`'s caller (normally the
+/// root partition) would with HvCallGetVpRegisters: the same checks, one
+/// snapshot for every name, values in order.
+pub fn read_registers<H>(
+    hv: &mut H,
+    read: &HostRead,
+    names: &[HvRegisterName],
+    values: &mut [HvRegisterValue],
+) -> Result<(), HostReadError<H::Error>>
+where
+    H: Partitions + RegisterSource + ?Sized,
+{
+    if names.len() != values.len() {
+        return Err(HostReadError::LengthMismatch {
+            names: names.len(),
+            values: values.len(),
+        });
+    }
+    let header = GetVpRegistersHeader::new(read.partition_id, read.vp_index, read.input_vtl);
+    let caller = hv.caller();
+    let fail = |error, index| HostReadError::Hv { error, index };
+    let target = check_target(&header, &caller, hv).map_err(|e| fail(e, 0))?;
+    let request = SnapshotRequest {
+        target,
+        names,
+        output_precedes_reads: false,
+    };
+    let failed = |e, index| match e {
+        SourceError::Hv(error) => HostReadError::Hv { error, index },
+        SourceError::Host(e) => HostReadError::Host(e),
+    };
+    let mut snapshot = hv.snapshot(&request).map_err(|e| failed(e, 0))?;
+    for (index, (&name, value)) in names.iter().zip(values.iter_mut()).enumerate() {
+        *value = hv.read(&mut snapshot, name).map_err(|e| failed(e, index))?;
+    }
+    Ok(())
+}
