@@ -54,6 +54,20 @@ impl GetVpRegistersHeader {
             reserved: [0; 3],
         }
     }
+
+    /// The header as two little-endian qwords: the RDX and R8 of the XMM
+    /// fast form.
+    ///
+    /// ```
+    /// use hvcall_abi::{GetVpRegistersHeader, HvInputVtl};
+    /// let vtl = HvInputVtl::new().with_target_vtl(1).with_use_target_vtl(true);
+    /// let h = GetVpRegistersHeader::new(7, 3, vtl);
+    /// assert_eq!(h.qwords(), [7, 3 | 0x11 << 32]);
+    /// ```
+    pub fn qwords(&self) -> [u64; 2] {
+        let [low, high]: [[u8; 8]; 2] = zerocopy::transmute!(*self);
+        [u64::from_le_bytes(low), u64::from_le_bytes(high)]
+    }
 }
 
 /// Size of one input list element (an HV_REGISTER_NAME).

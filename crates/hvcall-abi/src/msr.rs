@@ -5,6 +5,13 @@
 
 use crate::name::{x64, HvRegisterName};
 
+/// The first MSR of the synthetic range: every Hyper-V synthetic MSR
+/// (including the crash, reenlightenment and nested ones) lies in
+/// `FIRST..FIRST + 0x2000`.
+pub const FIRST: u32 = 0x4000_0000;
+/// The number of MSRs of the synthetic range starting at [`FIRST`].
+pub const COUNT: u32 = 0x2000;
+
 /// HV_X64_MSR_GUEST_OS_ID.
 pub const GUEST_OS_ID: u32 = 0x4000_0000;
 /// HV_X64_MSR_HYPERCALL.
@@ -103,6 +110,8 @@ pub const NESTED_SIMP: u32 = 0x4000_1083;
 pub const NESTED_EOM: u32 = 0x4000_1084;
 /// HV_X64_MSR_NESTED_SINT0; NESTED_SINTn is `+ n`.
 pub const NESTED_SINT0: u32 = 0x4000_1090;
+
+const _: () = assert!(GUEST_OS_ID == FIRST && NESTED_SINT0 + 15 < FIRST + COUNT);
 
 /// The MSR of SINT`n` (n = 0..15), or `None` for a larger `n`.
 pub const fn sint(n: u32) -> Option<u32> {

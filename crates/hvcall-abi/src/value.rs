@@ -11,7 +11,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub mod synthetic;
 pub mod x64;
 
-pub use synthetic::{HypercallMsr, InternalActivity, Sint, VsmPartitionStatus, VsmVpStatus};
+pub use synthetic::{
+    HypercallMsr, InternalActivity, Sint, VpAssistPage, VsmPartitionStatus, VsmVpStatus,
+};
 pub use x64::{
     FpControlStatus, FpRegister, InterruptState, PendingExceptionEvent, PendingInterruption,
     SegmentAttributes, SegmentRegister, TableRegister, XmmControlStatus,
@@ -154,4 +156,4 @@ macro_rules! register_view {
         }
     };
 }
-use register_view;
+pub(crate) use register_view;

@@ -5,11 +5,7 @@ use core::arch::x86_64::__cpuid;
 use hvcall_abi::cpuid;
 use hvcall_abi::privilege;
 
-/// The lowest max leaf a TLFS-conformant hypervisor reports at 0x40000000.
-pub const MIN_MAX_LEAF: u32 = 0x4000_0005;
-
-/// "Microsoft Hv" as EBX, ECX, EDX of CPUID 0x40000000.
-pub const VENDOR: [u8; 12] = *b"Microsoft Hv";
+pub use hvcall_abi::cpuid::vendor_bytes;
 
 /// Why discovery found no usable Hyper-V interface.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -81,10 +77,10 @@ pub fn discover() -> Result<HvFeatures, DiscoveryError> {
     }
     let vendor_leaf = __cpuid(cpuid::LEAF_VENDOR);
     let vendor = vendor_bytes(vendor_leaf.ebx, vendor_leaf.ecx, vendor_leaf.edx);
-    if vendor != VENDOR {
+    if vendor != cpuid::VENDOR {
         return Err(DiscoveryError::WrongVendor { vendor });
     }
-    if vendor_leaf.eax < MIN_MAX_LEAF {
+    if vendor_leaf.eax < cpuid::MIN_MAX_LEAF {
         return Err(DiscoveryError::MaxLeafTooLow {
             max_leaf: vendor_leaf.eax,
         });
@@ -96,19 +92,10 @@ pub fn discover() -> Result<HvFeatures, DiscoveryError> {
     let features = __cpuid(cpuid::LEAF_FEATURES);
     Ok(HvFeatures {
         max_leaf: vendor_leaf.eax,
-        privileges: u64::from(features.eax) | (u64::from(features.ebx) << 32),
+        privileges: privilege::from_cpuid(features.eax, features.ebx),
         features_ecx: features.ecx,
         features_edx: features.edx,
     })
-}
-
-/// The 12 vendor bytes of leaf 0x40000000 in EBX, ECX, EDX order.
-pub fn vendor_bytes(ebx: u32, ecx: u32, edx: u32) -> [u8; 12] {
-    let mut out = [0; 12];
-    for (chunk, reg) in out.chunks_exact_mut(4).zip([ebx, ecx, edx]) {
-        chunk.copy_from_slice(&reg.to_le_bytes());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -118,13 +105,16 @@ mod tests {
     #[test]
     fn vendor_registers_spell_microsoft_hv() {
         // The digest's register values for "Micr", "osof", "t Hv".
-        assert_eq!(vendor_bytes(0x7263_694D, 0x666F_736F, 0x7648_2074), VENDOR);
+        assert_eq!(
+            vendor_bytes(0x7263_694D, 0x666F_736F, 0x7648_2074),
+            *b"Microsoft Hv"
+        );
     }
 
     #[test]
     fn feature_bits_are_read_from_the_right_registers() {
         let f = HvFeatures {
-            max_leaf: MIN_MAX_LEAF,
+            max_leaf: cpuid::MIN_MAX_LEAF,
             privileges: privilege::ACCESS_VP_REGISTERS,
             features_ecx: 0,
             features_edx: 1 << 15,

@@ -5,13 +5,7 @@
 use core::arch::asm;
 
 use hvcall_abi::msr;
-
-/// HV_X64_MSR_HYPERCALL bit 0: the page is enabled.
-pub const HYPERCALL_ENABLE: u64 = 1;
-/// HV_X64_MSR_HYPERCALL bit 1: the MSR is locked.
-pub const HYPERCALL_LOCKED: u64 = 1 << 1;
-/// HV_X64_MSR_HYPERCALL bits 11:2: RsvdP (preserved on write).
-pub const HYPERCALL_RSVDP: u64 = 0xFFC;
+use hvcall_abi::value::HypercallMsr;
 
 /// Why the hypercall page could not be enabled.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +16,7 @@ pub enum PageError {
         /// The GPA passed in.
         gpa: u64,
     },
-    /// The MSR is locked at another page.
+    /// The MSR is locked (the TLFS makes every write fault until reset).
     #[error("hypercall MSR is locked with value {msr:#x}")]
     Locked {
         /// The MSR value read.
@@ -90,17 +84,24 @@ pub unsafe fn enable_hypercall_page(gpa: u64, va: *const u8) -> Result<Hypercall
         return Err(PageError::Misaligned { gpa });
     }
     // SAFETY: forwarded from the caller (CPL 0, "Hv#1" hypervisor).
-    let old = unsafe { rdmsr(msr::HYPERCALL) };
-    let written = (old & HYPERCALL_RSVDP) | gpa | HYPERCALL_ENABLE;
-    if old & HYPERCALL_LOCKED != 0 && old & !HYPERCALL_RSVDP != written & !HYPERCALL_RSVDP {
-        return Err(PageError::Locked { msr: old });
+    let old = HypercallMsr::from_bits(unsafe { rdmsr(msr::HYPERCALL) });
+    if old.locked() {
+        return Err(PageError::Locked {
+            msr: old.into_bits(),
+        });
     }
+    let written = HypercallMsr::new()
+        .with_reserved_p(old.reserved_p())
+        .with_page_gpa(gpa)
+        .with_enable(true)
+        .into_bits();
     // SAFETY: the caller gave up the page; the write only maps the overlay.
     let readback = unsafe {
         wrmsr(msr::HYPERCALL, written);
         rdmsr(msr::HYPERCALL)
     };
-    if readback & (HYPERCALL_ENABLE | !0xFFF) != gpa | HYPERCALL_ENABLE {
+    let back = HypercallMsr::from_bits(readback);
+    if !back.enable() || back.page_gpa() != gpa {
         return Err(PageError::NotEnabled { written, readback });
     }
     Ok(HypercallPage { va })

@@ -9,8 +9,8 @@
 use hvcall_abi::call_code::GET_VP_REGISTERS;
 use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
 use hvcall_abi::{
-    HvInputVtl, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, HypercallResult,
-    PAGE_SIZE,
+    GetVpRegistersHeader, HvInputVtl, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl,
+    HypercallResult, PAGE_SIZE,
 };
 
 use crate::hypercall_page::{FastRegisters, HypercallPage};
@@ -218,10 +218,7 @@ pub fn control(count: usize, rep_start: u16, fast: bool) -> HypercallControl {
 
 /// The 16-byte input header as two little-endian qwords.
 pub fn header(partition: u64, vp: u32, vtl: HvInputVtl) -> [u64; 2] {
-    [
-        partition,
-        u64::from(vp) | (u64::from(vtl.into_bits()) << 32),
-    ]
+    GetVpRegistersHeader::new(partition, vp, vtl).qwords()
 }
 
 /// Reads `names` of VP `vp` of `partition` at `vtl` into `values` with the

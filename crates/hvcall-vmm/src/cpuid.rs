@@ -6,17 +6,19 @@
 //! feature registers (HypervisorVersion, PrivilegesAndFeaturesInfo, ...)
 //! get their values, so CPUID and the registers cannot disagree.
 
-use hvcall_abi::{cpuid as leaf, privilege};
+use hvcall_abi::cpuid::{self as leaf, HypervisorVersion};
+use hvcall_abi::{privilege, HvRegisterValue};
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
-/// Highest Hyper-V leaf advertised.
-pub const MAX_HYPERV_LEAF: u32 = 0x4000_0005;
-/// CPUID 0x40000003 EDX bit 18: the hypercall MSR's Locked bit is available.
-pub const HYPERCALL_MSR_LOCK_EDX: u32 = 1 << 18;
-/// hvcall's version as reported by CPUID 0x40000002: build number (EAX).
-pub const VERSION_BUILD: u32 = 1;
-/// Major (EBX 31:16) and minor (EBX 15:0) version: 0.1.
-pub const VERSION_MAJOR_MINOR: u32 = 1;
+/// Highest Hyper-V leaf advertised: implementation limits, the least a
+/// Hyper-V compatible hypervisor reports.
+pub const MAX_HYPERV_LEAF: u32 = leaf::LEAF_IMPLEMENTATION_LIMITS;
+const _: () = assert!(MAX_HYPERV_LEAF >= leaf::MIN_MAX_LEAF);
+/// hvcall's version as reported by CPUID 0x40000002: build 1, version 0.1.
+pub const VERSION: HypervisorVersion = HypervisorVersion::new()
+    .with_build_number(1)
+    .with_major_version(0)
+    .with_minor_version(1);
 
 /// The four registers of one CPUID leaf.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -32,13 +34,14 @@ pub struct Leaf {
 }
 
 impl Leaf {
-    /// EAX, EBX, ECX, EDX packed low to high, as the feature registers are
-    /// (digest §6).
-    pub fn packed(&self) -> u128 {
-        u128::from(self.eax)
-            | (u128::from(self.ebx) << 32)
-            | (u128::from(self.ecx) << 64)
-            | (u128::from(self.edx) << 96)
+    /// The leaf from its four registers, EAX first.
+    pub const fn from_words([eax, ebx, ecx, edx]: [u32; 4]) -> Self {
+        Self { eax, ebx, ecx, edx }
+    }
+
+    /// The feature register that mirrors this leaf (digest §6).
+    pub const fn register_value(&self) -> HvRegisterValue {
+        HvRegisterValue::from_cpuid([self.eax, self.ebx, self.ecx, self.edx])
     }
 }
 
@@ -77,38 +80,34 @@ impl HypervLeaves {
         match function {
             leaf::LEAF_VENDOR => Leaf {
                 eax: MAX_HYPERV_LEAF,
-                ebx: u32::from_le_bytes(*b"Micr"),
-                ecx: u32::from_le_bytes(*b"osof"),
-                edx: u32::from_le_bytes(*b"t Hv"),
+                ebx: leaf::VENDOR_EBX,
+                ecx: leaf::VENDOR_ECX,
+                edx: leaf::VENDOR_EDX,
             },
             leaf::LEAF_INTERFACE => Leaf {
                 eax: leaf::INTERFACE_SIGNATURE,
                 ..Leaf::default()
             },
-            0x4000_0002 => Leaf {
-                eax: VERSION_BUILD,
-                ebx: VERSION_MAJOR_MINOR,
-                ..Leaf::default()
-            },
+            leaf::LEAF_VERSION => Leaf::from_words(HvRegisterValue::from(VERSION).cpuid_words()),
             leaf::LEAF_FEATURES => {
-                let mut edx = HYPERCALL_MSR_LOCK_EDX | leaf::FREQUENCY_MSRS_EDX;
+                let mut edx = leaf::HYPERCALL_MSR_LOCK_EDX | leaf::FREQUENCY_MSRS_EDX;
                 if self.xmm_fast {
                     edx |= leaf::XMM_FAST_INPUT_EDX | leaf::XMM_FAST_OUTPUT_EDX;
                 }
                 Leaf {
-                    eax: self.privileges as u32,
-                    ebx: (self.privileges >> 32) as u32,
+                    eax: privilege::cpuid_eax(self.privileges),
+                    ebx: privilege::cpuid_ebx(self.privileges),
                     ecx: 0,
                     edx,
                 }
             }
             // Recommendations: none, and never notify about spinlocks.
-            0x4000_0004 => Leaf {
-                ebx: u32::MAX,
+            leaf::LEAF_RECOMMENDATIONS => Leaf {
+                ebx: leaf::SPINLOCK_RETRIES_NEVER_NOTIFY_EBX,
                 ..Leaf::default()
             },
             // Implementation limits: max VPs; max LPs not reported.
-            0x4000_0005 => Leaf {
+            leaf::LEAF_IMPLEMENTATION_LIMITS => Leaf {
                 eax: self.cpus,
                 ..Leaf::default()
             },
@@ -128,7 +127,7 @@ pub fn guest_cpuid(
     let mut entries: Vec<kvm_cpuid_entry2> = supported
         .as_slice()
         .iter()
-        .filter(|e| !(0x4000_0000..=0x4000_00FF).contains(&e.function))
+        .filter(|e| !(leaf::LEAF_VENDOR..=leaf::LEAF_HYPERVISOR_LAST).contains(&e.function))
         .copied()
         .collect();
     for e in &mut entries {
@@ -141,7 +140,7 @@ pub fn guest_cpuid(
             _ => {}
         }
     }
-    for function in 0x4000_0000..=MAX_HYPERV_LEAF {
+    for function in leaf::LEAF_VENDOR..=MAX_HYPERV_LEAF {
         let l = hv.leaf(function);
         entries.push(kvm_cpuid_entry2 {
             function,
@@ -187,13 +186,31 @@ mod tests {
 
     #[test]
     fn packing_is_eax_ebx_ecx_edx_low_to_high() {
-        let l = Leaf {
-            eax: 1,
-            ebx: 2,
-            ecx: 3,
-            edx: 4,
-        };
-        assert_eq!(l.packed(), 1 | (2 << 32) | (3 << 64) | (4 << 96));
+        let l = Leaf::from_words([1, 2, 3, 4]);
+        assert_eq!(
+            l,
+            Leaf {
+                eax: 1,
+                ebx: 2,
+                ecx: 3,
+                edx: 4,
+            }
+        );
+        assert_eq!(
+            l.register_value().as_u128(),
+            1 | (2 << 32) | (3 << 64) | (4 << 96)
+        );
+    }
+
+    #[test]
+    fn version_and_recommendations_leaves() {
+        let hv = HypervLeaves::new(true, true, 2);
+        let v = hv.leaf(0x4000_0002);
+        assert_eq!([v.eax, v.ebx, v.ecx, v.edx], [1, 1, 0, 0], "build 1, 0.1");
+        assert_eq!(hv.leaf(0x4000_0004).ebx, u32::MAX, "never notify");
+        assert_eq!(hv.leaf(0x4000_0005).eax, 2, "max VPs");
+        assert_eq!(hv.leaf(0x4000_0006), Leaf::default());
+        assert_ne!(hv.leaf(0x4000_0003).edx & (1 << 18), 0, "MSR lock");
     }
 
     #[test]

@@ -20,27 +20,19 @@
 //!   page). Setting Enable with a GPFN outside guest RAM raises #GP.
 //! - every other MSR of the range raises #GP.
 
+use hvcall_abi::value::{HypercallMsr, VpAssistPage};
 use hvcall_abi::{msr, PAGE_SIZE};
 use kvm_bindings::{kvm_enable_cap, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER};
 use kvm_ioctls::{MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
 
-/// First MSR sent to user space.
-pub const SYNTHETIC_BASE: u32 = 0x4000_0000;
+/// First MSR sent to user space: the first of the synthetic range.
+pub const SYNTHETIC_BASE: u32 = msr::FIRST;
 /// Number of MSRs sent to user space (covers every Hyper-V synthetic MSR,
 /// including the crash, reenlightenment and nested ones).
-pub const SYNTHETIC_COUNT: u32 = 0x2000;
+pub const SYNTHETIC_COUNT: u32 = msr::COUNT;
 
-/// Hypercall MSR: Enable.
 /// Most VPs whose VP assist page MSR is kept ([`crate::vm::MAX_CPUS`]).
 const MAX_VPS: usize = crate::vm::MAX_CPUS as usize;
-
-/// HV_X64_MSR_HYPERCALL / VP assist page bit 0: Enable.
-pub const HYPERCALL_ENABLE: u64 = 1 << 0;
-/// Hypercall MSR: Locked.
-pub const HYPERCALL_LOCKED: u64 = 1 << 1;
-const HYPERCALL_RSVDP: u64 = 0xFFC;
-/// VP assist page bits 11:1 (RsvdP).
-const HYPERCALL_RSVDP_ASSIST: u64 = 0xFFE;
 
 /// Whether the page holding `gpa` lies inside RAM.
 fn page_in_ram(gpa: u64, ram_size: u64) -> bool {
@@ -114,7 +106,8 @@ impl Default for SyntheticMsrs {
 impl SyntheticMsrs {
     /// GPA of the hypercall page while it is enabled.
     pub fn overlay_page(&self) -> Option<u64> {
-        (self.hypercall & HYPERCALL_ENABLE != 0).then_some(self.hypercall & !(PAGE_SIZE - 1))
+        let hypercall = HypercallMsr::from_bits(self.hypercall);
+        hypercall.enable().then_some(hypercall.page_gpa())
     }
 
     /// RDMSR by VP `vp_index`.
@@ -144,37 +137,37 @@ impl SyntheticMsrs {
     ) -> Result<(), GeneralProtection> {
         match index {
             msr::VP_ASSIST_PAGE => {
-                let new = value & !HYPERCALL_RSVDP_ASSIST;
-                if new & HYPERCALL_ENABLE != 0 && !page_in_ram(new, ram_size) {
+                let new = VpAssistPage::from_bits(value).with_reserved_p(0);
+                if new.enable() && !page_in_ram(new.page_gpa(), ram_size) {
                     return Err(GeneralProtection);
                 }
                 let slot = self
                     .vp_assist_page
                     .get_mut(vp_index as usize)
                     .ok_or(GeneralProtection)?;
-                *slot = new;
+                *slot = new.into_bits();
                 Ok(())
             }
             msr::GUEST_OS_ID => {
                 self.guest_os_id = value;
-                if value == 0 && self.hypercall & HYPERCALL_LOCKED == 0 {
-                    self.hypercall &= !HYPERCALL_ENABLE;
+                let hypercall = HypercallMsr::from_bits(self.hypercall);
+                if value == 0 && !hypercall.locked() {
+                    self.hypercall = hypercall.with_enable(false).into_bits();
                 }
                 Ok(())
             }
             msr::HYPERCALL => {
-                if self.hypercall & HYPERCALL_LOCKED != 0 {
+                if HypercallMsr::from_bits(self.hypercall).locked() {
                     return Err(GeneralProtection);
                 }
-                let mut new = value & !HYPERCALL_RSVDP;
-                let page = new & !(PAGE_SIZE - 1);
-                if new & HYPERCALL_ENABLE != 0 && !page_in_ram(page, ram_size) {
+                let mut new = HypercallMsr::from_bits(value).with_reserved_p(0);
+                if new.enable() && !page_in_ram(new.page_gpa(), ram_size) {
                     return Err(GeneralProtection);
                 }
                 if self.guest_os_id == 0 {
-                    new = page;
+                    new = HypercallMsr::new().with_gpfn(new.gpfn());
                 }
-                self.hypercall = new;
+                self.hypercall = new.into_bits();
                 Ok(())
             }
             _ => Err(GeneralProtection),
@@ -301,7 +294,7 @@ mod tests {
         let mut m = SyntheticMsrs::default();
         assert_eq!(m.read(msr::VP_INDEX, 3), Ok(3));
         assert_eq!(m.write_vp0(msr::VP_INDEX, 3, RAM), Err(GeneralProtection));
-        assert_eq!(m.read(0x4000_0020, 0), Err(GeneralProtection));
-        assert_eq!(m.write_vp0(0x4000_0070, 0, RAM), Err(GeneralProtection));
+        assert_eq!(m.read(msr::TIME_REF_COUNT, 0), Err(GeneralProtection));
+        assert_eq!(m.write_vp0(msr::EOI, 0, RAM), Err(GeneralProtection));
     }
 }

@@ -18,8 +18,11 @@
 //!
 //! The state itself is held by [`crate::snapshot::VpSnapshot`].
 
+use hvcall_abi::cpuid;
 use hvcall_abi::name::x64;
-use hvcall_abi::HvRegisterName;
+use hvcall_abi::value::x64::interruption_type;
+use hvcall_abi::value::{PendingInterruption, SegmentAttributes, SegmentRegister, TableRegister};
+use hvcall_abi::{HvRegisterName, HvRegisterValue};
 use kvm_bindings::{kvm_dtable, kvm_segment};
 
 /// How a register's state is fetched.
@@ -254,11 +257,13 @@ pub(crate) fn source_of(name: HvRegisterName) -> Option<Source> {
         x64::TIME_REF_COUNT => Source::Synthetic(Syn::TimeRefCount),
         x64::VSM_VP_STATUS => Source::Synthetic(Syn::VsmVpStatus),
         x64::VSM_PARTITION_STATUS => Source::Synthetic(Syn::VsmPartitionStatus),
-        x64::HYPERVISOR_VERSION => Source::Synthetic(Syn::Cpuid(0x4000_0002)),
-        x64::PRIVILEGES_AND_FEATURES_INFO => Source::Synthetic(Syn::Cpuid(0x4000_0003)),
-        x64::FEATURES_INFO => Source::Synthetic(Syn::Cpuid(0x4000_0004)),
-        x64::IMPLEMENTATION_LIMITS_INFO => Source::Synthetic(Syn::Cpuid(0x4000_0005)),
-        x64::HARDWARE_FEATURES_INFO => Source::Synthetic(Syn::Cpuid(0x4000_0006)),
+        x64::HYPERVISOR_VERSION => Source::Synthetic(Syn::Cpuid(cpuid::LEAF_VERSION)),
+        x64::PRIVILEGES_AND_FEATURES_INFO => Source::Synthetic(Syn::Cpuid(cpuid::LEAF_FEATURES)),
+        x64::FEATURES_INFO => Source::Synthetic(Syn::Cpuid(cpuid::LEAF_RECOMMENDATIONS)),
+        x64::IMPLEMENTATION_LIMITS_INFO => {
+            Source::Synthetic(Syn::Cpuid(cpuid::LEAF_IMPLEMENTATION_LIMITS))
+        }
+        x64::HARDWARE_FEATURES_INFO => Source::Synthetic(Syn::Cpuid(cpuid::LEAF_HARDWARE_FEATURES)),
         _ => return None,
     })
 }
@@ -275,50 +280,69 @@ pub fn group_of(name: HvRegisterName) -> Option<Group> {
 
 /// HV_X64_SEGMENT_REGISTER (behaviour.md §5).
 pub(crate) fn segment_value(seg: &kvm_segment) -> u128 {
-    let present = seg.present != 0 && seg.unusable == 0;
-    let attributes = u16::from(seg.type_ & 0xF)
-        | (u16::from(seg.s & 1) << 4)
-        | (u16::from(seg.dpl & 3) << 5)
-        | (u16::from(present) << 7)
-        | (u16::from(seg.avl & 1) << 12)
-        | (u16::from(seg.l & 1) << 13)
-        | (u16::from(seg.db & 1) << 14)
-        | (u16::from(seg.g & 1) << 15);
-    u128::from(seg.base)
-        | (u128::from(seg.limit) << 64)
-        | (u128::from(seg.selector) << 96)
-        | (u128::from(attributes) << 112)
+    // An unusable segment reads as not present; each KVM field keeps only
+    // the bits its attribute has.
+    let attributes = SegmentAttributes::new()
+        .with_segment_type(seg.type_ & 0xF)
+        .with_non_system(seg.s & 1 != 0)
+        .with_dpl(seg.dpl & 3)
+        .with_present(seg.present != 0 && seg.unusable == 0)
+        .with_available(seg.avl & 1 != 0)
+        .with_long(seg.l & 1 != 0)
+        .with_default_big(seg.db & 1 != 0)
+        .with_granularity(seg.g & 1 != 0);
+    HvRegisterValue::from(SegmentRegister {
+        base: seg.base,
+        limit: seg.limit,
+        selector: seg.selector,
+        attributes,
+    })
+    .as_u128()
 }
 
 /// HV_X64_TABLE_REGISTER: limit u16 @6, base u64 @8.
 pub(crate) fn table_value(t: &kvm_dtable) -> u128 {
-    (u128::from(t.limit) << 48) | (u128::from(t.base) << 64)
+    HvRegisterValue::from(TableRegister {
+        pad: [0; 3],
+        limit: t.limit,
+        base: t.base,
+    })
+    .as_u128()
 }
 
 /// HV_X64_PENDING_INTERRUPTION_REGISTER from the vCPU events.
 pub(crate) fn pending_interruption(e: &kvm_bindings::kvm_vcpu_events) -> u64 {
-    let (kind, vector, error): (u64, u8, Option<u32>) =
+    // The architectural NMI vector.
+    const NMI_VECTOR: u8 = 2;
+    let (kind, vector, error): (u8, u8, Option<u32>) =
         if e.exception.injected != 0 || e.exception.pending != 0 {
             (
-                3,
+                interruption_type::HARDWARE_EXCEPTION,
                 e.exception.nr,
                 (e.exception.has_error_code != 0).then_some(e.exception.error_code),
             )
         } else if e.nmi.injected != 0 {
-            (2, 2, None)
+            (interruption_type::NMI, NMI_VECTOR, None)
         } else if e.interrupt.injected != 0 {
             (
-                if e.interrupt.soft != 0 { 4 } else { 0 },
+                if e.interrupt.soft != 0 {
+                    interruption_type::SOFTWARE_INTERRUPT
+                } else {
+                    interruption_type::EXTERNAL_INTERRUPT
+                },
                 e.interrupt.nr,
                 None,
             )
         } else {
             return 0;
         };
-    1 | (kind << 1)
-        | (u64::from(error.is_some()) << 4)
-        | (u64::from(vector) << 16)
-        | (u64::from(error.unwrap_or(0)) << 32)
+    PendingInterruption::new()
+        .with_interruption_pending(true)
+        .with_interruption_type(kind)
+        .with_deliver_error_code(error.is_some())
+        .with_interruption_vector(u16::from(vector))
+        .with_error_code(error.unwrap_or(0))
+        .into_bits()
 }
 
 #[cfg(test)]
@@ -383,6 +407,19 @@ mod tests {
             pending_interruption(&e),
             1 | (3 << 1) | (1 << 4) | (13 << 16) | (0x18 << 32)
         );
+        let mut nmi = kvm_bindings::kvm_vcpu_events::default();
+        nmi.nmi.injected = 1;
+        assert_eq!(pending_interruption(&nmi), 1 | (2 << 1) | (2 << 16), "NMI");
+        let mut int = kvm_bindings::kvm_vcpu_events::default();
+        int.interrupt.injected = 1;
+        int.interrupt.nr = 0x30;
+        assert_eq!(pending_interruption(&int), 1 | (0x30 << 16), "external");
+        int.interrupt.soft = 1;
+        assert_eq!(
+            pending_interruption(&int),
+            1 | (4 << 1) | (0x30 << 16),
+            "INT n"
+        );
     }
 
     #[test]
@@ -412,5 +449,34 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(t, (0x1000 << 64) | (0x2F << 48));
+    }
+
+    #[test]
+    fn segment_value_bytes_and_field_masks() {
+        let ss = kvm_segment {
+            base: 0x0123_4567_89AB_CDEF,
+            limit: 0x000F_FFFF,
+            selector: 0x2B,
+            type_: 0x13, // only bits 3:0 are the type
+            present: 1,
+            dpl: 7, // only bits 1:0 are the DPL
+            db: 1,
+            s: 1,
+            l: 0,
+            g: 0,
+            avl: 1,
+            unusable: 0,
+            padding: 0,
+        };
+        let bytes = segment_value(&ss).to_le_bytes();
+        assert_eq!(
+            bytes,
+            [
+                0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01, // base
+                0xFF, 0xFF, 0x0F, 0x00, // limit
+                0x2B, 0x00, // selector
+                0xF3, 0x50, // type 3, S, DPL 3, P; AVL, D/B
+            ]
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! ([`VpSnapshot::capture_from`]), with exactly the [`Groups`] the call's
 //! names need, and never filled later (that would mix two moments).
 
-use hvcall_abi::value::InternalActivity;
+use hvcall_abi::value::{
+    FpControlStatus, FpRegister, InternalActivity, InterruptState, VsmPartitionStatus, VsmVpStatus,
+};
 use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue};
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs, KVM_MP_STATE_HALTED,
@@ -285,16 +287,28 @@ impl VpSnapshot {
             Source::Gdtr => table_value(&s.gdt),
             Source::Idtr => table_value(&s.idt),
             Source::PendingInterruption => u128::from(pending_interruption(e)),
-            Source::InterruptState => {
-                u128::from(e.interrupt.shadow != 0) | (u128::from(e.nmi.masked != 0) << 1)
-            }
+            Source::InterruptState => u128::from(
+                InterruptState::new()
+                    .with_interrupt_shadow(e.interrupt.shadow != 0)
+                    .with_nmi_masked(e.nmi.masked != 0)
+                    .into_bits(),
+            ),
             Source::Msr(i) => u128::from(self.msrs.as_ref()?[i]?),
             Source::Xmm(i) => self.fpu.as_ref()?.u128_at(160 + 16 * i),
             // 80-bit value; bits 127:80 reserved (zero).
-            Source::FpMmx(i) => self.fpu.as_ref()?.u128_at(32 + 16 * i) & ((1u128 << 80) - 1),
+            Source::FpMmx(i) => FpRegister::from_bits(self.fpu.as_ref()?.u128_at(32 + 16 * i))
+                .with_reserved(0)
+                .into_bits(),
             // FCW, FSW, abridged FTW, reserved byte, FOP, FIP: the first 16
             // bytes of FXSAVE (byte 5 is reserved there too).
-            Source::FpControlStatus => self.fpu.as_ref()?.u128_at(0) & !(0xFFu128 << 40),
+            Source::FpControlStatus => {
+                let fxsave = HvRegisterValue::from(self.fpu.as_ref()?.u128_at(0));
+                let status = FpControlStatus {
+                    reserved: 0,
+                    ..FpControlStatus::from(fxsave)
+                };
+                HvRegisterValue::from(status).as_u128()
+            }
             // FDP, MXCSR, MXCSR_MASK: FXSAVE bytes 16..32.
             Source::XmmControlStatus => self.fpu.as_ref()?.u128_at(16),
             Source::Dr(i) => u128::from(self.debug.as_ref()?.db[i]),
@@ -334,11 +348,15 @@ impl VpSnapshot {
             Syn::GuestOsId => u128::from(st.guest_os_id),
             Syn::VpIndex => u128::from(st.vp_index),
             Syn::TimeRefCount => u128::from(st.time_ref_count),
-            // ActiveVtl 0, EnabledVtlSet (31:16) = {VTL 0}.
-            Syn::VsmVpStatus => 1 << 16,
-            // EnabledVtlSet (15:0) = {VTL 0}, MaximumVtl (19:16) = 0.
-            Syn::VsmPartitionStatus => 1,
-            Syn::Cpuid(leaf) => st.leaves.leaf(leaf).packed(),
+            // ActiveVtl 0, EnabledVtlSet = {VTL 0}.
+            Syn::VsmVpStatus => u128::from(VsmVpStatus::new().with_enabled_vtl_set(1).into_bits()),
+            // EnabledVtlSet = {VTL 0}, MaximumVtl = 0.
+            Syn::VsmPartitionStatus => u128::from(
+                VsmPartitionStatus::new()
+                    .with_enabled_vtl_set(1)
+                    .into_bits(),
+            ),
+            Syn::Cpuid(leaf) => st.leaves.leaf(leaf).register_value().as_u128(),
         }
     }
 }

@@ -6,6 +6,7 @@
 use core::arch::x86_64::__cpuid;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use hvcall_abi::value::{HypercallMsr, VpAssistPage};
 use hvcall_abi::{cpuid, msr, privilege};
 use hvcall_guest::{discover, HypercallPage};
 use rt::fault::{self, GP};
@@ -17,6 +18,8 @@ use crate::report::{check, eq, no_fault, Outcome, Report};
 
 /// Most VPs whose view is recorded.
 const MAX_VPS: usize = 64;
+/// A page far above the guest's RAM (1 TiB).
+const OUTSIDE_RAM: u64 = 1 << 40;
 
 /// What each VP saw: CPUID 0x40000003 EAX|EBX<<32, its EDX, and the VP
 /// index MSR (+1, so 0 means "not recorded yet").
@@ -36,10 +39,7 @@ fn record(vp: u32) {
         return;
     }
     let leaf = __cpuid(cpuid::LEAF_FEATURES);
-    PRIVILEGES[i].store(
-        u64::from(leaf.eax) | (u64::from(leaf.ebx) << 32),
-        Ordering::Relaxed,
-    );
+    PRIVILEGES[i].store(privilege::from_cpuid(leaf.eax, leaf.ebx), Ordering::Relaxed);
     FEATURES_EDX[i].store(u64::from(leaf.edx), Ordering::Relaxed);
     let index = fault::rdmsr(msr::VP_INDEX).map_or(u64::MAX, |v| v.wrapping_add(1));
     VP_INDEX_MSR[i].store(index, Ordering::Release);
@@ -64,10 +64,10 @@ pub fn run(r: &mut Report, vps: u32) -> Option<Env> {
         "CPUID 0x40000000: max leaf >= 0x40000005, \"Microsoft Hv\"",
         || {
             let l = __cpuid(cpuid::LEAF_VENDOR);
-            check("max leaf", l.eax >= 0x4000_0005)?;
+            check("max leaf", l.eax >= cpuid::MIN_MAX_LEAF)?;
             check(
                 "vendor",
-                hvcall_guest::discovery::vendor_bytes(l.ebx, l.ecx, l.edx) == *b"Microsoft Hv",
+                cpuid::vendor_bytes(l.ebx, l.ecx, l.edx) == cpuid::VENDOR,
             )
         },
     );
@@ -140,14 +140,18 @@ pub fn run(r: &mut Report, vps: u32) -> Option<Env> {
     );
     msr_cases(r);
     let va = (&raw const HYPERCALL_PAGE).cast::<u8>();
-    let page_gpa = gpa(va);
+    let enabled = enabled_at(gpa(va));
     r.case(
         "§6 MSRs",
         "hypercall MSR enables at a RAM page, reads back GPFN|1",
         || {
-            no_fault(fault::wrmsr(msr::HYPERCALL, page_gpa | 1))?;
-            let back = no_fault(fault::rdmsr(msr::HYPERCALL))?;
-            eq("hypercall MSR", back & !0xFFC, page_gpa | 1)
+            no_fault(fault::wrmsr(msr::HYPERCALL, enabled))?;
+            let back = HypercallMsr::from_bits(no_fault(fault::rdmsr(msr::HYPERCALL))?);
+            eq(
+                "hypercall MSR",
+                back.with_reserved_p(0).into_bits(),
+                enabled,
+            )
         },
     );
     // SAFETY: the page is enabled at `va` if the case above passed; a
@@ -160,6 +164,14 @@ pub fn run(r: &mut Report, vps: u32) -> Option<Env> {
     };
     overlay_cases(r, va);
     Some(env)
+}
+
+/// The hypercall MSR value that enables the page at `gpa`.
+fn enabled_at(gpa: u64) -> u64 {
+    HypercallMsr::new()
+        .with_page_gpa(gpa)
+        .with_enable(true)
+        .into_bits()
 }
 
 fn every_vp_agrees(vps: u32) -> Outcome {
@@ -215,9 +227,12 @@ fn msr_cases(r: &mut Report) {
         "§6 MSRs",
         "hypercall MSR enable has no effect while the guest OS ID is 0",
         || {
-            check("no #GP", fault::wrmsr(msr::HYPERCALL, page_gpa | 1).is_ok())?;
-            let back = fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX);
-            eq("enable bit", back & 1, 0)
+            check(
+                "no #GP",
+                fault::wrmsr(msr::HYPERCALL, enabled_at(page_gpa)).is_ok(),
+            )?;
+            let back = HypercallMsr::from_bits(fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX));
+            eq("enable bit", u64::from(back.enable()), 0)
         },
     );
     r.case("§6 MSRs", "guest OS ID MSR is read/write", || {
@@ -236,7 +251,7 @@ fn msr_cases(r: &mut Report) {
         "hypercall MSR with a GPFN outside guest RAM raises #GP",
         || {
             let before = fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX);
-            gp(fault::wrmsr(msr::HYPERCALL, (1 << 40) | 1))?;
+            gp(fault::wrmsr(msr::HYPERCALL, enabled_at(OUTSIDE_RAM)))?;
             eq(
                 "hypercall MSR unchanged",
                 fault::rdmsr(msr::HYPERCALL).unwrap_or(u64::MAX),
@@ -248,9 +263,9 @@ fn msr_cases(r: &mut Report) {
         "issue 3 MSRs",
         "other synthetic MSRs raise #GP (0x40000010, 0x40000080 read; 0x40000003 write)",
         || {
-            gp(fault::rdmsr(0x4000_0010))?;
-            gp(fault::rdmsr(0x4000_0080))?;
-            gp(fault::wrmsr(0x4000_0003, 1))
+            gp(fault::rdmsr(msr::VP_RUNTIME))?;
+            gp(fault::rdmsr(msr::SCONTROL))?;
+            gp(fault::wrmsr(msr::RESET, 1))
         },
     );
     r.case(
@@ -268,17 +283,20 @@ fn msr_cases(r: &mut Report) {
         "issue 6 MSRs",
         "VP assist page MSR is read/write, a GPFN outside RAM raises #GP",
         || {
-            let page = page_gpa + 0x1000;
-            check(
-                "no #GP",
-                fault::wrmsr(msr::VP_ASSIST_PAGE, page | 1).is_ok(),
-            )?;
+            let assist = |gpa| {
+                VpAssistPage::new()
+                    .with_page_gpa(gpa)
+                    .with_enable(true)
+                    .into_bits()
+            };
+            let page = assist(page_gpa + 0x1000);
+            check("no #GP", fault::wrmsr(msr::VP_ASSIST_PAGE, page).is_ok())?;
             eq(
                 "VP assist page",
                 fault::rdmsr(msr::VP_ASSIST_PAGE).unwrap_or(u64::MAX),
-                page | 1,
+                page,
             )?;
-            gp(fault::wrmsr(msr::VP_ASSIST_PAGE, (1 << 40) | 1))?;
+            gp(fault::wrmsr(msr::VP_ASSIST_PAGE, assist(OUTSIDE_RAM)))?;
             check("disable", fault::wrmsr(msr::VP_ASSIST_PAGE, 0).is_ok())?;
             eq(
                 "VP assist page",

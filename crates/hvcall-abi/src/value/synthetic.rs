@@ -12,6 +12,8 @@ use super::register_view;
 /// use hvcall_abi::value::HypercallMsr;
 /// let m = HypercallMsr::new().with_enable(true).with_gpfn(0x123);
 /// assert_eq!(m.into_bits(), 0x0012_3001);
+/// assert_eq!(m.page_gpa(), 0x0012_3000);
+/// assert_eq!(HypercallMsr::new().with_page_gpa(0x0012_3456), HypercallMsr::new().with_gpfn(0x123));
 /// ```
 #[bitfield(u64)]
 #[derive(PartialEq, Eq)]
@@ -29,6 +31,49 @@ pub struct HypercallMsr {
     pub gpfn: u64,
 }
 register_view!(bits64 HypercallMsr);
+
+/// The guest physical address of a GPFN field (bits 63:12): the page
+/// number times [`PAGE_SIZE`](crate::PAGE_SIZE).
+macro_rules! page_gpa {
+    ($t:ty) => {
+        impl $t {
+            /// The GPA of the page: [`gpfn`](Self::gpfn) times 4 KiB.
+            pub const fn page_gpa(&self) -> u64 {
+                self.gpfn() << Self::GPFN_OFFSET
+            }
+            /// This value with the page at `gpa`; the low 12 bits of `gpa`
+            /// (an offset inside the page) are dropped.
+            pub const fn with_page_gpa(self, gpa: u64) -> Self {
+                self.with_gpfn(gpa >> Self::GPFN_OFFSET)
+            }
+        }
+        const _: () = assert!(1 << <$t>::GPFN_OFFSET == $crate::PAGE_SIZE);
+    };
+}
+page_gpa!(HypercallMsr);
+
+/// HV_X64_MSR_VP_ASSIST_PAGE / HvRegisterVpAssistPage (0x00090013).
+///
+/// ```
+/// use hvcall_abi::value::VpAssistPage;
+/// let m = VpAssistPage::new().with_enable(true).with_page_gpa(0x30_0000);
+/// assert_eq!(m.into_bits(), 0x30_0001);
+/// assert_eq!(VpAssistPage::from_bits(0x30_0FFF).with_reserved_p(0).into_bits(), 0x30_0001);
+/// ```
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct VpAssistPage {
+    /// The VP assist page is enabled (bit 0).
+    pub enable: bool,
+    /// RsvdP (bits 11:1): ignore on read, preserve on write.
+    #[bits(11)]
+    pub reserved_p: u16,
+    /// Guest page frame number of the VP assist page (bits 63:12).
+    #[bits(52)]
+    pub gpfn: u64,
+}
+register_view!(bits64 VpAssistPage);
+page_gpa!(VpAssistPage);
 
 /// HvRegisterInternalActivityState (0x00000004, read-only): why a VP is
 /// not running guest code (TLFS HV_INTERNAL_ACTIVITY_REGISTER).
@@ -116,3 +161,6 @@ pub struct VsmPartitionStatus {
     pub reserved: u32,
 }
 register_view!(bits64 VsmPartitionStatus);
+
+const _: () = assert!(core::mem::size_of::<HypercallMsr>() == 8);
+const _: () = assert!(core::mem::size_of::<VpAssistPage>() == 8);
