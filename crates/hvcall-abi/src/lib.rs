@@ -3,7 +3,7 @@
 //! Everything that is a TLFS number or wire layout lives here, once: the
 //! hypercall control and result words ([`control`]), statuses ([`status`]),
 //! the HvCallGetVpRegisters input header and HV_INPUT_VTL ([`input`]),
-//! register names ([`name`]: every x64, ARM64 and common name of the digest
+//! register names ([`name`]: every x64, ARM64 and common name of the TLFS
 //! as a constant and a table entry, looked up by TLFS name, short name or
 //! number) and values ([`value`]: the 16-byte value and its typed views),
 //! the partition privilege mask ([`privilege`]), and the discovery

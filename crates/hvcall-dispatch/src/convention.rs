@@ -1,4 +1,4 @@
-//! Calling conventions (behaviour.md §4) and the caller's execution mode.
+//! Calling conventions (docs/contract.md §4) and the caller's execution mode.
 //!
 //! A [`Convention`] says where the control word, the input and output GPAs
 //! and the result live in the caller's register file, and how a continued
@@ -7,7 +7,7 @@
 
 use crate::registers::{x64, CallerRegisters};
 
-/// The four hypercall ABIs of behaviour.md §4.
+/// The four hypercall ABIs of docs/contract.md §4.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Convention {
     /// x64: control RCX, input RDX, output R8, result RAX.
@@ -22,7 +22,7 @@ pub enum Convention {
     Arm64Smccc,
 }
 
-/// The SMCCC function id of a Hyper-V hypercall (digest §1.2): fast-call
+/// The SMCCC function id of a Hyper-V hypercall (docs/contract.md §4): fast-call
 /// bit 31 clear, SMC64 bit 30 set, owner 6 (vendor hypervisor), number 1.
 pub const SMCCC_HYPERCALL_FUNCTION_ID: u64 = 0x4600_0001;
 
@@ -143,7 +143,7 @@ pub struct CallContext {
     /// The calling convention.
     pub convention: Convention,
     /// The caller may make hypercalls: CPL 0 in protected or long mode on
-    /// x86, EL1 on ARM64 (behaviour.md §1 step 1).
+    /// x86, EL1 on ARM64 (docs/contract.md §1 step 1).
     pub privileged: bool,
     /// Address of the hypercall instruction (used to recognise the
     /// re-entry of a continued call).

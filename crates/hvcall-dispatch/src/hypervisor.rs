@@ -12,7 +12,7 @@ pub struct Caller {
     pub vp_index: u32,
     /// The VTL the caller runs in.
     pub vtl: u8,
-    /// The caller partition's privilege mask (digest §7).
+    /// The caller partition's privilege mask (HV_PARTITION_PRIVILEGE_MASK).
     pub privileges: u64,
     /// Whether XMM fast input is advertised (CPUID 0x40000003 EDX bit 4).
     pub xmm_fast_input: bool,

@@ -4,7 +4,7 @@
 //! caller's registers ([`CallerRegisters`]), its guest memory
 //! ([`GuestMemory`]) and its view of partitions and VPs ([`Hypervisor`]).
 //! The dispatcher decodes the call with the right calling convention
-//! ([`Convention`]), runs the checks of `behaviour.md` in order, does the
+//! ([`Convention`]), runs the checks of `docs/contract.md` in order, does the
 //! work, writes the result registers and returns the [`Outcome`] the VMM
 //! must apply. It knows nothing of KVM or threads.
 //!

@@ -1,4 +1,4 @@
-//! Per-VP continuation state (behaviour.md §2).
+//! Per-VP continuation state (docs/contract.md §2).
 //!
 //! A rep call stopped by the work budget leaves a [`VpState`] holding what
 //! its first entry read (the input and the target's snapshot) and what

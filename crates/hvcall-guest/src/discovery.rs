@@ -1,4 +1,4 @@
-//! Hyper-V discovery through CPUID (behaviour.md §6, TLFS digest §8.1).
+//! Hyper-V discovery through CPUID (docs/contract.md §6).
 
 use core::arch::x86_64::__cpuid;
 
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn vendor_registers_spell_microsoft_hv() {
-        // The digest's register values for "Micr", "osof", "t Hv".
+        // The TLFS's register values for "Micr", "osof", "t Hv".
         assert_eq!(vendor_bytes(0x7263_694D, 0x666F_736F, 0x7648_2074), VENDOR);
     }
 

@@ -1,6 +1,6 @@
 //! The synthetic MSRs and the hypercall page: guest OS ID, enabling the
-//! page (behaviour.md §6, TLFS digest §8.2–§8.3) and the raw x64 hypercall
-//! through it (behaviour.md §4, x64 row).
+//! page (docs/contract.md §6) and the raw x64 hypercall
+//! through it (docs/contract.md §4, x64 row).
 
 use core::arch::asm;
 
@@ -106,7 +106,7 @@ pub unsafe fn enable_hypercall_page(gpa: u64, va: *const u8) -> Result<Hypercall
     Ok(HypercallPage { va })
 }
 
-/// The register file of the XMM fast forms (behaviour.md §3): pair 0 is
+/// The register file of the XMM fast forms (docs/contract.md §3): pair 0 is
 /// RDX (low) and R8 (high), pair k is XMM(k-1) for k = 1..6.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]

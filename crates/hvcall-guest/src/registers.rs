@@ -1,6 +1,6 @@
 //! HvCallGetVpRegisters from the guest side: the memory form batched by
 //! page and the XMM fast form, both driving [`run_rep_call`] so early
-//! returns are reissued (behaviour.md §1–§3).
+//! returns are reissued (docs/contract.md §1–§3).
 //!
 //! The algorithms are written against [`Transport`]; [`Hv`] is the real
 //! transport (the hypercall page plus a scratch area), unit tests use a

@@ -1,4 +1,4 @@
-//! The CPUID table the guest sees (behaviour.md §6, digest §8.1).
+//! The CPUID table the guest sees (docs/contract.md §6).
 //!
 //! KVM's supported CPUID without KVM's own `0x40000000+` leaves, with
 //! leaf 1 ECX bit 31 (hypervisor present) and the Hyper-V leaves
@@ -33,7 +33,7 @@ pub struct Leaf {
 
 impl Leaf {
     /// EAX, EBX, ECX, EDX packed low to high, as the feature registers are
-    /// (digest §6).
+    /// (TLFS HV_REGISTER_VALUE).
     pub fn packed(&self) -> u128 {
         u128::from(self.eax)
             | (u128::from(self.ebx) << 32)

@@ -200,7 +200,7 @@ impl Hypervisor for VpHypervisor<'_> {
             let mut own = VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp));
             // A continued fast call writes its completed values into XMM
             // registers before later entries read theirs: if it reads the
-            // FPU group, take that now, at the call (behaviour.md §5 and
+            // FPU group, take that now, at the call (docs/contract.md §5 and
             // §2: a later element must not see this call's own output).
             if self.continued_fast && groups.contains(Group::Fpu) {
                 if let Err(e) = own.fill(Group::Fpu, self.vcpu) {

@@ -110,7 +110,7 @@ pub enum VmmError {
     Thread(std::io::Error),
 }
 
-/// Builds a VM, loads `elf` (issue 3 §2 boot protocol) and runs it until it
+/// Builds a VM, loads `elf` (the boot protocol of the README) and runs it until it
 /// ends.
 pub fn run_elf(config: &VmConfig, elf: &[u8]) -> Result<VmExit, VmmError> {
     let mut vm = Vm::new(config)?;

@@ -1,4 +1,4 @@
-//! Loading a static ELF64 x86-64 executable into guest RAM (issue 3 §2).
+//! Loading a static ELF64 x86-64 executable into guest RAM (the README's "Boot protocol" section).
 //!
 //! Every `PT_LOAD` segment is copied to its physical address (`p_paddr`);
 //! its `.bss` tail (`p_memsz - p_filesz`) is the fresh RAM's zeros. Segments must lie

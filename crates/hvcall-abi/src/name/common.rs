@@ -1,4 +1,4 @@
-//! Register names of digest §5.1 that exist on both x64 and ARM64:
+//! Synthetic register names of the TLFS that exist on both x64 and ARM64:
 //! partition and VP properties, crash and power registers, pending events,
 //! the MSR-backed synthetic registers, SynIC, synthetic timers and VSM.
 

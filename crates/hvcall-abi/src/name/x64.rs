@@ -1,6 +1,6 @@
-//! x64 register names: digest §5.2 (general, XMM/x87, control, debug,
-//! segment and table registers, YMM halves, CR intercepts) and the §5.1 names
-//! marked x64-only (hypercall MSR image, synthetic APIC, SEV, nested,
+//! x64 register names of the TLFS (general, XMM/x87, control, debug,
+//! segment and table registers, YMM halves, CR intercepts) and the synthetic names
+//! that exist on x64 only (hypercall MSR image, synthetic APIC, SEV, nested,
 //! unhalted timer). The MSR-backed names 0x0008xxxx are in [`msr`] and
 //! re-exported here, as are the [`common`](super::common) names.
 
