@@ -1,4 +1,4 @@
-//! HV_REGISTER_VALUE: the 16-byte value of one register (TLFS HV_REGISTER_VALUE), and
+//! HV_REGISTER_VALUE: the 16-byte value of one register, and
 //! typed views of it: x64 architectural layouts in [`x64`], synthetic
 //! (hypercall MSR, SynIC, VSM) layouts in [`synthetic`].
 //!

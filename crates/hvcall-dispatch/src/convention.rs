@@ -8,6 +8,19 @@
 use crate::registers::{x64, CallerRegisters};
 
 /// The four hypercall ABIs of docs/contract.md §4.
+///
+/// ```
+/// use hvcall_dispatch::registers::{x64, RegisterFile};
+/// use hvcall_dispatch::Convention;
+///
+/// // A compatibility-mode caller (EFER.LMA = 1, CS.L = 0) uses the 32-bit pairs.
+/// let conv = Convention::for_x86_mode(true, false);
+/// assert_eq!(conv, Convention::X86);
+/// let mut regs = RegisterFile::default();
+/// regs.gprs[x64::RDX] = 0x1; // high half of the control word
+/// regs.gprs[x64::RAX] = 0x50; // low half
+/// assert_eq!(conv.control(&regs), 0x1_0000_0050);
+/// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Convention {
     /// x64: control RCX, input RDX, output R8, result RAX.

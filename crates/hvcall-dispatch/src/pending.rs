@@ -5,7 +5,8 @@
 //! identifies its re-entry (instruction pointer, convention, control word
 //! apart from rep start, the input/output GPA registers and, for the fast
 //! form, the input registers). The state is dropped when the call
-//! completes; any other call in between leaves it in place.
+//! completes; any other call in between runs to completion in one entry
+//! and leaves it in place (docs/contract.md §2).
 
 use crate::convention::{CallContext, Convention};
 use crate::fast::MAX_FILE_BYTES;

@@ -1,5 +1,6 @@
 //! Hyper-V discovery through CPUID (docs/contract.md §6).
 
+#[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::__cpuid;
 
 use hvcall_abi::cpuid;
@@ -73,8 +74,9 @@ impl HvFeatures {
 }
 
 /// Checks the CPUID signature of a Microsoft hypervisor and reads its
-/// privileges and features: 0x1 ECX[31], 0x40000000 (max leaf >=
+/// privileges and features: 0x1 `ECX[31]`, 0x40000000 (max leaf >=
 /// 0x40000005, "Microsoft Hv"), 0x40000001 ("Hv#1"), 0x40000003.
+#[cfg(target_arch = "x86_64")]
 pub fn discover() -> Result<HvFeatures, DiscoveryError> {
     if __cpuid(1).ecx & cpuid::HYPERVISOR_PRESENT_ECX == 0 {
         return Err(DiscoveryError::NoHypervisor);
