@@ -373,7 +373,7 @@ pub fn handle(
 mod tests {
     use super::*;
 
-    /// Issue 7 finding 5: the CPL was taken from CS's selector; in
+    /// Regression: the CPL was taken from CS's selector; in
     /// virtual-8086 mode (selector RPL 0, DPL 3) that called a CPL-3 caller
     /// privileged.
     #[test]

@@ -12,7 +12,7 @@ pub use super::common::*;
 pub use system::*;
 
 register_names! {
-    /// Digest §5.3 core ARM64 names and the §5.1 ARM64-only names, ascending by number.
+    /// Core ARM64 architectural names and the ARM64-only synthetic names, ascending by number.
     pub(in crate::name) const ARM64: Some(crate::name::Arch::Arm64);
     X0 = 0x0002_0000, "HvArm64RegisterX0", "x0";
     X1 = 0x0002_0001, "HvArm64RegisterX1", "x1";

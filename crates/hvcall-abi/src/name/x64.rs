@@ -10,7 +10,7 @@ pub use super::common::*;
 pub use msr::*;
 
 register_names! {
-    /// Digest §5.2 names outside the MSR block and §5.1 x64-only names, ascending by number.
+    /// x64 architectural names outside the MSR block and x64-only synthetic names, ascending by number.
     pub(in crate::name) const X64: Some(crate::name::Arch::X64);
     PENDING_DEBUG_EXCEPTION = 0x0001_0007, "HvX64RegisterPendingDebugException", "pending_debug_exception";
     RAX = 0x0002_0000, "HvX64RegisterRax", "rax";
