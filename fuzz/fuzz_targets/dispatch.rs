@@ -75,7 +75,7 @@ const CONVENTIONS: [Convention; 4] = [
     Convention::Arm64Smccc,
 ];
 
-/// (control, input GPA, output GPA) as the ABI table of behaviour.md §4
+/// (control, input GPA, output GPA) as the ABI table of docs/contract.md §4
 /// places them, decoded here independently of the dispatcher.
 fn decode(c: Convention, r: &RegisterFile) -> (u64, u64, u64) {
     let pair = |hi: usize, lo: usize| (r.gprs[hi] << 32) | (r.gprs[lo] & 0xFFFF_FFFF);

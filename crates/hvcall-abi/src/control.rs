@@ -1,5 +1,6 @@
 //! The 64-bit hypercall input value ("control") and result value
-//! (TLFS digest §2).
+//! (TLFS hypercall interface). docs/contract.md in the
+//! repository states the bit layout and the checks hvcall applies to it.
 
 use bitfield_struct::bitfield;
 

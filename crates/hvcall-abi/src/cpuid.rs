@@ -1,4 +1,4 @@
-//! Hyper-V CPUID leaves and bits (digest §8.1).
+//! Hyper-V CPUID leaves and bits (TLFS feature discovery).
 //!
 //! Leaf 0x40000003 EAX/EBX carry the partition privilege mask: see
 //! [`crate::privilege`] (`cpuid_eax`, `cpuid_ebx`) for those bits.

@@ -1,4 +1,4 @@
-//! The HvCallGetVpRegisters input header and HV_INPUT_VTL (digest §4.1, §4.3).
+//! The HvCallGetVpRegisters input header and HV_INPUT_VTL (TLFS HvCallGetVpRegisters and HV_INPUT_VTL).
 
 use bitfield_struct::bitfield;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

@@ -3,14 +3,42 @@
 //! Everything that is a TLFS number or wire layout lives here, once: the
 //! hypercall control and result words ([`control`]), statuses ([`status`]),
 //! the HvCallGetVpRegisters input header and HV_INPUT_VTL ([`input`]),
-//! register names ([`name`]: every x64, ARM64 and common name of the digest
+//! register names ([`name`]: every x64, ARM64 and common name of the TLFS
 //! as a constant and a table entry, looked up by TLFS name, short name or
 //! number) and values ([`value`]: the 16-byte value and its typed views),
 //! the partition privilege mask ([`privilege`]), and the discovery
 //! interface: CPUID leaves ([`cpuid`]) and synthetic MSRs ([`msr`]).
 //!
 //! The crate is `no_std`, has no `unsafe`, and every wire struct's size is
-//! checked at compile time.
+//! checked at compile time. It holds numbers and layouts only; what a
+//! hypervisor does with them (the order of checks, the status of each
+//! case, continuation, the calling conventions) is the hvcall contract,
+//! `docs/contract.md` in the repository
+//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>), which
+//! `hvcall-dispatch` implements and `hvcall-guest` relies on.
+//!
+//! # Example
+//!
+//! Build the control word of a two-element HvCallGetVpRegisters call, look
+//! a register name up, and decode a result value:
+//!
+//! ```
+//! use hvcall_abi::name::{self, Arch};
+//! use hvcall_abi::{call_code, HvStatus, HypercallControl, HypercallResult};
+//!
+//! let control = HypercallControl::new()
+//!     .with_code(call_code::GET_VP_REGISTERS)
+//!     .with_rep_count(2);
+//! assert_eq!(control.into_bits(), 0x0000_0002_0000_0050);
+//!
+//! let rip = name::by_short_name(Arch::X64, "rip").unwrap();
+//! assert_eq!(rip.number, name::x64::RIP);
+//! assert_eq!(rip.name, "HvX64RegisterRip");
+//!
+//! let result = HypercallResult::from_bits(0x0000_0001_0000_0005);
+//! assert_eq!(result.status(), HvStatus::INVALID_PARAMETER);
+//! assert_eq!(result.reps_completed(), 1); // element 1 failed
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 

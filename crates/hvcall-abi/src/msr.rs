@@ -1,4 +1,5 @@
-//! Hyper-V synthetic MSR numbers (digest §8.2–§8.4), x64 only.
+//! Hyper-V synthetic MSR numbers (TLFS feature discovery and
+//! the synthetic MSR list), x64 only.
 //!
 //! The MSR-backed synthetic registers have register names too (see
 //! [`register_name`]): e.g. MSR 0x40000001 is `HvX64RegisterHypercall`.
@@ -140,8 +141,8 @@ pub const fn stimer_count(k: u32) -> Option<u32> {
     }
 }
 
-/// The x64 register name of a synthetic MSR that has one (digest §5.2 and
-/// §8.4 mappings), or `None`.
+/// The x64 register name of a synthetic MSR that has one (the TLFS maps
+/// each such MSR to a register name), or `None`.
 ///
 /// ```
 /// use hvcall_abi::{msr, name::x64};

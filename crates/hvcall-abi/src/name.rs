@@ -1,13 +1,17 @@
-//! HV_REGISTER_NAME: register names per architecture (digest §5).
+//! HV_REGISTER_NAME: register names per architecture (TLFS
+//! HV_REGISTER_NAME).
 //!
 //! The same number can name different registers on x64 and ARM64 (0x00020000
 //! is RAX on x64 and X0 on ARM64), so every lookup takes an [`Arch`].
 //!
-//! Every name of digest §5 is a named constant and an entry of a static table:
-//! - [`common`]: §5.1 names that exist on both architectures;
-//! - [`x64`]: §5.2 plus the §5.1 names marked x64-only (its `msr` part holds
+//! Every name the TLFS publishes is a named constant and an entry of a
+//! static table:
+//! - [`common`]: synthetic names that exist on both architectures;
+//! - [`x64`]: x64 architectural names plus the synthetic names that exist
+//!   on x64 only (its `msr` part holds
 //!   the MSR-backed names 0x0008xxxx);
-//! - [`arm64`]: §5.3 plus the §5.1 names marked ARM64-only.
+//! - [`arm64`]: ARM64 architectural names plus the synthetic names that
+//!   exist on ARM64 only.
 //!
 //! [`x64`] and [`arm64`] re-export the [`common`] constants, so
 //! `name::x64::VP_INDEX` and `name::common::VP_INDEX` are the same value.
@@ -76,7 +80,7 @@ impl core::fmt::Display for Arch {
 }
 
 impl HvRegisterName {
-    /// The table entry of this name on `arch`, if the digest names it.
+    /// The table entry of this name on `arch`, if the TLFS names it.
     pub fn entry(self, arch: Arch) -> Option<&'static RegisterEntry> {
         by_number(arch, self)
     }

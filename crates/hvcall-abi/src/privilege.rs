@@ -1,9 +1,9 @@
-//! HV_PARTITION_PRIVILEGE_MASK bits (digest §7).
+//! HV_PARTITION_PRIVILEGE_MASK bits (TLFS HV_PARTITION_PRIVILEGE_MASK).
 //!
 //! A guest reads bits 31:0 in CPUID 0x40000003 EAX and bits 63:32 in EBX
 //! ([`cpuid_eax`], [`cpuid_ebx`]); on ARM64 the mask is bits 63:0 of
-//! HvRegisterPrivilegesAndFeaturesInfo. Bits the digest tags with a source
-//! other than the TLFS markdown say so.
+//! HvRegisterPrivilegesAndFeaturesInfo. Bits that come from a source
+//! other than the current TLFS (Linux, OpenVMM) say so.
 //!
 //! ```
 //! use hvcall_abi::privilege::{self, ACCESS_VP_REGISTERS};

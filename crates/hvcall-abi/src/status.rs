@@ -1,8 +1,9 @@
-//! HV_STATUS: the 16-bit status of a hypercall (TLFS digest §3).
+//! HV_STATUS: the 16-bit status of a hypercall (TLFS HV_STATUS).
 
 open_enum! {
     /// A hypercall status. Any `u16` is representable; the named values are
-    /// every code of digest §3 (PDF6 Appendix B, Linux, OpenVMM, HDK).
+    /// every code the TLFS (v6.0b PDF appendix B), Linux, OpenVMM and the HDK
+    /// headers define.
     ///
     /// ```
     /// use hvcall_abi::HvStatus;

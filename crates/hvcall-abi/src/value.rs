@@ -1,4 +1,4 @@
-//! HV_REGISTER_VALUE: the 16-byte value of one register (digest §6), and
+//! HV_REGISTER_VALUE: the 16-byte value of one register, and
 //! typed views of it: x64 architectural layouts in [`x64`], synthetic
 //! (hypercall MSR, SynIC, VSM) layouts in [`synthetic`].
 //!
@@ -72,7 +72,7 @@ impl HvRegisterValue {
     }
     /// A feature register (0x100, 0x200–0x209) from the CPUID leaf it
     /// mirrors: EAX, EBX, ECX, EDX packed into bits 31:0, 63:32, 95:64 and
-    /// 127:96 (digest §6).
+    /// 127:96.
     ///
     /// ```
     /// use hvcall_abi::HvRegisterValue;

@@ -1,6 +1,6 @@
 //! Byte-by-byte layouts of the register-value views and wire structs,
-//! checked against the offsets and bit positions of digest §4.1, §4.3, §6,
-//! §8.3 and §9 (each expected value is built from those positions here, not
+//! checked against the offsets and bit positions the TLFS gives for
+//! them (each expected value is built from those positions here, not
 //! from the types under test).
 
 use hvcall_abi::value::{
@@ -300,7 +300,7 @@ mod round_trips {
 
     proptest! {
         /// 128-bit views keep every byte; 64-bit views keep the low qword and
-        /// zero-extend (digest §6).
+        /// zero-extend (docs/contract.md §5).
         #[test]
         fn views_preserve_their_bits(raw in any::<[u8; 16]>()) {
             let v = HvRegisterValue(raw);

@@ -30,7 +30,7 @@ mod x64_consts;
 
 const PREFIX: &str = "hv_register_name_";
 
-/// mshv names that spell a register differently from the digest, mapped to
+/// mshv names that spell a register differently from our tables, mapped to
 /// our TLFS name (same number).
 const RENAMES: &[(&str, &str)] = &[
     ("HV_REGISTER_SIEFP", "HvRegisterSifp"),
@@ -97,12 +97,12 @@ fn compare(arch: Arch, mshv: &[(String, u32)]) -> usize {
         }
     }
     eprintln!(
-        "{arch}: {matched} of {} mshv names match; {} are not in the digest",
+        "{arch}: {matched} of {} mshv names match; {} are not in our tables",
         mshv.len(),
         missing.len()
     );
     if missing.len() <= 20 {
-        eprintln!("{arch}: not in the digest: {}", missing.join(", "));
+        eprintln!("{arch}: not in our tables: {}", missing.join(", "));
     }
     assert!(errors.is_empty(), "mismatches:\n{}", errors.join("\n"));
     matched

@@ -1,4 +1,4 @@
-//! Invariants of the register-name tables (digest §5) and their lookups.
+//! Invariants of the register-name tables (TLFS HV_REGISTER_NAME) and their lookups.
 
 use std::collections::BTreeSet;
 
@@ -111,7 +111,7 @@ fn aliases_resolve_to_the_digest_name_and_never_shadow_one() {
     );
 }
 
-/// Spot checks typed independently from digest §5 (first, last and odd
+/// Spot checks typed independently from the TLFS register list (first, last and odd
 /// members of each block, and the names code depends on).
 #[test]
 fn spot_checks_against_the_digest() {

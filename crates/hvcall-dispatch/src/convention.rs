@@ -1,4 +1,4 @@
-//! Calling conventions (behaviour.md §4) and the caller's execution mode.
+//! Calling conventions (docs/contract.md §4) and the caller's execution mode.
 //!
 //! A [`Convention`] says where the control word, the input and output GPAs
 //! and the result live in the caller's register file, and how a continued
@@ -7,7 +7,20 @@
 
 use crate::registers::{x64, CallerRegisters};
 
-/// The four hypercall ABIs of behaviour.md §4.
+/// The four hypercall ABIs of docs/contract.md §4.
+///
+/// ```
+/// use hvcall_dispatch::registers::{x64, RegisterFile};
+/// use hvcall_dispatch::Convention;
+///
+/// // A compatibility-mode caller (EFER.LMA = 1, CS.L = 0) uses the 32-bit pairs.
+/// let conv = Convention::for_x86_mode(true, false);
+/// assert_eq!(conv, Convention::X86);
+/// let mut regs = RegisterFile::default();
+/// regs.gprs[x64::RDX] = 0x1; // high half of the control word
+/// regs.gprs[x64::RAX] = 0x50; // low half
+/// assert_eq!(conv.control(&regs), 0x1_0000_0050);
+/// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Convention {
     /// x64: control RCX, input RDX, output R8, result RAX.
@@ -22,7 +35,7 @@ pub enum Convention {
     Arm64Smccc,
 }
 
-/// The SMCCC function id of a Hyper-V hypercall (digest §1.2): fast-call
+/// The SMCCC function id of a Hyper-V hypercall (docs/contract.md §4): fast-call
 /// bit 31 clear, SMC64 bit 30 set, owner 6 (vendor hypervisor), number 1.
 pub const SMCCC_HYPERCALL_FUNCTION_ID: u64 = 0x4600_0001;
 
@@ -144,7 +157,7 @@ pub struct CallContext {
     /// The calling convention.
     pub convention: Convention,
     /// The caller may make hypercalls: CPL 0 in protected or long mode on
-    /// x86, EL1 on ARM64 (behaviour.md §1 step 1).
+    /// x86, EL1 on ARM64 (docs/contract.md §1 step 1).
     pub privileged: bool,
     /// Address of the hypercall instruction (used to recognise the
     /// re-entry of a continued call).

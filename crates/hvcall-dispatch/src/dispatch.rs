@@ -1,5 +1,5 @@
 //! The entry point for every hypercall exit: step 1 (privilege), the
-//! control word (steps 2–4) and routing by call code (behaviour.md §1).
+//! control word (steps 2–4) and routing by call code (docs/contract.md §1).
 //!
 //! ```
 //! use hvcall_abi::{HvRegisterName, HvRegisterValue};
@@ -71,7 +71,7 @@ use crate::registers::CallerRegisters;
 #[non_exhaustive]
 pub struct DispatchConfig {
     /// The work budget of one entry of a rep call, in elements: after this
-    /// many, the call is continued (behaviour.md §2). Values below 1 are
+    /// many, the call is continued (docs/contract.md §2). Values below 1 are
     /// treated as 1. Default: 256, the most one HvCallGetVpRegisters can
     /// have, so that call is never continued by default.
     pub max_reps_per_entry: u16,
@@ -135,7 +135,7 @@ pub(crate) enum CallEnd<E> {
 
 /// Handle one hypercall exit of the VP whose registers are `regs`.
 ///
-/// Runs the checks of behaviour.md §1 in order, does the work through
+/// Runs the checks of docs/contract.md §1 in order, does the work through
 /// `memory` and `hv`, writes the result, fast output or continued control
 /// into `regs` and returns what the VMM must do next. `state` is the VP's
 /// continuation state; pass the same one on every call of that VP.

@@ -1,4 +1,4 @@
-//! The register file of the fast (register-based) forms: behaviour.md §3
+//! The register file of the fast (register-based) forms: docs/contract.md §3
 //! and the last paragraph of §4.
 //!
 //! x64 has seven 16-byte pairs: pair 0 = RDX (low) and R8 (high), pair k =

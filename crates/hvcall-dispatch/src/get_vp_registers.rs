@@ -1,4 +1,4 @@
-//! HvCallGetVpRegisters (0x0050): behaviour.md §1 steps 5a–7, the rep loop
+//! HvCallGetVpRegisters (0x0050): docs/contract.md §1 steps 5a–7, the rep loop
 //! and its continuation (§2), in memory and fast form (§3).
 //!
 //! A first entry runs the checks in order, reads the whole input, takes

@@ -1,6 +1,6 @@
 //! The input of HvCallGetVpRegisters (header and register names), read
 //! whole on a call's first entry and kept until the call completes
-//! (behaviour.md §1 "overlapping lists", §2).
+//! (docs/contract.md §1 "overlapping lists", §2).
 
 use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
 use hvcall_abi::{GetVpRegistersHeader, HvInputVtl, HvRegisterName, PAGE_SIZE};

@@ -1,4 +1,4 @@
-//! Per-VP continuation state (behaviour.md §2).
+//! Per-VP continuation state (docs/contract.md §2).
 //!
 //! A rep call stopped by the work budget leaves a [`VpState`] holding what
 //! its first entry read (the input, which every first entry reads in place
@@ -6,7 +6,8 @@
 //! identifies its re-entry (instruction pointer, convention, control word
 //! apart from rep start, the input/output GPA registers and, for the fast
 //! form, the input registers). The state is dropped when the call
-//! completes; any other call in between leaves it in place.
+//! completes; any other call in between runs to completion in one entry
+//! and leaves it in place (docs/contract.md §2).
 
 use crate::convention::{CallContext, Convention};
 use crate::fast::MAX_FILE_BYTES;

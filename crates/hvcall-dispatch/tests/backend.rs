@@ -1,4 +1,4 @@
-//! The typed backend API (issue 8): host failures end a call without a
+//! The typed backend API: host failures end a call without a
 //! status, the snapshot request says when a call's own output precedes its
 //! reads (contract §5 with §2), [`Backend`] pairs separate halves, and the
 //! typed host read ([`read_registers`]).

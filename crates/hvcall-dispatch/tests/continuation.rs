@@ -1,4 +1,4 @@
-//! behaviour.md §2: continuation of a rep call under a work budget, in
+//! docs/contract.md §2: continuation of a rep call under a work budget, in
 //! every ABI and in memory and fast form.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
@@ -313,7 +313,7 @@ fn section_2_clear_forgets_the_pending_call() {
 
 #[test]
 fn section_2_output_that_stops_being_ram_between_entries_is_reported_like_5f() {
-    // Not a row of behaviour.md: the output page becomes an overlay while
+    // docs/contract.md §2 (output that stops being RAM): the output page becomes an overlay while
     // the call is parked. The dispatcher never writes there; it reports
     // INVALID_ALIGNMENT at the element it could not write.
     for conv in CONVENTIONS {

@@ -1,4 +1,4 @@
-//! behaviour.md §3 (fast forms) and §4 (calling conventions): each ABI's
+//! docs/contract.md §3 (fast forms) and §4 (calling conventions): each ABI's
 //! registers written out by hand, and "every other register keeps its
 //! value".
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]

@@ -1,6 +1,6 @@
 //! Property tests: random control words, headers, names, GPAs, memory
 //! layouts and model configurations, checked against a deliberately
-//! simple oracle written here from behaviour.md (straight-line code that
+//! simple oracle written here from docs/contract.md (straight-line code that
 //! computes the expected registers and RAM), and continuation splitting
 //! checked against one uninterrupted call.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]

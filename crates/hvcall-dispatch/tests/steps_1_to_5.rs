@@ -1,4 +1,4 @@
-//! behaviour.md §1 steps 1–5f, each in every ABI and in memory and fast
+//! docs/contract.md §1 steps 1–5f, each in every ABI and in memory and fast
 //! form where the row applies.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 

@@ -1,4 +1,4 @@
-//! behaviour.md §1 steps 6a–7 and the rules under the table, each in every
+//! docs/contract.md §1 steps 6a–7 and the rules under the table, each in every
 //! ABI and in memory and fast form where the row applies.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 

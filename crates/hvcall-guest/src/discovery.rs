@@ -1,5 +1,6 @@
-//! Hyper-V discovery through CPUID (behaviour.md §6, TLFS digest §8.1).
+//! Hyper-V discovery through CPUID (docs/contract.md §6).
 
+#[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::__cpuid;
 
 use hvcall_abi::cpuid;
@@ -69,8 +70,9 @@ impl HvFeatures {
 }
 
 /// Checks the CPUID signature of a Microsoft hypervisor and reads its
-/// privileges and features: 0x1 ECX[31], 0x40000000 (max leaf >=
+/// privileges and features: 0x1 `ECX[31]`, 0x40000000 (max leaf >=
 /// 0x40000005, "Microsoft Hv"), 0x40000001 ("Hv#1"), 0x40000003.
+#[cfg(target_arch = "x86_64")]
 pub fn discover() -> Result<HvFeatures, DiscoveryError> {
     if __cpuid(1).ecx & cpuid::HYPERVISOR_PRESENT_ECX == 0 {
         return Err(DiscoveryError::NoHypervisor);
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn vendor_registers_spell_microsoft_hv() {
-        // The digest's register values for "Micr", "osof", "t Hv".
+        // The TLFS's register values for "Micr", "osof", "t Hv".
         assert_eq!(
             vendor_bytes(0x7263_694D, 0x666F_736F, 0x7648_2074),
             *b"Microsoft Hv"

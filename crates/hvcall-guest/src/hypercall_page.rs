@@ -1,9 +1,11 @@
 //! The synthetic MSRs and the hypercall page: guest OS ID, enabling the
-//! page (behaviour.md §6, TLFS digest §8.2–§8.3) and the raw x64 hypercall
-//! through it (behaviour.md §4, x64 row).
+//! page (docs/contract.md §6) and the raw x64 hypercall
+//! through it (docs/contract.md §4, x64 row).
 
+#[cfg(target_arch = "x86_64")]
 use core::arch::asm;
 
+#[cfg(target_arch = "x86_64")]
 use hvcall_abi::msr;
 use hvcall_abi::value::HypercallMsr;
 
@@ -33,10 +35,11 @@ pub enum PageError {
     },
 }
 
-/// Reads an MSR.
+/// Reads an MSR (x86-64 only).
 ///
 /// # Safety
 /// Must run at CPL 0; an MSR the CPU or hypervisor does not accept raises #GP.
+#[cfg(target_arch = "x86_64")]
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: the caller guarantees CPL 0 and that a #GP is acceptable;
@@ -47,11 +50,12 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     u64::from(lo) | (u64::from(hi) << 32)
 }
 
-/// Writes an MSR.
+/// Writes an MSR (x86-64 only).
 ///
 /// # Safety
 /// Must run at CPL 0, and the write must not break the running code (for
 /// example by moving the hypercall page over live data).
+#[cfg(target_arch = "x86_64")]
 pub unsafe fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller guarantees CPL 0 and that the write is harmless.
     unsafe {
@@ -64,6 +68,7 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 ///
 /// # Safety
 /// Must run at CPL 0 under a hypervisor that implements the MSR ("Hv#1").
+#[cfg(target_arch = "x86_64")]
 pub unsafe fn set_guest_os_id(id: u64) {
     // SAFETY: forwarded from the caller.
     unsafe { wrmsr(msr::GUEST_OS_ID, id) }
@@ -79,6 +84,7 @@ pub unsafe fn set_guest_os_id(id: u64) {
 /// # Safety
 /// Must run at CPL 0 after a non-zero guest OS ID was written, and the page
 /// at `gpa`/`va` must not hold anything the program still uses.
+#[cfg(target_arch = "x86_64")]
 pub unsafe fn enable_hypercall_page(gpa: u64, va: *const u8) -> Result<HypercallPage, PageError> {
     if !gpa.is_multiple_of(hvcall_abi::PAGE_SIZE) {
         return Err(PageError::Misaligned { gpa });
@@ -107,7 +113,7 @@ pub unsafe fn enable_hypercall_page(gpa: u64, va: *const u8) -> Result<Hypercall
     Ok(HypercallPage { va })
 }
 
-/// The register file of the XMM fast forms (behaviour.md §3): pair 0 is
+/// The register file of the XMM fast forms (docs/contract.md §3): pair 0 is
 /// RDX (low) and R8 (high), pair k is XMM(k-1) for k = 1..6.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -147,6 +153,7 @@ impl HypercallPage {
     /// Must run at CPL 0. The hypervisor may write guest memory at the
     /// output GPA (up to a page), which must not hold live Rust data other
     /// than what the caller expects to be written.
+    #[cfg(target_arch = "x86_64")]
     pub unsafe fn hypercall(&self, control: u64, input: u64, output: u64) -> u64 {
         let result;
         // SAFETY: the page is an enabled hypercall page (constructor
@@ -175,6 +182,7 @@ impl HypercallPage {
     ///
     /// # Safety
     /// Must run at CPL 0 with CR4.OSFXSR set.
+    #[cfg(target_arch = "x86_64")]
     pub unsafe fn hypercall_fast(&self, control: u64, regs: &mut FastRegisters) -> u64 {
         let result;
         // SAFETY: `regs` is a valid 112-byte buffer; the stack area used to

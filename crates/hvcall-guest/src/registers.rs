@@ -1,6 +1,6 @@
 //! HvCallGetVpRegisters from the guest side: the memory form batched by
 //! page and the XMM fast form, both driving [`run_rep_call`] so early
-//! returns are reissued (behaviour.md §1–§3).
+//! returns are reissued (docs/contract.md §1–§3).
 //!
 //! The algorithms are written against [`Transport`]; [`Hv`] is the real
 //! transport (the hypercall page plus a scratch area), unit tests use a
@@ -13,7 +13,9 @@ use hvcall_abi::{
     HypercallResult, PAGE_SIZE,
 };
 
-use crate::hypercall_page::{FastRegisters, HypercallPage};
+use crate::hypercall_page::FastRegisters;
+#[cfg(target_arch = "x86_64")]
+use crate::hypercall_page::HypercallPage;
 use crate::rep::{run_rep_call, RepError};
 use crate::HvFeatures;
 
@@ -112,6 +114,7 @@ pub trait Transport {
 
 /// The real transport: the hypercall page and a scratch area whose
 /// guest-physical address is known.
+#[cfg(target_arch = "x86_64")]
 pub struct Hv<'a> {
     page: HypercallPage,
     features: HvFeatures,
@@ -119,6 +122,7 @@ pub struct Hv<'a> {
     scratch_gpa: u64,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl<'a> Hv<'a> {
     /// Pairs an enabled page with a scratch area.
     ///
@@ -171,6 +175,7 @@ impl<'a> Hv<'a> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Transport for Hv<'_> {
     fn scratch(&mut self) -> &mut Scratch {
         self.scratch
@@ -227,6 +232,46 @@ pub fn header(partition: u64, vp: u32, vtl: HvInputVtl) -> [u64; 2] {
 ///
 /// On error, `values[..index]` hold the registers read before the failing
 /// element; later slots are unchanged.
+///
+/// With a [`Transport`] that stands in for a hypervisor (here one that
+/// answers every name with its own number and does at most two elements
+/// per call, so the rep loop must reissue):
+///
+/// ```
+/// use hvcall_abi::{name::x64, partition_id, vp_index};
+/// use hvcall_abi::{HvInputVtl, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
+/// use hvcall_guest::{get_vp_registers, FastRegisters, HvFeatures, Scratch, Transport};
+///
+/// struct Echo(Scratch);
+/// impl Transport for Echo {
+///     fn scratch(&mut self) -> &mut Scratch {
+///         &mut self.0
+///     }
+///     fn call_memory(&mut self, control: HypercallControl) -> HypercallResult {
+///         let (start, count) = (control.rep_start(), control.rep_count());
+///         let end = count.min(start + 2);
+///         for i in usize::from(start)..usize::from(end) {
+///             let name = &self.0.input[16 + 4 * i..][..4];
+///             let value = u32::from_le_bytes(name.try_into().unwrap());
+///             self.0.output[16 * i..][..16].copy_from_slice(&u128::from(value).to_le_bytes());
+///         }
+///         HypercallResult::of(HvStatus::SUCCESS, end)
+///     }
+///     fn call_fast(&mut self, _: HypercallControl, _: &mut FastRegisters) -> HypercallResult {
+///         HypercallResult::of(HvStatus::INVALID_HYPERCALL_INPUT, 0)
+///     }
+///     fn features(&self) -> HvFeatures {
+///         HvFeatures { max_leaf: 0x4000_0005, privileges: 0, features_ecx: 0, features_edx: 0 }
+///     }
+/// }
+///
+/// let mut hv = Echo(Scratch::new());
+/// let names = [x64::RAX, x64::RIP, x64::CR3];
+/// let mut values = [HvRegisterValue::default(); 3];
+/// get_vp_registers(&mut hv, partition_id::SELF, vp_index::SELF, HvInputVtl::new(), &names, &mut values)
+///     .unwrap();
+/// assert_eq!(values[1].as_u64(), u64::from(x64::RIP.0));
+/// ```
 pub fn get_vp_registers<T: Transport>(
     t: &mut T,
     partition: u64,

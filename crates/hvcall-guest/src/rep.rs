@@ -1,4 +1,4 @@
-//! The guest side of rep hypercalls (TLFS digest §2.4, behaviour.md §2):
+//! The guest side of rep hypercalls (docs/contract.md §1–§2):
 //! reissue a call that returned SUCCESS before finishing its list, from
 //! rep start = reps completed, and stop when the hypervisor makes no
 //! progress instead of looping forever.

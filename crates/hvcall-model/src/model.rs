@@ -74,7 +74,7 @@ impl Vp {
 pub struct Partition {
     /// The parent's id; `None` for the root.
     pub parent: Option<u64>,
-    /// The privilege mask (digest §7).
+    /// The privilege mask (HV_PARTITION_PRIVILEGE_MASK).
     pub privileges: u64,
     /// XMM fast input advertised (CPUID 0x40000003 EDX bit 4).
     pub xmm_fast_input: bool,

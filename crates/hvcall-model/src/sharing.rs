@@ -1,5 +1,5 @@
 //! Which registers are shared by every VTL of a VP and which are private
-//! to each VTL (tlfs-digest §9, behaviour.md §5 last bullet).
+//! to each VTL (docs/contract.md §5, last bullet).
 //!
 //! The model keeps one copy of a shared register per VP and one copy of a
 //! private register per (VP, VTL). Names not listed as shared here are

@@ -1,4 +1,4 @@
-//! The boot protocol (issue 3 §2): boot structures below 1 MiB and the
+//! The boot protocol (README, "Boot protocol"): boot structures below 1 MiB and the
 //! initial register state of every vCPU.
 //!
 //! Layout below 1 MiB (a guest may replace all of it):

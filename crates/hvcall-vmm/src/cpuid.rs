@@ -1,4 +1,4 @@
-//! The CPUID table the guest sees (behaviour.md §6, digest §8.1).
+//! The CPUID table the guest sees (docs/contract.md §6).
 //!
 //! KVM's supported CPUID without KVM's own `0x40000000+` leaves, with
 //! leaf 1 ECX bit 31 (hypervisor present) and the Hyper-V leaves
@@ -39,7 +39,7 @@ impl Leaf {
         Self { eax, ebx, ecx, edx }
     }
 
-    /// The feature register that mirrors this leaf (digest §6).
+    /// The feature register that mirrors this leaf (TLFS HV_REGISTER_VALUE).
     pub const fn register_value(&self) -> HvRegisterValue {
         HvRegisterValue::from_cpuid([self.eax, self.ebx, self.ecx, self.edx])
     }

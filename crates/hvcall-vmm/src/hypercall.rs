@@ -191,7 +191,7 @@ impl RegisterSource for VpHypervisor<'_> {
             let mut own = VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp));
             // The call's own output reaches this VP's XMM registers before
             // later elements are read: take that group now, at the call
-            // (contract §5 and §2: a later element must not see this
+            // (docs/contract.md §5 and §2: a later element must not see this
             // call's own output).
             if request.output_precedes_reads && groups.contains(Group::Fpu) {
                 own.fill(Group::Fpu, self.vcpu)
@@ -349,7 +349,7 @@ pub fn handle(
 mod tests {
     use super::*;
 
-    /// Issue 7 finding 5: the CPL was taken from CS's selector; in
+    /// Regression: the CPL was taken from CS's selector; in
     /// virtual-8086 mode (selector RPL 0, DPL 3) that called a CPL-3 caller
     /// privileged.
     #[test]

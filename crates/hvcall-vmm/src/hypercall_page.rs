@@ -1,5 +1,5 @@
-//! The hypercall page: an overlay at the GPA the guest picks (behaviour.md
-//! §6, digest §8.3).
+//! The hypercall page: an overlay at the GPA the guest picks (docs/contract.md
+//! §6).
 //!
 //! KVM here never passes VMCALL to user space, so the page holds hvcall's
 //! own code: `out 0xE8, al` (`E6 E8`), which exits to the VMM on the

@@ -3,6 +3,14 @@
 //! MSRs, hypercall page) and HvCallGetVpRegisters, answered from real vCPU
 //! state through [`hvcall_dispatch::dispatch()`].
 //!
+//! It implements the VMM's part of the hvcall contract, `docs/contract.md`
+//! in the repository
+//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>): the
+//! discovery interface of §6, the x64 and 32-bit calling conventions of §4
+//! through the hypercall page, the work budget and re-entry of §2, and the
+//! register values and snapshots of §5. The boot protocol for bare-metal
+//! guests and Linux is in the repository's README.
+//!
 //! ```no_run
 //! let elf = std::fs::read("guest.elf").unwrap();
 //! let exit = hvcall_vmm::run_elf(&hvcall_vmm::VmConfig::default(), &elf).unwrap();
@@ -111,7 +119,7 @@ pub enum VmmError {
     Thread(std::io::Error),
 }
 
-/// Builds a VM, loads `elf` (issue 3 §2 boot protocol) and runs it until it
+/// Builds a VM, loads `elf` (the boot protocol of the README) and runs it until it
 /// ends.
 pub fn run_elf(config: &VmConfig, elf: &[u8]) -> Result<VmExit, VmmError> {
     let mut vm = Vm::new(config)?;

@@ -1,4 +1,4 @@
-//! Loading a static ELF64 x86-64 executable into guest RAM (issue 3 §2).
+//! Loading a static ELF64 x86-64 executable into guest RAM (the README's "Boot protocol" section).
 //!
 //! Every `PT_LOAD` segment is copied to its physical address (`p_paddr`);
 //! its `.bss` tail (`p_memsz - p_filesz`) is the fresh RAM's zeros. Segments must lie
@@ -398,7 +398,7 @@ mod tests {
             .unwrap()
     }
 
-    /// Issue 7 finding 3: a 1 GiB `.bss` used to be written with zeros,
+    /// Regression: a 1 GiB `.bss` used to be written with zeros,
     /// committing that much host memory; now it costs nothing.
     #[test]
     fn a_huge_bss_commits_no_host_memory() {
@@ -412,7 +412,7 @@ mod tests {
         assert!(grown < 256 * 1024, "RSS grew by {grown} KiB");
     }
 
-    /// Issue 7 finding 3: many PT_LOADs naming the same memory used to be
+    /// Regression: many PT_LOADs naming the same memory used to be
     /// written (and zeroed) one after the other; overlapping segments are
     /// refused, so loading costs at most the file size in copies.
     #[test]
@@ -441,7 +441,7 @@ mod tests {
         );
     }
 
-    /// Issue 7 finding 6: an entry point outside every PT_LOAD used to be
+    /// Regression: an entry point outside every PT_LOAD used to be
     /// accepted.
     #[test]
     fn an_entry_outside_every_segment_is_refused() {

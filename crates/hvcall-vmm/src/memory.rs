@@ -108,7 +108,7 @@ impl GuestRam {
 }
 
 /// The caller partition's memory as a hypercall sees it: RAM, except the
-/// hypercall overlay page (behaviour.md §1 step 5f).
+/// hypercall overlay page (docs/contract.md §1 step 5f).
 #[derive(Debug)]
 pub struct CallerMemory<'a> {
     ram: &'a GuestRam,

@@ -1,4 +1,4 @@
-//! The synthetic MSRs (behaviour.md §6, digest §8.2–§8.4).
+//! The synthetic MSRs (docs/contract.md §6).
 //!
 //! KVM is told to send every access to `0x40000000..0x40002000` to user
 //! space (`KVM_CAP_X86_USER_SPACE_MSR` with an MSR filter that denies the

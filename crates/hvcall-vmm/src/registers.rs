@@ -1,6 +1,6 @@
 //! HV_REGISTER_NAME → KVM state: the one table of the registers hvcall
 //! serves, grouped by how the state is fetched, and the value layouts of
-//! behaviour.md §5 / digest §6.
+//! docs/contract.md §5.
 //!
 //! | group | fetched with | registers |
 //! |---|---|---|
@@ -200,7 +200,7 @@ pub const MSR_LIST: [(HvRegisterName, u32); 11] = [
     (x64::TSC_AUX, 0xC000_0103),
 ];
 
-/// The table: every register name hvcall serves (digest §5.1–§5.2),
+/// The table: every register name hvcall serves (the README lists them),
 /// grouped by fetch group. Any other name is not served.
 pub(crate) fn source_of(name: HvRegisterName) -> Option<Source> {
     let n = name.0;
@@ -278,7 +278,7 @@ pub fn group_of(name: HvRegisterName) -> Option<Group> {
     source_of(name).map(Source::group)
 }
 
-/// HV_X64_SEGMENT_REGISTER (behaviour.md §5).
+/// HV_X64_SEGMENT_REGISTER (docs/contract.md §5).
 pub(crate) fn segment_value(seg: &kvm_segment) -> u128 {
     // An unusable segment reads as not present; each KVM field keeps only
     // the bits its attribute has.

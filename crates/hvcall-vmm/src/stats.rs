@@ -30,7 +30,7 @@ pub struct RunStats {
     pub exits: u64,
     /// Hypercall exits (writes to the hypercall port).
     pub hypercalls: u64,
-    /// Hypercall entries that ended in a continuation (behaviour.md §2).
+    /// Hypercall entries that ended in a continuation (docs/contract.md §2).
     pub continuations: u64,
     /// Snapshots a VP took of itself for another VP.
     pub snapshots_served: u64,

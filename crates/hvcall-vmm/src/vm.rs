@@ -205,7 +205,7 @@ impl Vm {
         })
     }
 
-    /// Loads a static ELF64 image (issue 3 §2) and sets every vCPU's
+    /// Loads a static ELF64 image (README, "Boot protocol") and sets every vCPU's
     /// registers to the boot protocol's. A VM takes one image.
     pub fn load_elf(&mut self, elf: &[u8]) -> Result<(), VmmError> {
         self.begin_load()?;

@@ -1,4 +1,4 @@
-//! The boot protocol and the basic exits (issue 3 §2).
+//! The boot protocol and the basic exits (README, "Boot protocol").
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Hyper-V discovery as a guest sees it: CPUID and the synthetic MSRs
-//! (behaviour.md §6), and the hypercall page overlay.
+//! (docs/contract.md §6), and the hypercall page overlay.
 
 mod common;
 

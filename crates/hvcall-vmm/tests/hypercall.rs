@@ -337,7 +337,7 @@ fn section_2_a_continued_read_of_a_running_vp_keeps_its_one_snapshot() {
     assert_eq!(stats.served_fetches, PARTIAL_READ_FETCHES);
 }
 
-/// Issue 7 finding 4: any write to port 0xE8 used to be taken as a
+/// Regression: any write to port 0xE8 used to be taken as a
 /// hypercall (its result written to RAX, RIP rewound by 2 on a
 /// continuation). Only the page's own `out` is one: with the page enabled,
 /// `out dx, al`, `out 0xE8, ax` and a copy of the page's `out 0xE8, al`

@@ -1,6 +1,6 @@
 //! The host inspector: root-partition reads of a RUNNING VM through the
 //! dispatcher (`Vm::run_inspected`), one consistent snapshot per call
-//! (behaviour.md §5), ended cleanly by the VM's end.
+//! (docs/contract.md §5), ended cleanly by the VM's end.
 
 mod common;
 

@@ -6,7 +6,7 @@
 pub enum Guest {
     /// VP0 reads its own and VP1's registers and prints a table.
     Demo,
-    /// Every behaviour.md row a guest can exercise; `N passed, M failed`.
+    /// Every docs/contract.md row a guest can exercise; `N passed, M failed`.
     Conformance,
     /// Torn-read check: VP0 reads two registers VP1 keeps equal, 10,000 times.
     Torn,

@@ -1,6 +1,8 @@
 //! The library half of the `hvcall` command: what its integration tests
 //! reuse besides running the binary. [`chaos`] is the hostile guest of
 //! `hvcall run --guest chaos` with its generator, reference-model oracle
-//! and comparison.
+//! and comparison: it checks the VMM against the reference model on every
+//! row of the hvcall contract a guest can reach (`docs/contract.md` in the
+//! repository, <https://github.com/hvcall/hvcall/blob/main/docs/contract.md>).
 
 pub mod chaos;

@@ -1,4 +1,4 @@
-//! `hvcall registers`: prints every register name of digest §5 for one
+//! `hvcall registers`: prints every register name of the TLFS for one
 //! architecture (its own names and the common ones), ascending by number.
 //!
 //! Text output is one aligned row per register: TLFS name, short name and

@@ -45,14 +45,14 @@ pub struct RunArgs {
     /// Guest RAM in MiB [default: 64].
     #[arg(long, value_name = "MiB")]
     pub memory: Option<u64>,
-    /// Work budget of one hypercall entry, in elements (behaviour.md §2);
+    /// Work budget of one hypercall entry, in elements (docs/contract.md §2);
     /// smaller values make rep calls continue more often.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_reps_per_entry: Option<u16>,
-    /// Withhold the AccessVpRegisters privilege (behaviour.md step 6e).
+    /// Withhold the AccessVpRegisters privilege (docs/contract.md step 6e).
     #[arg(long)]
     pub no_access_vp_registers: bool,
-    /// Withhold both XMM fast hypercall CPUID bits (behaviour.md step 5b).
+    /// Withhold both XMM fast hypercall CPUID bits (docs/contract.md step 5b).
     #[arg(long)]
     pub no_xmm_fast: bool,
     /// Stop a guest still running after this many seconds [default: 10;

@@ -1,5 +1,5 @@
 //! `hvcall run --guest soak --cpus N --seconds S`: the host half of the
-//! soak (issue 7, deliverable 3). The guest (`guests/soak`) has every VP
+//! soak. The guest (`guests/soak`) has every VP
 //! read every other VP through HvCallGetVpRegisters, memory and XMM fast
 //! forms, while each keeps an invariant across KERNEL_GS_BASE, DR0, XMM15
 //! and R12 (four KVM register groups) and counts reads and torn snapshots.

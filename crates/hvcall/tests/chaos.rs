@@ -1,5 +1,5 @@
-//! The hostile guest against the reference model (issue 7 deliverables 2
-//! and 5): `hvcall run --guest chaos` in the configurations CI runs
+//! The hostile guest against the reference model (README, "Hostile guest
+//! (chaos)"): `hvcall run --guest chaos` in the configurations CI runs
 //! (20,000 calls on 2 VPs with the default work budget and with one
 //! element per entry, and without AccessVpRegisters), and regressions
 //! for what comparing with the model found. Each run takes a few seconds.
@@ -106,7 +106,7 @@ fn chaos_refuses_options_it_cannot_honour() {
 
 /// Regression (found by this test): a continued fast call that reads the
 /// caller's own XMM registers must see them as they were at the call
-/// (behaviour.md §5), not holding values this call wrote on an earlier
+/// (docs/contract.md §5), not holding values this call wrote on an earlier
 /// entry (§2: a continued call gives the same results). Elements 0 and 1
 /// (VpIndex) go to XMM1 and XMM2; elements 2 and 3 read XMM2 and XMM3,
 /// which elements 1 and 2 overwrite before them with one element per entry.

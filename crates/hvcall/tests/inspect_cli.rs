@@ -111,7 +111,7 @@ fn an_unknown_register_name_is_refused_before_the_guest_runs() {
     assert!(run.stdout.is_empty(), "the guest ran\n{}", run.stdout);
 }
 
-/// Issue 7 finding 1: a closed or full stderr used to panic the inspector
+/// Regression: a closed or full stderr used to panic the inspector
 /// thread (exit 101, the guest's status lost). Now samples that cannot be
 /// written are dropped and the run ends with the guest's own status.
 #[test]
@@ -154,7 +154,7 @@ fn a_closed_or_full_stderr_does_not_change_the_exit_status() {
     assert_eq!(status.code(), Some(0), "stderr a closed pipe");
 }
 
-/// Issue 7 finding 6: log lines carry no colour codes when stderr is not a
+/// Regression: log lines carry no colour codes when stderr is not a
 /// terminal.
 #[test]
 fn logs_to_a_file_have_no_colour_codes() {

@@ -89,7 +89,8 @@ fn field<'a>(line: &'a BTreeMap<String, String>, key: &str) -> &'a str {
     line.get(key).map_or("", String::as_str)
 }
 
-/// Everything issue 6 asks of a VTL-mode boot: Hyper-V detected, the
+/// Everything the README's "Booting Linux" section promises of a VTL-mode
+/// boot: Hyper-V detected, the
 /// `get_vtl()` call traced and answered HV_STATUS_SUCCESS, the initramfs
 /// unpacked, /init started, and a prompt, documented end.
 fn check_vtl_boot(run: &Run) {
@@ -130,8 +131,8 @@ fn check_vtl_boot(run: &Run) {
     assert_eq!(field(l, "result"), "complete");
     assert_eq!(field(l, "status"), "0x0000", "HV_STATUS_SUCCESS");
     assert_eq!(field(l, "reps"), "1");
-    // Linux 6.12 passes one page as both input and output (behaviour.md's
-    // overlapping-lists rule, for real).
+    // Linux 6.12 passes one page as both input and output (docs/contract.md
+    // §1's overlapping-lists rule, for real).
     assert_eq!(field(l, "in"), field(l, "out"));
     assert_ne!(field(l, "in"), "0x0");
 }

@@ -1,5 +1,5 @@
 //! `hvcall registers` run as a process: the JSON lists exactly the register
-//! table of each architecture (issue 2 "Done when": every name of digest §5),
+//! table of each architecture (every HV_REGISTER_NAME hvcall-abi knows),
 //! the text form has one aligned row per name, and bad arguments fail.
 
 use std::collections::BTreeSet;

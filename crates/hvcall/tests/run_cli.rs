@@ -139,7 +139,7 @@ fn cmdline_and_initrd_need_a_linux_kernel() {
     }
 }
 
-/// Issue 7 finding 2: `--kernel /dev/zero` used to grow without bound.
+/// Regression: `--kernel /dev/zero` used to grow without bound.
 /// Devices are refused, and a file larger than guest RAM is refused
 /// before it is read whole.
 #[test]
@@ -259,7 +259,7 @@ fn without_trace_hypercalls_nothing_is_traced() {
     );
 }
 
-/// Issue 7 finding 5: console bytes used to be written to stdout on the
+/// Regression: console bytes used to be written to stdout on the
 /// vCPU thread, so a guest printing into a pipe nobody reads blocked that
 /// thread and the run outlived its watchdog. Now the output queue fills,
 /// later bytes are dropped, and the watchdog ends the run (status 124).

@@ -1,5 +1,5 @@
 //! KVM end-to-end tests of the built-in guests through `hvcall run`
-//! (issue 3 deliverables 4 and 5): the conformance guest in every
+//! (README, "Tests"): the conformance guest in every
 //! configuration the denial rows need, the torn-read, mutual-read and
 //! register-group guests. Each run takes well under a second or two.
 

@@ -1,4 +1,4 @@
-//! KVM end-to-end test of the soak (issue 7, deliverable 3): `hvcall run
+//! KVM end-to-end test of the soak: `hvcall run
 //! --guest soak --cpus 4 --seconds 5` must read, never see a torn snapshot
 //! and never stall, and say so in its last line, `R reads, T torn, S stalls`.
 

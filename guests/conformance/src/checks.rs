@@ -1,4 +1,4 @@
-//! behaviour.md §1: the order of checks (steps 2–7) and the rules listed
+//! docs/contract.md §1: the order of checks (steps 2–7) and the rules listed
 //! under the table (partition ids, UseTargetVtl = 0, overlapping lists,
 //! untouched slots, success). Memory form; every failing call must also
 //! leave the whole output list untouched (a failure before step 7 writes

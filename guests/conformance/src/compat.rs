@@ -1,4 +1,4 @@
-//! behaviour.md §4, x86 32-bit row: a caller in compatibility mode
+//! docs/contract.md §4, x86 32-bit row: a caller in compatibility mode
 //! (EFER.LMA = 1, CS.L = 0; the boot GDT's 32-bit code segment 0x18)
 //! passes the control in EDX:EAX, the input GPA in EBX:ECX and the output
 //! GPA in EDI:ESI, and gets the result in EDX:EAX; step 5c: 32-bit callers

@@ -1,4 +1,4 @@
-//! behaviour.md §2: continuation. The results must be right whatever
+//! docs/contract.md §2: continuation. The results must be right whatever
 //! `--max-reps-per-entry` is (the integration tests run K = 1 too), and
 //! the guest never sees a partial result: one call returns reps
 //! completed = n.

@@ -1,4 +1,4 @@
-//! behaviour.md §1 step 1 and the §4 note on CPL 3: a caller at CPL 3
+//! docs/contract.md §1 step 1 and the §4 note on CPL 3: a caller at CPL 3
 //! with I/O permission (the TSS I/O bitmap) reaches the hypervisor through
 //! the page's port write and gets #UD with RIP on the hypercall
 //! instruction and nothing changed; without I/O permission the CPU raises

@@ -1,4 +1,4 @@
-//! behaviour.md §6: CPUID discovery, the privilege mask on every VP, the
+//! docs/contract.md §6: CPUID discovery, the privilege mask on every VP, the
 //! synthetic MSRs (guest OS ID, hypercall, VP index) and the overlay page.
 //! Runs before anything else: the hypercall-MSR rules need a guest OS ID
 //! of 0 at first.
@@ -260,7 +260,7 @@ fn msr_cases(r: &mut Report) {
         },
     );
     r.case(
-        "issue 3 MSRs",
+        "§6 MSRs",
         "other synthetic MSRs raise #GP (0x40000010, 0x40000080 read; 0x40000003 write)",
         || {
             gp(fault::rdmsr(msr::VP_RUNTIME))?;
@@ -269,7 +269,7 @@ fn msr_cases(r: &mut Report) {
         },
     );
     r.case(
-        "issue 6 MSRs",
+        "§6 MSRs",
         "TSC and APIC frequency MSRs read non-zero Hz and are read-only",
         || {
             let tsc = fault::rdmsr(msr::TSC_FREQUENCY).unwrap_or(0);
@@ -280,7 +280,7 @@ fn msr_cases(r: &mut Report) {
         },
     );
     r.case(
-        "issue 6 MSRs",
+        "§6 MSRs",
         "VP assist page MSR is read/write, a GPFN outside RAM raises #GP",
         || {
             let assist = |gpa| {

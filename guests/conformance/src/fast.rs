@@ -1,4 +1,4 @@
-//! behaviour.md §3 (XMM fast forms) and steps 5b/5c, through
+//! docs/contract.md §3 (XMM fast forms) and steps 5b/5c, through
 //! [`crate::probe`] so every register is checked: only the pairs that hold
 //! completed output values change (pair 0 = RDX:R8, pair k = XMM(k-1)).
 //! Without the XMM CPUID bits (`--no-xmm-fast`) a fast call must raise #UD

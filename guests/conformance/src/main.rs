@@ -1,4 +1,4 @@
-//! `hvcall run --guest conformance`: every behaviour.md row a guest can
+//! `hvcall run --guest conformance`: every docs/contract.md row a guest can
 //! exercise, through the real hypercall page. One line per case
 //! (`ok <row> <what>` or `FAIL <row> <what>: <detail>`; `skip` for rows a
 //! guest cannot reach or that need another configuration), then

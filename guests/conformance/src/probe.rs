@@ -1,7 +1,7 @@
 //! A hypercall with every register under control: [`call`] loads all
 //! general registers but RSP and XMM0–15 from a [`CpuState`], calls the
 //! hypercall page and stores them back, also when the call faults (#UD),
-//! so cases can check which registers a call changed (behaviour.md §3, §4,
+//! so cases can check which registers a call changed (docs/contract.md §3, §4,
 //! §5; [`only_changed`]) and that a #UD changed nothing (step 5b).
 
 use core::arch::global_asm;

@@ -1,4 +1,4 @@
-//! behaviour.md §4 (x64 calling convention: what a memory-form call may
+//! docs/contract.md §4 (x64 calling convention: what a memory-form call may
 //! change) and §5 (register values: the caller's RAX/RCX/RDX/R8 and RIP,
 //! segment and table layouts, zero extension, another VP's registers).
 

@@ -6,7 +6,7 @@
 //!
 //! The target is often inside its own hypercall (reading its neighbour)
 //! when it is read, so each read also checks that the snapshot lies between
-//! two instructions (behaviour.md §5): RIP on the page's `out` means the
+//! two instructions (docs/contract.md §5): RIP on the page's `out` means the
 //! call has not happened yet, so RCX still holds a GetVpRegisters control
 //! word; RIP on the page's `ret` means it has completed, so RAX holds its
 //! successful result with all of RCX's reps completed.

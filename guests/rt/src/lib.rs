@@ -1,5 +1,5 @@
-//! A tiny runtime for freestanding hvcall guests (boot protocol of issue 3
-//! §2: every VP enters at `_start` in long mode at CPL 0 with RDI = VP
+//! A tiny runtime for freestanding hvcall guests (the boot protocol
+//! of the top-level README: every VP enters at `_start` in long mode at CPL 0 with RDI = VP
 //! index, RSI = VP count, RSP = its own stack).
 //!
 //! - [`start`]: the `_start` entry, the `.bss` check and the gate that

@@ -9,7 +9,7 @@
 //! state), then calls the hypercall page with R12 = `c` (KVM's general
 //! registers). A snapshot taken between two of its instructions therefore
 //! sees `MSR >= DR0 >= XMM15 >= MSR - 1`; and while its RIP is on the
-//! hypercall page (at the `out`, or at the `ret` after it: behaviour.md §5,
+//! hypercall page (at the `out`, or at the `ret` after it: docs/contract.md §5,
 //! a snapshot lies between instructions) all of its step is done, so
 //! `R12 == MSR == DR0 == XMM15`. Anything else mixes moments: torn.
 

@@ -1,4 +1,4 @@
-//! Soak (issue 7, deliverable 3): every VP keeps reading every other VP
+//! Soak: every VP keeps reading every other VP
 //! through HvCallGetVpRegisters while it keeps an invariant across
 //! registers that live in different KVM state, until the host says stop.
 //! Run it with `hvcall run --guest soak --cpus N --seconds S`, whose host
@@ -16,7 +16,7 @@
 //! - memory form: one call whose name list is a list of every register
 //!   the VMM serves (every KVM register group, synthetic ones included)
 //!   followed by the invariant names R12, XMM15, DR0, KERNEL_GS_BASE, RIP.
-//!   The rep start index rotates over the served part (behaviour.md §1:
+//!   The rep start index rotates over the served part (docs/contract.md §1:
 //!   only elements s..n-1 are read), so successive calls read different
 //!   suffixes of it, needing different sets of register groups, and the
 //!   input list never has to be rewritten (only the header's VP index);
@@ -413,7 +413,7 @@ unsafe fn step_and_call_fast(
     // SAFETY: as in `step_and_call`; `regs` is a valid 112-byte buffer;
     // the save area is below RSP and released before the block ends; with
     // four names the hypervisor writes only RAX, RCX and XMM1-4
-    // (behaviour.md §3: other pairs keep their values), and XMM0-4 are
+    // (docs/contract.md §3: other pairs keep their values), and XMM0-4 are
     // restored.
     unsafe {
         asm!(

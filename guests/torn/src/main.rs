@@ -1,4 +1,4 @@
-//! Torn-read check (behaviour.md §5: one consistent snapshot per call).
+//! Torn-read check (docs/contract.md §5: one consistent snapshot per call).
 //! VP1 loops `inc rbx; mov dr0, rbx; mov r12, rbx`, keeping RBX, DR0 and
 //! R12 equal apart from the one or two instructions in between, so between
 //! any two of its instructions `r12 <= dr0 <= rbx <= r12 + 1`. VP0 reads

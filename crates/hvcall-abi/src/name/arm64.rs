@@ -1,9 +1,9 @@
-//! ARM64 register names: digest §5.3 general registers, PSTATE fields,
+//! ARM64 register names of the TLFS: general registers, PSTATE fields,
 //! FP/SIMD and SVE registers, ID registers and EL1/EL0 system registers
-//! (with their current-EL "Elx" forms), plus the §5.1 ARM64-only
+//! (with their current-EL "Elx" forms), plus the ARM64-only synthetic
 //! PartitionInfoPage. Debug, PMU, SPE, RAS, timer and GIC registers are in
 //! [`system`] and re-exported here, as are the [`common`](super::common)
-//! names. Names the digest marks deprecated (Sp, SpEl0, SpEl1, Pstate,
+//! names. Names the TLFS marks deprecated (Sp, SpEl0, SpEl1, Pstate,
 //! MpidrEl1, Fpcr, Fpsr, SpsrEl1, ElrEl1, MidrEl1) are kept for old guests.
 
 pub mod system;
@@ -12,7 +12,7 @@ pub use super::common::*;
 pub use system::*;
 
 register_names! {
-    /// Digest §5.3 core ARM64 names and the §5.1 ARM64-only names, ascending by number.
+    /// Core ARM64 architectural names and the ARM64-only synthetic names, ascending by number.
     pub(in crate::name) const ARM64: Some(crate::name::Arch::Arm64);
     X0 = 0x0002_0000, "HvArm64RegisterX0", "x0";
     X1 = 0x0002_0001, "HvArm64RegisterX1", "x1";

@@ -1,9 +1,9 @@
-//! Register names of digest §5.1 that exist on both x64 and ARM64:
+//! Synthetic register names of the TLFS that exist on both x64 and ARM64:
 //! partition and VP properties, crash and power registers, pending events,
 //! the MSR-backed synthetic registers, SynIC, synthetic timers and VSM.
 
 register_names! {
-    /// Digest §5.1 names common to both architectures, ascending by number.
+    /// Synthetic names common to both architectures, ascending by number.
     pub(in crate::name) const COMMON: None;
     EXPLICIT_SUSPEND = 0x0000_0000, "HvRegisterExplicitSuspend", "explicit_suspend";
     INTERCEPT_SUSPEND = 0x0000_0001, "HvRegisterInterceptSuspend", "intercept_suspend";

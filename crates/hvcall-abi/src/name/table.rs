@@ -3,7 +3,7 @@
 
 use super::{arm64, common, x64, Arch, HvRegisterName};
 
-/// One register name of digest §5.
+/// One register name of the TLFS (HV_REGISTER_NAME).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RegisterEntry {
     /// The TLFS name, e.g. `HvX64RegisterRip`, `HvArm64RegisterX0`,
@@ -31,8 +31,8 @@ impl RegisterEntry {
 }
 
 /// An alternative spelling accepted by [`by_tlfs_name`] and
-/// [`by_short_name`] (digest §11 item 11: names that changed between TLFS
-/// versions, and the ARM64 aliases X29/X30/CPSR).
+/// [`by_short_name`] (names that changed between TLFS
+/// editions, and the ARM64 aliases X29/X30/CPSR).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Alias {
     /// The architecture the alias belongs to; `None` for both.

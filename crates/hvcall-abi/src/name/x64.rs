@@ -1,6 +1,6 @@
-//! x64 register names: digest §5.2 (general, XMM/x87, control, debug,
-//! segment and table registers, YMM halves, CR intercepts) and the §5.1 names
-//! marked x64-only (hypercall MSR image, synthetic APIC, SEV, nested,
+//! x64 register names of the TLFS (general, XMM/x87, control, debug,
+//! segment and table registers, YMM halves, CR intercepts) and the synthetic names
+//! that exist on x64 only (hypercall MSR image, synthetic APIC, SEV, nested,
 //! unhalted timer). The MSR-backed names 0x0008xxxx are in [`msr`] and
 //! re-exported here, as are the [`common`](super::common) names.
 
@@ -10,7 +10,7 @@ pub use super::common::*;
 pub use msr::*;
 
 register_names! {
-    /// Digest §5.2 names outside the MSR block and §5.1 x64-only names, ascending by number.
+    /// x64 architectural names outside the MSR block and x64-only synthetic names, ascending by number.
     pub(in crate::name) const X64: Some(crate::name::Arch::X64);
     PENDING_DEBUG_EXCEPTION = 0x0001_0007, "HvX64RegisterPendingDebugException", "pending_debug_exception";
     RAX = 0x0002_0000, "HvX64RegisterRax", "rax";

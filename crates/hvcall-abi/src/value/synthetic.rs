@@ -1,5 +1,5 @@
-//! Typed views of synthetic register values: the hypercall MSR (digest
-//! §8.3), SynIC SINTx (§6), the VSM status registers (§9) and
+//! Typed views of synthetic register values: the hypercall MSR, SynIC
+//! SINTx, the VSM status registers and
 //! HvRegisterInternalActivityState.
 
 use bitfield_struct::bitfield;

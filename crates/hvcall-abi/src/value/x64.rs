@@ -1,4 +1,4 @@
-//! Typed views of x64 architectural register values (digest §6): segment and
+//! Typed views of x64 architectural register values (TLFS HV_REGISTER_VALUE): segment and
 //! table registers, x87/SSE state, pending interruption, interrupt state and
 //! the pending exception event.
 

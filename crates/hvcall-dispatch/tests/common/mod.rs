@@ -3,7 +3,7 @@
 //! model, with an exact check of every register and byte of RAM.
 //!
 //! The register placement of each ABI is written out here independently of
-//! the dispatcher's `Convention` methods, straight from behaviour.md §3–§4.
+//! the dispatcher's `Convention` methods, straight from docs/contract.md §3–§4.
 // Each test crate uses a part of the helpers (dead_code); tests may index,
 // unwrap and panic.
 #![allow(
@@ -93,7 +93,7 @@ pub fn combos(n: u16) -> Vec<(Convention, Form)> {
     v
 }
 
-/// behaviour.md §1 step 5c, written out.
+/// docs/contract.md §1 step 5c, written out.
 pub fn fast_fits(c: Convention, n: u16) -> bool {
     let n = n as usize;
     match c {

@@ -1,4 +1,4 @@
-# Synthetic MSR semantics (behaviour.md §6); results at 0x200000, #GP
+# Synthetic MSR semantics (docs/contract.md §6); results at 0x200000, #GP
 # count at 0x201068.
 .intel_syntax noprefix
 .code64

@@ -1,5 +1,5 @@
 //! The calls: a seeded, deterministic generator of HvCallGetVpRegisters
-//! calls biased towards the edges of behaviour.md §1 (every step's
+//! calls biased towards the edges of docs/contract.md §1 (every step's
 //! boundary values), and where each call's bytes go in guest RAM.
 //!
 //! Guest RAM layout (64 MiB; the boot tables below 20 KiB, the guest image

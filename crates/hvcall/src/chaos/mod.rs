@@ -54,9 +54,9 @@ pub struct Settings {
     pub calls: u64,
     /// Number of VPs, all calling at once.
     pub vps: u32,
-    /// The VMM's work budget per entry (behaviour.md §2).
+    /// The VMM's work budget per entry (docs/contract.md §2).
     pub max_reps_per_entry: u16,
-    /// Whether the VM has AccessVpRegisters (behaviour.md step 6e).
+    /// Whether the VM has AccessVpRegisters (docs/contract.md step 6e).
     pub access_vp_registers: bool,
     /// How long one batch may run before its VM is stopped.
     pub watchdog: Duration,
@@ -85,7 +85,7 @@ pub struct Summary {
     pub calls: u64,
     /// Calls whose outcome differs from the model's.
     pub disagreements: u64,
-    /// Hypercall entries the VMM continued (behaviour.md §2).
+    /// Hypercall entries the VMM continued (docs/contract.md §2).
     pub continuations: u64,
     /// Calls per expected status.
     pub statuses: BTreeMap<u16, u64>,

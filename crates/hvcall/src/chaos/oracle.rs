@@ -4,7 +4,7 @@
 //!
 //! Mirror: the root partition 1 (no VPs) and the VM 2 (its child, as many
 //! VPs as the VM, VTL 0 only; one model per VP, calling as that VP), the
-//! privileges of behaviour.md §6 (AccessHypercallMsrs, AccessVpIndex, and
+//! privileges of docs/contract.md §6 (AccessHypercallMsrs, AccessVpIndex, and
 //! AccessVpRegisters unless the VM withholds it), both XMM fast bits,
 //! 64 MiB of RAM from GPA 0 with the hypercall page as an overlay and the
 //! VM's boot tables copied in, the x64 convention at CPL 0 with the
@@ -15,7 +15,7 @@
 //! comparison only checks that the VMM wrote the same slot. Names whose
 //! value the test knows independently of the VMM hold it: VpIndex, the
 //! guest OS ID and hypercall MSR the guest wrote (rt's `GUEST_OS_ID`, the
-//! page GPA | enable), and for the calling VP (behaviour.md §5) RCX =
+//! page GPA | enable), and for the calling VP (docs/contract.md §5) RCX =
 //! the control word, RDX/R8 = pair 0, XMM0–5 = pairs 1–6 and RIP = the
 //! hypercall instruction.
 
@@ -146,7 +146,7 @@ impl Oracle {
         for k in 0..6 {
             regs.vectors[k] = pair(case.regs[k + 1]);
         }
-        // The caller's own registers at the call (behaviour.md §5).
+        // The caller's own registers at the call (docs/contract.md §5).
         let own = [
             (x64::RCX, u128::from(case.control)),
             (x64::RDX, u128::from(case.regs[0][0])),

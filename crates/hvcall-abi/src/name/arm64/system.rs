@@ -1,5 +1,5 @@
 //! ARM64 debug, performance-monitor (PMU, AMU), statistical-profiling (SPE),
-//! RAS, generic-timer and GIC register names (digest §5.3, 0x0005xxxx and
+//! RAS, generic-timer and GIC register names (TLFS HV_REGISTER_NAME, ARM64, 0x0005xxxx and
 //! 0x00063000).
 
 register_names! {

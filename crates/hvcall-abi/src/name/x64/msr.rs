@@ -1,8 +1,8 @@
-//! x64 MSR-backed register names 0x0008xxxx (digest §5.2): TSC, EFER,
+//! x64 MSR-backed register names 0x0008xxxx (TLFS HV_REGISTER_NAME, x64): TSC, EFER,
 //! SYSENTER/SYSCALL MSRs, MTRRs, CET, VMX capabilities, PMU, LBR and the
 //! x2APIC block (name = 0x00084000 + x2APIC MSR number).
 //!
-//! The digest gives the PMU and LBR ranges as `base + i` without a bound;
+//! The TLFS gives the PMU and LBR ranges as `base + i` without a bound;
 //! this table lists PerfEvtSel0..7, Pmc0..7, FixedCtr0..3 and
 //! LbrFrom/LbrTo/LbrInfo 0..31 (the architectural maxima of today's parts).
 
