@@ -26,6 +26,9 @@ struct Checked {
     read: (u128, u128),
     /// `[start, end)` it may write (output slots rep start..rep count).
     write: (u128, u128),
+    /// Whether output lists are lent as slices (`lend_mut`), so that both
+    /// ways of writing the output are fuzzed.
+    lend: bool,
 }
 
 fn inside(gpa: u64, len: usize, range: (u128, u128)) -> bool {
@@ -65,6 +68,22 @@ impl PartitionMemory for Checked {
             data.len()
         );
         self.ram.write(gpa, data)
+    }
+
+    fn lend_mut(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+        if !self.lend {
+            return None;
+        }
+        let size = usize::try_from(len).ok()?;
+        assert!(
+            self.ram.is_ram(gpa, len),
+            "lent outside RAM: {gpa:#x}+{len:#x}"
+        );
+        assert!(
+            inside(gpa, size, self.write),
+            "lent outside the output slots: {gpa:#x}+{len:#x}"
+        );
+        self.ram.lend_mut(gpa, len)
     }
 }
 
@@ -369,6 +388,7 @@ fn run(data: &[u8]) -> Result<()> {
         ram: build_ram(&mut u)?,
         read: (0, 0),
         write: (0, 0),
+        lend: u.arbitrary()?,
     };
     let mut regs = build_call(&mut u, c, &mut mem.ram)?;
     let ctx = CallContext::new(c, u.ratio(15, 16)?, u.arbitrary()?);

@@ -5,7 +5,8 @@
 //! `(t(256) - t(1)) / 255`, printed after divan's table.
 //!
 //! Run with `cargo bench -p hvcall-dispatch --bench constant`. The guest
-//! memory is a flat byte vector behind a bounds check, like a VMM's.
+//! memory is a flat byte vector behind a bounds check, which lends output
+//! lists (`PartitionMemory::lend_mut`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -97,6 +98,10 @@ impl PartitionMemory for Flat {
         let range = self.range(gpa, data.len()).ok_or(not_ram)?;
         self.0.get_mut(range).ok_or(not_ram)?.copy_from_slice(data);
         Ok(())
+    }
+    fn lend_mut(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+        let range = self.range(gpa, usize::try_from(len).ok()?)?;
+        self.0.get_mut(range)
     }
 }
 

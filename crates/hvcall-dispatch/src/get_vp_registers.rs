@@ -255,9 +255,7 @@ where
         // Step 5c: input + output fit the register file.
         let layout = FastLayout::new(convention, in_len, out_len)
             .ok_or_else(|| fail(HvError::INVALID_HYPERCALL_INPUT, 0))?;
-        let mut image = [0u8; MAX_FILE_BYTES];
-        layout.read_input(regs, &mut image);
-        input.read_image(&image, start, count);
+        input.read_fast(&layout, regs, count);
         Form::Fast(layout)
     } else {
         let input_gpa = convention.input_gpa(regs);
@@ -267,7 +265,7 @@ where
         // overlapping lists work. A read failing after `is_ram` said yes
         // (memory changed under us) is reported like step 5f.
         input
-            .read_memory(memory, input_gpa, start, count)
+            .read_memory(memory, input_gpa, count)
             .map_err(|_| fail(HvError::INVALID_ALIGNMENT, 0))?;
         Form::Memory { output_gpa }
     };
@@ -404,6 +402,28 @@ where
             HvStatus::INVALID_PARAMETER,
             range.start,
         ));
+    }
+    if let Form::Memory { output_gpa } = form {
+        let first = output_gpa.wrapping_add(output_len(range.start));
+        let len = output_len(end.saturating_sub(range.start));
+        if let Some(out) = memory.lend_mut(first, len).filter(|o| o.len() as u64 == len) {
+            // Bounds checked once: the slice holds exactly this entry's
+            // output slots.
+            for ((index, &name), slot) in (range.start..).zip(names).zip(out.chunks_exact_mut(16)) {
+                match hv.read(snapshot, name) {
+                    Ok(value) => slot.copy_from_slice(&value.0),
+                    Err(SourceError::Hv(e)) => {
+                        return Progress::Done(HypercallResult::of(e.status(), index))
+                    }
+                    Err(SourceError::Host(e)) => return Progress::HostFailed(e),
+                }
+            }
+            return if end < count {
+                Progress::Stopped(end)
+            } else {
+                Progress::Done(HypercallResult::of(HvStatus::SUCCESS, count))
+            };
+        }
     }
     for (index, &name) in (range.start..).zip(names) {
         let value = match hv.read(snapshot, name) {

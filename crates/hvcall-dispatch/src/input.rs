@@ -4,15 +4,18 @@
 
 use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
 use hvcall_abi::{GetVpRegistersHeader, HvInputVtl, HvRegisterName, PAGE_SIZE};
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::fast::FastLayout;
 use crate::memory::{MemoryError, PartitionMemory};
+use crate::registers::CallerRegisters;
 
 /// The most elements one call can have: the output list must fit in one
 /// page (step 5e) and a fast call fits even fewer.
 pub(crate) const MAX_REPS: usize = (PAGE_SIZE / VALUE_SIZE) as usize;
 
 const HEADER_LEN: usize = HEADER_SIZE as usize;
+const _: () = assert!(core::mem::size_of::<CallInput>() == HEADER_LEN + MAX_REPS * NAME_LEN);
 const NAME_LEN: usize = NAME_SIZE as usize;
 
 /// Size in bytes of the input of a call with `count` elements.
@@ -30,7 +33,8 @@ pub(crate) const fn output_len(count: u16) -> u64 {
 /// header and exactly those names into it, and nothing else is written
 /// (names outside the range hold what an earlier call left and are never
 /// read).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
 pub(crate) struct CallInput {
     /// The 16-byte header.
     pub(crate) header: GetVpRegistersHeader,
@@ -46,40 +50,39 @@ impl CallInput {
         }
     }
 
-    /// Read the header at `gpa` and names `start..count` after it. The
-    /// caller has checked the whole list is guest RAM within one page, so
-    /// `count <= MAX_REPS`; names past `MAX_REPS` are never read.
+    /// Read the input list at `gpa`: the header and names `0..count`, in
+    /// one read (the header and the names lie back to back here as in
+    /// guest memory). The caller has checked the whole list is guest RAM
+    /// within one page, so `count <= MAX_REPS`; names past `MAX_REPS` are
+    /// never read. Names before `start` are read with the rest but never
+    /// used.
     pub(crate) fn read_memory<M: PartitionMemory + ?Sized>(
         &mut self,
         memory: &M,
         gpa: u64,
-        start: u16,
         count: u16,
     ) -> Result<(), MemoryError> {
-        memory.read(gpa, self.header.as_mut_bytes())?;
-        let range = usize::from(start).min(MAX_REPS)..usize::from(count).min(MAX_REPS);
-        if let Some(names) = self.names.get_mut(range) {
-            let offset = HEADER_SIZE + NAME_SIZE * u64::from(start);
-            memory.read(gpa.wrapping_add(offset), names.as_mut_bytes())?;
+        let names = usize::from(count).min(MAX_REPS);
+        let len = HEADER_LEN + names * NAME_LEN;
+        if let Some(bytes) = self.as_mut_bytes().get_mut(..len) {
+            memory.read(gpa, bytes)?;
+        }
+        if let Some(names) = self.names.get_mut(..names) {
             from_le(names);
         }
         Ok(())
     }
 
-    /// Decode a fast call's input image (the header followed by every
-    /// name), keeping names `start..count`.
-    pub(crate) fn read_image(&mut self, image: &[u8], start: u16, count: u16) {
-        if let Some(header) = image.get(..HEADER_LEN) {
-            self.header.as_mut_bytes().copy_from_slice(header);
-        }
-        let range = usize::from(start).min(MAX_REPS)..usize::from(count).min(MAX_REPS);
-        let bytes = image
-            .get(HEADER_LEN + range.start * NAME_LEN..HEADER_LEN + range.end * NAME_LEN)
-            .unwrap_or_default();
-        if let Some(names) = self.names.get_mut(range) {
-            if let Some(dst) = names.as_mut_bytes().get_mut(..bytes.len()) {
-                dst.copy_from_slice(bytes);
-            }
+    /// Read a fast call's input from the register file in place: its
+    /// image (the header followed by the names) has this buffer's layout.
+    pub(crate) fn read_fast<R: CallerRegisters + ?Sized>(
+        &mut self,
+        layout: &FastLayout,
+        regs: &mut R,
+        count: u16,
+    ) {
+        layout.read_input(regs, self.as_mut_bytes());
+        if let Some(names) = self.names.get_mut(..usize::from(count).min(MAX_REPS)) {
             from_le(names);
         }
     }
@@ -112,23 +115,24 @@ fn from_le(names: &mut [HvRegisterName]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn image_keeps_only_names_from_start() {
-        let mut image = [0u8; 28];
-        image[0] = 0xAA;
-        image[12] = 0x11;
-        for (i, chunk) in image[16..].chunks_mut(4).enumerate() {
-            chunk.copy_from_slice(&(100 + i as u32).to_le_bytes());
-        }
+    fn a_fast_input_is_read_in_place() {
+        use crate::convention::Convention;
+        use crate::registers::RegisterFile;
+        let mut regs = RegisterFile::default();
+        regs.gprs[2] = 0xAA; // RDX: partition id
+        regs.gprs[8] = 0x11 << 32; // R8: VP 0, VTL byte 0x11
+        regs.vectors[0] = 100 | 101 << 32 | 102 << 64; // names 0..3
+        let layout = FastLayout::new(Convention::X64, 28, 48).unwrap();
         let mut input = CallInput::new();
-        input.read_image(&image, 1, 3);
+        input.read_fast(&layout, &mut regs, 3);
         assert_eq!(input.header.partition_id, 0xAA);
         assert_eq!(input.header.input_vtl.into_bits(), 0x11);
-        assert_eq!(input.name(0), HvRegisterName(0));
+        assert_eq!(input.name(0), HvRegisterName(100));
         assert_eq!(input.name(1), HvRegisterName(101));
         assert_eq!(input.name(2), HvRegisterName(102));
         assert_eq!(input.name(3), HvRegisterName(0));

@@ -28,4 +28,19 @@ pub trait PartitionMemory {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
     /// Write `data` at `gpa`.
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemoryError>;
+
+    /// Optional fast path for an output list: `[gpa, gpa + len)` as one
+    /// mutable slice of exactly `len` bytes, if it is all RAM (as
+    /// [`PartitionMemory::is_ram`] means it) and this memory can lend it
+    /// for the rest of the call's entry. The dispatcher then checks the
+    /// bounds once per entry instead of once per element. Lend only memory
+    /// nothing else writes meanwhile (a VMM's guest RAM, which other vCPUs
+    /// may write at any time, should keep the default).
+    ///
+    /// The default, `None`, makes the dispatcher write element by element
+    /// with [`PartitionMemory::write`].
+    fn lend_mut(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+        let _ = (gpa, len);
+        None
+    }
 }

@@ -208,6 +208,22 @@ impl PartitionMemory for GuestRam {
         }
         self.poke(gpa, data).ok_or(MemoryError::NotRam { gpa, len })
     }
+
+    /// Lends a range that lies inside one region and outside every overlay
+    /// page (a range across two touching regions is written piece by piece
+    /// instead).
+    fn lend_mut(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+        if !self.is_ram(gpa, len) {
+            return None;
+        }
+        let region = self
+            .regions
+            .iter_mut()
+            .find(|r| r.base <= gpa && gpa < r.end())?;
+        let start = usize::try_from(gpa - region.base).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        region.bytes.get_mut(start..end)
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +243,9 @@ mod tests {
         let mut back = [0u8; 8];
         ram.read(0x1FFC, &mut back).unwrap();
         assert_eq!(back, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(ram.lend_mut(0x1FFC, 4).map(|s| s.to_vec()), Some(vec![1, 2, 3, 4]));
+        assert!(ram.lend_mut(0x1FFC, 8).is_none(), "two regions: not lent");
+        assert!(ram.lend_mut(0x2FF0, 0x20).is_none(), "a hole");
     }
 
     #[test]
@@ -236,6 +255,7 @@ mod tests {
         assert!(ram.is_ram(0, 0x1000));
         assert!(!ram.is_ram(0xFF8, 16));
         assert!(ram.write(0x1000, &[1]).is_err());
+        assert!(ram.lend_mut(0x1000, 1).is_none());
         assert!(ram.poke(0x1000, &[1]).is_some());
         assert_eq!(ram.peek(0x1000, 1), Some(vec![1]));
         assert_eq!(ram.overlays().collect::<Vec<_>>(), vec![0x1000]);
