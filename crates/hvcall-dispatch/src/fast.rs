@@ -146,8 +146,13 @@ impl FastLayout {
 }
 
 /// Copy as much of `src` as fits into `dst`.
-fn copy_prefix(dst: &mut [u8], src: &[u8]) {
-    let n = dst.len().min(src.len());
+fn copy_prefix<const N: usize>(dst: &mut [u8], src: &[u8; N]) {
+    // The common case, a whole register, is a fixed-size move.
+    if let Ok(whole) = <&mut [u8; N]>::try_from(&mut *dst) {
+        *whole = *src;
+        return;
+    }
+    let n = dst.len().min(N);
     if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
         d.copy_from_slice(s);
     }

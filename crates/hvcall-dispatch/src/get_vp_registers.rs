@@ -406,7 +406,10 @@ where
     if let Form::Memory { output_gpa } = form {
         let first = output_gpa.wrapping_add(output_len(range.start));
         let len = output_len(end.saturating_sub(range.start));
-        if let Some(out) = memory.lend_mut(first, len).filter(|o| o.len() as u64 == len) {
+        if let Some(out) = memory
+            .lend_mut(first, len)
+            .filter(|o| o.len() as u64 == len)
+        {
             // Bounds checked once: the slice holds exactly this entry's
             // output slots.
             for ((index, &name), slot) in (range.start..).zip(names).zip(out.chunks_exact_mut(16)) {

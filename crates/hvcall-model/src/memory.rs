@@ -243,7 +243,10 @@ mod tests {
         let mut back = [0u8; 8];
         ram.read(0x1FFC, &mut back).unwrap();
         assert_eq!(back, [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(ram.lend_mut(0x1FFC, 4).map(|s| s.to_vec()), Some(vec![1, 2, 3, 4]));
+        assert_eq!(
+            ram.lend_mut(0x1FFC, 4).map(|s| s.to_vec()),
+            Some(vec![1, 2, 3, 4])
+        );
         assert!(ram.lend_mut(0x1FFC, 8).is_none(), "two regions: not lent");
         assert!(ram.lend_mut(0x2FF0, 0x20).is_none(), "a hole");
     }
