@@ -7,6 +7,7 @@ use core::arch::asm;
 
 #[cfg(target_arch = "x86_64")]
 use hvcall_abi::msr;
+#[cfg(target_arch = "x86_64")]
 use hvcall_abi::value::HypercallMsr;
 
 /// Why the hypercall page could not be enabled.
