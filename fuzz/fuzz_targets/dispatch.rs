@@ -106,8 +106,9 @@ fn decode(c: Convention, r: &RegisterFile) -> (u64, u64, u64) {
     }
 }
 
-/// Registers a call may change: result and control registers, plus the
-/// fast output area.
+/// Whether a call may change a register: the result and control
+/// registers always, the fast output area only for a call with fast
+/// output (`fast`: a fast HvCallGetVpRegisters; 0x0051 has no output).
 fn may_change(c: Convention, fast: bool, gpr: Option<usize>, vector: Option<usize>) -> bool {
     let result_or_control: &[usize] = match c {
         Convention::X64 => &[0, 1],
@@ -232,7 +233,10 @@ fn build_call(u: &mut Unstructured, c: Convention, ram: &mut GuestRam) -> Result
     } else {
         u.int_in_range(0..=n)?
     };
-    let mut control = 0x50 | (u64::from(fast) << 16) | (n << 32) | (s << 48);
+    // HvCallGetVpRegisters, or one time in four HvCallSetVpRegisters.
+    let set = u.ratio(1, 4)?;
+    let code = if set { 0x51 } else { 0x50 };
+    let mut control = code | (u64::from(fast) << 16) | (n << 32) | (s << 48);
     if u.ratio(1, 8)? {
         control ^= u.arbitrary::<u64>()? & u.arbitrary::<u64>()?;
     }
@@ -302,6 +306,12 @@ fn build_call(u: &mut Unstructured, c: Convention, ram: &mut GuestRam) -> Result
             u.arbitrary()?
         };
         bytes.extend_from_slice(&name.to_le_bytes());
+        if set {
+            // A 0x0051 element: reserved bytes (rarely not zero), a value.
+            let reserved: [u8; 12] = if u.ratio(1, 16)? { u.arbitrary()? } else { [0; 12] };
+            bytes.extend_from_slice(&reserved);
+            bytes.extend_from_slice(&u.arbitrary::<[u8; 16]>()?);
+        }
     }
     if fast {
         // Spread the input over the fast register file.
@@ -342,8 +352,13 @@ fn enter(
     let fast = control & (1 << 16) != 0;
     let n = u128::from((control >> 32) & 0xFFF);
     let s = u128::from((control >> 48) & 0xFFF);
+    let set = control & 0xFFFF == 0x51;
     if fast {
         mem.read = (0, 0);
+        mem.write = (0, 0);
+    } else if set {
+        // HvCallSetVpRegisters: 32-byte elements, no output list.
+        mem.read = (u128::from(input), u128::from(input) + 16 + 32 * n);
         mem.write = (0, 0);
     } else {
         mem.read = (u128::from(input), u128::from(input) + 16 + 4 * n);
@@ -360,12 +375,12 @@ fn enter(
         }
     }
     for g in 0..regs.gprs.len() {
-        if !may_change(c, fast, Some(g), None) {
+        if !may_change(c, fast && !set, Some(g), None) {
             assert_eq!(regs.gprs[g], before.gprs[g], "X/GPR {g} changed ({c:?})");
         }
     }
     for v in 0..regs.vectors.len() {
-        if !may_change(c, fast, None, Some(v)) {
+        if !may_change(c, fast && !set, None, Some(v)) {
             assert_eq!(
                 regs.vectors[v], before.vectors[v],
                 "vector {v} changed ({c:?})"

@@ -76,6 +76,42 @@ pub const NAME_SIZE: u64 = 4;
 pub const VALUE_SIZE: u64 = 16;
 /// Size of the input header.
 pub const HEADER_SIZE: u64 = 16;
+/// Size of one HvCallSetVpRegisters input element.
+pub const SET_ELEMENT_SIZE: u64 = 32;
+
+/// One input element of HvCallSetVpRegisters (0x0051), after the same
+/// header as 0x0050: the name, 12 reserved bytes (must be zero), the value.
+///
+/// ```
+/// use hvcall_abi::{name::x64, HvRegisterValue, SetVpRegistersElement};
+/// use zerocopy::IntoBytes;
+/// let e = SetVpRegistersElement::new(x64::RBX, HvRegisterValue::from(7u64));
+/// assert_eq!(e.as_bytes().len(), 32);
+/// assert_eq!(e.as_bytes()[16], 7);
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SetVpRegistersElement {
+    /// The register to write.
+    pub name: crate::HvRegisterName,
+    /// RsvdZ bytes 4..16.
+    pub reserved: [u8; 12],
+    /// The value to write.
+    pub value: crate::HvRegisterValue,
+}
+
+impl SetVpRegistersElement {
+    /// An element writing `value` to `name`, reserved bytes zero.
+    pub const fn new(name: crate::HvRegisterName, value: crate::HvRegisterValue) -> Self {
+        Self {
+            name,
+            reserved: [0; 12],
+            value,
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SetVpRegistersElement>() == SET_ELEMENT_SIZE as usize);
 
 const _: () = assert!(core::mem::size_of::<HvInputVtl>() == 1);
 const _: () = assert!(core::mem::size_of::<GetVpRegistersHeader>() == HEADER_SIZE as usize);

@@ -55,7 +55,7 @@ pub mod status;
 pub mod value;
 
 pub use control::{HypercallControl, HypercallResult};
-pub use input::{GetVpRegistersHeader, HvInputVtl};
+pub use input::{GetVpRegistersHeader, HvInputVtl, SetVpRegistersElement};
 pub use name::{Arch, HvRegisterName};
 pub use status::{HvError, HvStatus};
 pub use value::HvRegisterValue;

@@ -1,7 +1,7 @@
 //! What the dispatcher asks of a VMM, in the two parts a VMM naturally has:
 //! [`Partitions`] (who calls, which partitions, VPs and VTLs exist, what
-//! the caller may do) and [`RegisterSource`] (register values of a VP,
-//! from one snapshot per call). One type may implement both (the
+//! the caller may do) and [`RegisterSource`] (register values of a VP:
+//! read from one snapshot per call, written in one batch per entry). One type may implement both (the
 //! reference model does); [`Backend`] pairs two that are separate.
 //!
 //! Failures are typed: [`SourceError::Hv`] carries an [`HvError`], the
@@ -9,7 +9,7 @@
 //! (an ioctl, a VP that went away), which ends the call without any
 //! status and comes back out of [`dispatch`](crate::dispatch()).
 
-use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue};
+use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 
 /// The calling VP and what its partition may do.
 ///
@@ -207,6 +207,45 @@ pub trait RegisterSource {
         snapshot: &mut Self::Snapshot,
         name: HvRegisterName,
     ) -> Result<HvRegisterValue, SourceError<Self::Error>>;
+
+    /// Write `elements` to `target` in order, as one batch (contract §8):
+    /// a running target takes all of them between two of its instructions.
+    /// The dispatcher has checked the header, the privilege and each
+    /// element's reserved bytes; the source refuses a name it cannot write
+    /// (`INVALID_PARAMETER`, step 8b) or a value it cannot take
+    /// (`INVALID_REGISTER_VALUE`, step 8c), leaving the elements before
+    /// that one written and that one not.
+    ///
+    /// Called only if [`RegisterSource::implements_writes`] is true. The
+    /// default writes nothing: every name is read-only (step 8b).
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<Self::Error>> {
+        let _ = (target, elements);
+        Err(WriteFailure {
+            applied: 0,
+            error: SourceError::Hv(HvError::INVALID_PARAMETER),
+        })
+    }
+
+    /// Whether this source writes registers: if not (the default),
+    /// HvCallSetVpRegisters is a call code this backend does not
+    /// implement (step 4, `INVALID_HYPERCALL_CODE`), so a VMM that only
+    /// reads keeps its behaviour when the dispatcher learns 0x0051.
+    fn implements_writes(&self) -> bool {
+        false
+    }
+}
+
+/// Where and why a batch of writes stopped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WriteFailure<E> {
+    /// Elements of the batch applied before the failing one.
+    pub applied: usize,
+    /// Why the next one was refused.
+    pub error: SourceError<E>,
 }
 
 impl<P: Partitions + ?Sized> Partitions for &P {
@@ -236,6 +275,16 @@ impl<S: RegisterSource + ?Sized> RegisterSource for &mut S {
         name: HvRegisterName,
     ) -> Result<HvRegisterValue, SourceError<Self::Error>> {
         (**self).read(snapshot, name)
+    }
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<Self::Error>> {
+        (**self).write(target, elements)
+    }
+    fn implements_writes(&self) -> bool {
+        (**self).implements_writes()
     }
 }
 
@@ -276,5 +325,15 @@ impl<P, S: RegisterSource> RegisterSource for Backend<P, S> {
         name: HvRegisterName,
     ) -> Result<HvRegisterValue, SourceError<Self::Error>> {
         self.registers.read(snapshot, name)
+    }
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<Self::Error>> {
+        self.registers.write(target, elements)
+    }
+    fn implements_writes(&self) -> bool {
+        self.registers.implements_writes()
     }
 }

@@ -42,7 +42,7 @@
 //!
 //! let ctx = CallContext::new(Convention::X64, true, 0x1000);
 //! let mut regs = RegisterFile::default();
-//! regs.gprs[x64::RCX] = 0x0051; // HvCallSetVpRegisters: not implemented
+//! regs.gprs[x64::RCX] = 0x0051; // HvCallSetVpRegisters: `Tiny` does not write
 //! let mut state = VpState::new();
 //! let config = DispatchConfig::default();
 //! let outcome = dispatch(&ctx, &mut regs, &mut Tiny, &mut Tiny, &mut state, &config);
@@ -55,10 +55,10 @@ use hvcall_abi::{call_code, HvStatus, HypercallControl, HypercallResult};
 use crate::backend::{Partitions, RegisterSource};
 
 use crate::convention::{CallContext, SMCCC_NOT_SUPPORTED};
-use crate::get_vp_registers;
 use crate::memory::PartitionMemory;
 use crate::pending::VpState;
 use crate::registers::CallerRegisters;
+use crate::{get_vp_registers, set_vp_registers};
 
 /// Tuning of the dispatcher.
 ///
@@ -231,6 +231,9 @@ where
     match control.code() {
         call_code::GET_VP_REGISTERS => {
             get_vp_registers::call(ctx, control, regs, memory, hv, state, config)
+        }
+        call_code::SET_VP_REGISTERS if hv.implements_writes() => {
+            set_vp_registers::call(ctx, control, regs, memory, hv, state, config)
         }
         _ => CallEnd::Result(HypercallResult::of(HvStatus::INVALID_HYPERCALL_CODE, 0)),
     }

@@ -18,7 +18,7 @@ use crate::dispatch::{CallEnd, DispatchConfig};
 use crate::fast::{self, FastLayout, MAX_FILE_BYTES};
 use crate::input::{input_len, output_len, CallInput};
 use crate::memory::{MemoryError, PartitionMemory};
-use crate::pending::{EntryKey, Pending, VpState};
+use crate::pending::{EntryKey, Parked, Pending, VpState};
 use crate::registers::CallerRegisters;
 
 /// Alignment required of the input and output GPAs (step 5d).
@@ -112,11 +112,16 @@ where
 {
     let count = control.rep_count();
     if let Some(mut pending) = state.take_reentry(ctx, control, regs) {
+        let Parked::Get(snapshot) = &mut pending.kind else {
+            // The re-entry key includes the call code: cannot happen.
+            state.park(pending);
+            return fail(HvError::INVALID_HYPERCALL_INPUT, 0);
+        };
         let progress = run(
             regs,
             memory,
             hv,
-            &mut pending.snapshot,
+            snapshot,
             &state.input,
             &pending.form,
             pending.next..count,
@@ -165,7 +170,7 @@ where
                 first_start: control.rep_start(),
                 next,
                 form,
-                snapshot,
+                kind: Parked::Get(snapshot),
             });
             CallEnd::Continue(next)
         }

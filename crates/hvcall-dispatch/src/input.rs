@@ -2,8 +2,11 @@
 //! whole on a call's first entry and kept until the call completes
 //! (docs/contract.md §1 "overlapping lists", §2).
 
-use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
-use hvcall_abi::{GetVpRegistersHeader, HvInputVtl, HvRegisterName, PAGE_SIZE};
+use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, SET_ELEMENT_SIZE, VALUE_SIZE};
+use hvcall_abi::{
+    GetVpRegistersHeader, HvInputVtl, HvRegisterName, HvRegisterValue, SetVpRegistersElement,
+    PAGE_SIZE,
+};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::fast::FastLayout;
@@ -21,6 +24,12 @@ const NAME_LEN: usize = NAME_SIZE as usize;
 /// Size in bytes of the input of a call with `count` elements.
 pub(crate) const fn input_len(count: u16) -> u64 {
     HEADER_SIZE + NAME_SIZE * count as u64
+}
+
+/// Size in bytes of the input of an HvCallSetVpRegisters with `count`
+/// elements.
+pub(crate) const fn set_input_len(count: u16) -> u64 {
+    HEADER_SIZE + SET_ELEMENT_SIZE * count as u64
 }
 
 /// Size in bytes of the output of a call with `count` elements.
@@ -102,6 +111,79 @@ impl CallInput {
         self.names
             .get(usize::from(range.start)..usize::from(range.end))
             .unwrap_or_default()
+    }
+}
+
+/// The most elements one HvCallSetVpRegisters can have: its input list
+/// (16 + 32n bytes) must fit in one page (step 5e).
+pub(crate) const MAX_SET_REPS: usize = ((PAGE_SIZE - HEADER_SIZE) / SET_ELEMENT_SIZE) as usize;
+
+/// The header and elements of one HvCallSetVpRegisters, read in place like
+/// [`CallInput`] (elements outside the call's range are never used).
+#[derive(Clone, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub(crate) struct SetInput {
+    /// The 16-byte header.
+    pub(crate) header: GetVpRegistersHeader,
+    elements: [SetVpRegistersElement; MAX_SET_REPS],
+}
+
+const _: () = assert!(
+    core::mem::size_of::<SetInput>() == HEADER_LEN + MAX_SET_REPS * SET_ELEMENT_SIZE as usize
+);
+
+impl SetInput {
+    /// An all-zero input (once per VP).
+    pub(crate) const fn new() -> Self {
+        Self {
+            header: GetVpRegistersHeader::new(0, 0, HvInputVtl::new()),
+            elements: [SetVpRegistersElement::new(HvRegisterName(0), HvRegisterValue([0; 16]));
+                MAX_SET_REPS],
+        }
+    }
+
+    /// Read the input list at `gpa`: the header and elements `0..count`,
+    /// in one read. The caller checked the list is RAM within one page.
+    pub(crate) fn read_memory<M: PartitionMemory + ?Sized>(
+        &mut self,
+        memory: &M,
+        gpa: u64,
+        count: u16,
+    ) -> Result<(), MemoryError> {
+        let count = usize::from(count).min(MAX_SET_REPS);
+        let len = HEADER_LEN + count * SET_ELEMENT_SIZE as usize;
+        if let Some(bytes) = self.as_mut_bytes().get_mut(..len) {
+            memory.read(gpa, bytes)?;
+        }
+        self.names_from_le(count);
+        Ok(())
+    }
+
+    /// Read a fast call's input from the register file in place.
+    pub(crate) fn read_fast<R: CallerRegisters + ?Sized>(
+        &mut self,
+        layout: &FastLayout,
+        regs: &mut R,
+        count: u16,
+    ) {
+        layout.read_input(regs, self.as_mut_bytes());
+        self.names_from_le(usize::from(count).min(MAX_SET_REPS));
+    }
+
+    /// The elements `range` (empty if not within the elements a call can
+    /// have).
+    pub(crate) fn elements(&self, range: core::ops::Range<u16>) -> &[SetVpRegistersElement] {
+        self.elements
+            .get(usize::from(range.start)..usize::from(range.end))
+            .unwrap_or_default()
+    }
+
+    fn names_from_le(&mut self, count: usize) {
+        if cfg!(target_endian = "big") {
+            for e in self.elements.iter_mut().take(count) {
+                e.name.0 = u32::from_le(e.name.0);
+            }
+        }
     }
 }
 

@@ -142,10 +142,11 @@ mod input;
 pub mod memory;
 pub mod pending;
 pub mod registers;
+mod set_vp_registers;
 
 pub use backend::{
     Backend, Caller, PartitionInfo, Partitions, RegisterSource, SnapshotRequest, SourceError,
-    Target,
+    Target, WriteFailure,
 };
 pub use convention::{CallContext, Convention};
 pub use dispatch::{dispatch, DispatchConfig, Outcome};

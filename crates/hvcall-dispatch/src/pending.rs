@@ -9,10 +9,11 @@
 //! completes; any other call in between runs to completion in one entry
 //! and leaves it in place (docs/contract.md §2).
 
+use crate::backend::Target;
 use crate::convention::{CallContext, Convention};
 use crate::fast::MAX_FILE_BYTES;
 use crate::get_vp_registers::Form;
-use crate::input::CallInput;
+use crate::input::{CallInput, SetInput};
 use crate::registers::CallerRegisters;
 use hvcall_abi::HypercallControl;
 
@@ -23,8 +24,10 @@ use hvcall_abi::HypercallControl;
 /// [`RegisterSource::Snapshot`](crate::RegisterSource::Snapshot) type.
 pub struct VpState<S> {
     pending: Option<Pending<S>>,
-    /// The input of the call being handled or parked, read in place.
+    /// The input of the 0x0050 call being handled or parked, read in place.
     pub(crate) input: CallInput,
+    /// The input of the 0x0051 call being handled or parked.
+    pub(crate) set_input: SetInput,
 }
 
 impl<S> VpState<S> {
@@ -33,6 +36,7 @@ impl<S> VpState<S> {
         Self {
             pending: None,
             input: CallInput::new(),
+            set_input: SetInput::new(),
         }
     }
 
@@ -98,9 +102,16 @@ pub(crate) struct Pending<S> {
     pub(crate) next: u16,
     /// Memory or fast form, with its layout.
     pub(crate) form: Form,
-    /// The target's snapshot, taken once (the header and names stay in
-    /// [`VpState`]'s input).
-    pub(crate) snapshot: S,
+    /// What the call keeps besides its input (which stays in [`VpState`]).
+    pub(crate) kind: Parked<S>,
+}
+
+/// What a parked call keeps, by call.
+pub(crate) enum Parked<S> {
+    /// HvCallGetVpRegisters: the target's snapshot, taken once.
+    Get(S),
+    /// HvCallSetVpRegisters: the checked target.
+    Set(Target),
 }
 
 /// The registers that identify one call across its entries.

@@ -68,7 +68,7 @@ fn step_3_nested_bit_is_invalid_hypercall_input() {
 
 #[test]
 fn step_4_unimplemented_code_is_invalid_hypercall_code() {
-    for code in [0x0000u64, 0x0001, 0x0051, 0x004F, 0x0150, 0x8001, 0xFFFF] {
+    for code in [0x0000u64, 0x0001, 0x0052, 0x004F, 0x0150, 0x8001, 0xFFFF] {
         for (conv, form) in combos(1) {
             let mut case = valid(conv, form, 1);
             // Everything else is a valid GetVpRegisters call, with rep

@@ -53,6 +53,7 @@ mod sharing;
 pub use builder::{standard_names, standard_value, ModelBuilder};
 pub use memory::{GuestRam, LayoutError};
 pub use model::{
-    Model, ModelSnapshot, Partition, Vp, DEFAULT_PRIVILEGES, ROOT_PARTITION, VM_PARTITION,
+    Model, ModelSnapshot, Partition, Vp, DEFAULT_PRIVILEGES, READ_ONLY, ROOT_PARTITION,
+    VM_PARTITION,
 };
 pub use sharing::is_shared;

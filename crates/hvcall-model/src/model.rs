@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 
 use std::convert::Infallible;
 
-use hvcall_abi::{privilege, Arch, HvError, HvRegisterName, HvRegisterValue};
+use hvcall_abi::name::common;
+use hvcall_abi::{
+    privilege, Arch, HvError, HvRegisterName, HvRegisterValue, SetVpRegistersElement,
+};
 use hvcall_dispatch::{
     Caller, PartitionInfo, Partitions, RegisterSource, SnapshotRequest, SourceError, Target,
+    WriteFailure,
 };
 
 use crate::sharing::is_shared;
@@ -106,6 +110,9 @@ pub struct Model {
     pub(crate) caller: (u64, u32),
     pub(crate) snapshots_taken: u64,
     pub(crate) registers_read: u64,
+    pub(crate) registers_written: u64,
+    /// Whether HvCallSetVpRegisters is implemented (default: yes).
+    pub(crate) writes: bool,
     pub(crate) last_snapshot_names: Vec<HvRegisterName>,
 }
 
@@ -174,6 +181,11 @@ impl Model {
     pub fn registers_read(&self) -> u64 {
         self.registers_read
     }
+
+    /// How many registers writes have set.
+    pub fn registers_written(&self) -> u64 {
+        self.registers_written
+    }
 }
 
 impl Partitions for Model {
@@ -238,7 +250,56 @@ impl RegisterSource for Model {
             .copied()
             .ok_or(HvError::INVALID_PARAMETER)?)
     }
+
+    /// Writes in order: a name the target VP does not have in that VTL, or
+    /// one of [`READ_ONLY`], is refused (contract step 8b); every value is
+    /// taken as it is (the model has no architectural rules, step 8c).
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<Infallible>> {
+        let arch = self.arch;
+        for (applied, e) in elements.iter().enumerate() {
+            let vp = self.vp_mut(target.partition_id, target.vp_index);
+            let writable = !READ_ONLY.contains(&e.name)
+                && vp
+                    .as_ref()
+                    .is_some_and(|v| v.register(arch, target.vtl, e.name).is_some());
+            match vp {
+                Some(vp) if writable => vp.set_register(arch, target.vtl, e.name, e.value),
+                _ => {
+                    return Err(WriteFailure {
+                        applied,
+                        error: SourceError::Hv(HvError::INVALID_PARAMETER),
+                    })
+                }
+            }
+            self.registers_written += 1;
+        }
+        Ok(())
+    }
+
+    fn implements_writes(&self) -> bool {
+        self.writes
+    }
 }
+
+/// Registers the model refuses to write (contract §8, "read only"): the
+/// synthetic registers a guest may only read.
+pub const READ_ONLY: &[HvRegisterName] = &[
+    common::VP_INDEX,
+    common::TIME_REF_COUNT,
+    common::VSM_VP_STATUS,
+    common::VSM_PARTITION_STATUS,
+    common::INTERNAL_ACTIVITY_STATE,
+    common::VP_ASSIST_PAGE,
+    common::HYPERVISOR_VERSION,
+    common::PRIVILEGES_AND_FEATURES_INFO,
+    common::FEATURES_INFO,
+    common::IMPLEMENTATION_LIMITS_INFO,
+    common::HARDWARE_FEATURES_INFO,
+];
 
 /// The privileges a partition gets unless configured otherwise:
 /// AccessVpRegisters (the others do not matter to the dispatcher).

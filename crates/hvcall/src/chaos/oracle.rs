@@ -78,6 +78,8 @@ fn mirror(vps: u32, caller: u32, access_vp_registers: bool) -> Model {
         .partition(VM_PARTITION, ROOT_PARTITION, vps)
         .privileges(VM_PARTITION, privileges)
         .xmm_fast(VM_PARTITION, true, true)
+        // The VMM does not write registers yet: 0x0051 is unimplemented.
+        .writes(false)
         .caller(VM_PARTITION, caller);
     for vp in 0..vps {
         for &name in SERVED {
