@@ -1,11 +1,13 @@
-//! Reads made by the host itself (a parent partition, a debugger, a tool):
-//! the checks of contract §1 steps 6a–6i and one snapshot, without a guest
-//! control word, guest memory or a 256-name limit.
+//! Reads and writes made by the host itself (a parent partition, a
+//! debugger, a tool): the checks of contract §1 steps 6a–6i, then one
+//! snapshot ([`read_registers`]) or one batch of writes
+//! ([`write_registers`], §8), without a guest control word, guest memory
+//! or a limit on the number of registers.
 //!
 //! ```
 //! use hvcall_abi::{privilege, HvError, HvRegisterName, HvRegisterValue};
 //! use hvcall_dispatch::{
-//!     read_registers, Caller, HostRead, HostReadError, PartitionInfo, Partitions,
+//!     read_registers, Caller, HostTarget, HostError, PartitionInfo, Partitions,
 //!     RegisterSource, SnapshotRequest, SourceError,
 //! };
 //!
@@ -42,25 +44,29 @@
 //!
 //! let mut values = [HvRegisterValue::default(); 2];
 //! let names = [HvRegisterName(0x2_0000), HvRegisterName(0x2_0010)];
-//! read_registers(&mut Root, &HostRead::new(2, 0), &names, &mut values).unwrap();
+//! read_registers(&mut Root, &HostTarget::new(2, 0), &names, &mut values).unwrap();
 //! assert_eq!(values[1].as_u64(), 0x2_0010);
 //!
 //! let names = [HvRegisterName(0x2_0000), HvRegisterName(0)];
-//! let err = read_registers(&mut Root, &HostRead::new(2, 0), &names, &mut values);
-//! assert_eq!(err, Err(HostReadError::Hv { error: HvError::INVALID_PARAMETER, index: 1 }));
-//! let err = read_registers(&mut Root, &HostRead::new(2, 5), &names, &mut values);
-//! assert_eq!(err, Err(HostReadError::Hv { error: HvError::INVALID_VP_INDEX, index: 0 }));
+//! let err = read_registers(&mut Root, &HostTarget::new(2, 0), &names, &mut values);
+//! assert_eq!(err, Err(HostError::Hv { error: HvError::INVALID_PARAMETER, index: 1 }));
+//! let err = read_registers(&mut Root, &HostTarget::new(2, 5), &names, &mut values);
+//! assert_eq!(err, Err(HostError::Hv { error: HvError::INVALID_VP_INDEX, index: 0 }));
 //! ```
 
-use hvcall_abi::{GetVpRegistersHeader, HvError, HvInputVtl, HvRegisterName, HvRegisterValue};
+use hvcall_abi::{
+    GetVpRegistersHeader, HvError, HvInputVtl, HvRegisterName, HvRegisterValue,
+    SetVpRegistersElement,
+};
 
-use crate::backend::{Partitions, RegisterSource, SnapshotRequest, SourceError};
+use crate::backend::{Partitions, RegisterSource, SnapshotRequest, SourceError, WriteFailure};
 use crate::get_vp_registers::check_target;
 
-/// Whose registers a host read is for: the header of contract §1 step 6.
+/// Whose registers a host read or write is for: the header of contract §1
+/// step 6.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HostRead {
+pub struct HostTarget {
     /// Target partition (or `partition_id::SELF`, the host's own).
     pub partition_id: u64,
     /// Target VP index (or `vp_index::SELF`).
@@ -69,7 +75,7 @@ pub struct HostRead {
     pub input_vtl: HvInputVtl,
 }
 
-impl HostRead {
+impl HostTarget {
     /// VP `vp_index` of `partition_id`, in the host caller's VTL.
     pub const fn new(partition_id: u64, vp_index: u32) -> Self {
         Self {
@@ -85,10 +91,10 @@ impl HostRead {
     }
 }
 
-/// Why a host read failed.
+/// Why a host read or write failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HostReadError<E> {
+pub enum HostError<E> {
     /// The status a guest would get; `index` is the name it stopped at (0
     /// for a check before the first name). `values[..index]` are valid.
     Hv {
@@ -113,22 +119,22 @@ pub enum HostReadError<E> {
 /// snapshot for every name, values in order.
 pub fn read_registers<H>(
     hv: &mut H,
-    read: &HostRead,
+    read: &HostTarget,
     names: &[HvRegisterName],
     values: &mut [HvRegisterValue],
-) -> Result<(), HostReadError<H::Error>>
+) -> Result<(), HostError<H::Error>>
 where
     H: Partitions + RegisterSource + ?Sized,
 {
     if names.len() != values.len() {
-        return Err(HostReadError::LengthMismatch {
+        return Err(HostError::LengthMismatch {
             names: names.len(),
             values: values.len(),
         });
     }
     let header = GetVpRegistersHeader::new(read.partition_id, read.vp_index, read.input_vtl);
     let caller = hv.caller();
-    let fail = |error, index| HostReadError::Hv { error, index };
+    let fail = |error, index| HostError::Hv { error, index };
     let target = check_target(&header, &caller, hv).map_err(|e| fail(e, 0))?;
     let request = SnapshotRequest {
         target,
@@ -136,12 +142,60 @@ where
         output_precedes_reads: false,
     };
     let failed = |e, index| match e {
-        SourceError::Hv(error) => HostReadError::Hv { error, index },
-        SourceError::Host(e) => HostReadError::Host(e),
+        SourceError::Hv(error) => HostError::Hv { error, index },
+        SourceError::Host(e) => HostError::Host(e),
     };
     let mut snapshot = hv.snapshot(&request).map_err(|e| failed(e, 0))?;
     for (index, (&name, value)) in names.iter().zip(values.iter_mut()).enumerate() {
         *value = hv.read(&mut snapshot, name).map_err(|e| failed(e, index))?;
     }
     Ok(())
+}
+
+/// Writes `elements` to one VP as `hv`'s caller (normally the root
+/// partition) would with HvCallSetVpRegisters (contract §8): the same
+/// checks (steps 6a–6i, then 8a for each element's reserved bytes) and one
+/// batch, so a running VP takes every write between two of its
+/// instructions. On failure, `index` is the first element not written.
+/// A backend that does not write refuses every element (step 8b).
+pub fn write_registers<H>(
+    hv: &mut H,
+    target: &HostTarget,
+    elements: &[SetVpRegistersElement],
+) -> Result<(), HostError<H::Error>>
+where
+    H: Partitions + RegisterSource + ?Sized,
+{
+    let header = GetVpRegistersHeader::new(target.partition_id, target.vp_index, target.input_vtl);
+    let caller = hv.caller();
+    let resolved =
+        check_target(&header, &caller, hv).map_err(|error| HostError::Hv { error, index: 0 })?;
+    let refused = elements.iter().position(|e| e.reserved != [0; 12]);
+    let batch = elements
+        .get(..refused.unwrap_or(elements.len()))
+        .unwrap_or_default();
+    if !batch.is_empty() {
+        let written = if hv.implements_writes() {
+            hv.write(&resolved, batch)
+        } else {
+            Err(WriteFailure {
+                applied: 0,
+                error: SourceError::Hv(HvError::INVALID_PARAMETER),
+            })
+        };
+        if let Err(WriteFailure { applied, error }) = written {
+            let index = applied.min(batch.len());
+            return Err(match error {
+                SourceError::Hv(error) => HostError::Hv { error, index },
+                SourceError::Host(e) => HostError::Host(e),
+            });
+        }
+    }
+    match refused {
+        Some(index) => Err(HostError::Hv {
+            error: HvError::INVALID_PARAMETER,
+            index,
+        }),
+        None => Ok(()),
+    }
 }

@@ -150,7 +150,7 @@ pub use backend::{
 };
 pub use convention::{CallContext, Convention};
 pub use dispatch::{dispatch, DispatchConfig, Outcome};
-pub use host::{read_registers, HostRead, HostReadError};
+pub use host::{read_registers, write_registers, HostError, HostTarget};
 pub use memory::{MemoryError, PartitionMemory};
 pub use pending::VpState;
 pub use registers::{CallerRegisters, RegisterFile};

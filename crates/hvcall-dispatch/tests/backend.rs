@@ -7,8 +7,8 @@ mod common;
 
 use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::{
-    dispatch, read_registers, Backend, CallContext, Convention, DispatchConfig, HostRead,
-    HostReadError, Outcome, RegisterSource, SnapshotRequest, SourceError, VpState,
+    dispatch, read_registers, Backend, CallContext, Convention, DispatchConfig, HostError,
+    HostTarget, Outcome, RegisterSource, SnapshotRequest, SourceError, VpState,
 };
 use hvcall_model::{Model, ModelSnapshot, VM_PARTITION};
 
@@ -183,13 +183,13 @@ fn a_guest_status_from_the_source_is_the_calls_result() {
     let mut values = [HvRegisterValue::default(); 2];
     let got = read_registers(
         &mut backend,
-        &HostRead::new(VM_PARTITION, 1),
+        &HostTarget::new(VM_PARTITION, 1),
         &names,
         &mut values,
     );
     assert_eq!(
         got,
-        Err(HostReadError::Hv {
+        Err(HostError::Hv {
             error: HvError::INVALID_PARAMETER,
             index: 1
         })
@@ -211,7 +211,7 @@ fn a_host_read_takes_any_number_of_names_from_one_snapshot() {
     let one = names(Convention::X64, 1)[0];
     let many = vec![HvRegisterName(one); 1000];
     let mut values = vec![HvRegisterValue::default(); 1000];
-    let read = HostRead::new(VM_PARTITION, 1);
+    let read = HostTarget::new(VM_PARTITION, 1);
     read_registers(&mut backend, &read, &many, &mut values).unwrap();
     assert!(values
         .iter()
@@ -225,7 +225,7 @@ fn a_host_read_takes_any_number_of_names_from_one_snapshot() {
     };
     assert_eq!(
         read_registers(&mut backend, &read, &many, &mut short),
-        Err(HostReadError::LengthMismatch {
+        Err(HostError::LengthMismatch {
             names: 1000,
             values: 3
         })
@@ -237,11 +237,11 @@ fn a_host_read_takes_any_number_of_names_from_one_snapshot() {
     };
     assert_eq!(
         read_registers(&mut backend, &read, &many, &mut values),
-        Err(HostReadError::Host(Gone))
+        Err(HostError::Host(Gone))
     );
     // The same checks as a guest's call: the root may read its child, not
     // a VP that does not exist.
-    let missing = HostRead::new(VM_PARTITION, 99);
+    let missing = HostTarget::new(VM_PARTITION, 99);
     source.fail_snapshot = false;
     let mut backend = Backend {
         partitions: &root,
@@ -249,8 +249,70 @@ fn a_host_read_takes_any_number_of_names_from_one_snapshot() {
     };
     assert_eq!(
         read_registers(&mut backend, &missing, &many, &mut values),
-        Err(HostReadError::Hv {
+        Err(HostError::Hv {
             error: HvError::INVALID_VP_INDEX,
+            index: 0
+        })
+    );
+}
+
+#[test]
+fn a_host_write_takes_the_checks_of_a_guest_call_and_one_batch() {
+    use hvcall_abi::name::x64;
+    use hvcall_abi::SetVpRegistersElement;
+    use hvcall_dispatch::write_registers;
+
+    let mut root = Model::builder(arch(Convention::X64))
+        .partition(VM_PARTITION, hvcall_model::ROOT_PARTITION, 2)
+        .register(VM_PARTITION, 1, 0, x64::RBX, HvRegisterValue::from(1u8))
+        .register(VM_PARTITION, 1, 0, x64::RIP, HvRegisterValue::from(2u8))
+        .caller(hvcall_model::ROOT_PARTITION, 0)
+        .build();
+    let vp1 = HostTarget::new(VM_PARTITION, 1);
+    let value = |v: u64| HvRegisterValue::from(v);
+    // The host may write a VP's RIP (it is not a VP making a call: no 8d).
+    let writes = [
+        SetVpRegistersElement::new(x64::RBX, value(0x10)),
+        SetVpRegistersElement::new(x64::RIP, value(0x20)),
+    ];
+    write_registers(&mut root, &vp1, &writes).unwrap();
+    let reg = |m: &Model, n| m.vp(VM_PARTITION, 1).unwrap().register(m.arch(), 0, n);
+    assert_eq!(reg(&root, x64::RIP), Some(value(0x20)));
+    assert_eq!(root.registers_written(), 2);
+
+    // Reserved bytes: the elements before are written, that one is not.
+    let mut bad = SetVpRegistersElement::new(x64::RIP, value(0x30));
+    bad.reserved[0] = 1;
+    let writes = [SetVpRegistersElement::new(x64::RBX, value(0x11)), bad];
+    assert_eq!(
+        write_registers(&mut root, &vp1, &writes),
+        Err(HostError::Hv {
+            error: HvError::INVALID_PARAMETER,
+            index: 1
+        })
+    );
+    assert_eq!(reg(&root, x64::RBX), Some(value(0x11)));
+    assert_eq!(reg(&root, x64::RIP), Some(value(0x20)));
+
+    // The target checks of a read apply.
+    assert_eq!(
+        write_registers(&mut root, &HostTarget::new(VM_PARTITION, 7), &writes),
+        Err(HostError::Hv {
+            error: HvError::INVALID_VP_INDEX,
+            index: 0
+        })
+    );
+    // A backend that does not write refuses every element.
+    let mut readonly = Model::builder(arch(Convention::X64))
+        .partition(VM_PARTITION, hvcall_model::ROOT_PARTITION, 2)
+        .register(VM_PARTITION, 1, 0, x64::RBX, HvRegisterValue::from(1u8))
+        .writes(false)
+        .caller(hvcall_model::ROOT_PARTITION, 0)
+        .build();
+    assert_eq!(
+        write_registers(&mut readonly, &vp1, &writes[..1]),
+        Err(HostError::Hv {
+            error: HvError::INVALID_PARAMETER,
             index: 0
         })
     );

@@ -9,7 +9,7 @@
 
 use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus};
 use hvcall_dispatch::{
-    read_registers, Caller, HostRead, HostReadError, PartitionInfo, Partitions, RegisterSource,
+    read_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions, RegisterSource,
     SnapshotRequest, SourceError,
 };
 
@@ -95,15 +95,15 @@ pub(crate) fn get_vp_registers(
     names: &[HvRegisterName],
 ) -> Result<Vec<HvRegisterValue>, ReadError> {
     let mut values = vec![HvRegisterValue::default(); names.len()];
-    let read = HostRead::new(VM_PARTITION_ID, vp_index);
+    let read = HostTarget::new(VM_PARTITION_ID, vp_index);
     match read_registers(hv, &read, names, &mut values) {
         Ok(()) => Ok(values),
-        Err(HostReadError::Hv { error, index }) => Err(ReadError::Call {
+        Err(HostError::Hv { error, index }) => Err(ReadError::Call {
             status: error.status(),
             index,
         }),
-        Err(HostReadError::Host(SnapshotError::Ended)) => Err(ReadError::Ended),
-        Err(HostReadError::Host(SnapshotError::Fetch(e))) => Err(ReadError::Fetch(e)),
+        Err(HostError::Host(SnapshotError::Ended)) => Err(ReadError::Ended),
+        Err(HostError::Host(SnapshotError::Fetch(e))) => Err(ReadError::Fetch(e)),
         // `values` has the length of `names`; any other failure the
         // dispatcher may add one day is reported as a refused read.
         Err(_) => Err(ReadError::Call {
