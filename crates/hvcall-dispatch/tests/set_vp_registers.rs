@@ -424,11 +424,12 @@ fn step_4_set_is_an_unimplemented_code_for_a_backend_that_does_not_write() {
     }
 }
 
-/// One generated 0x0051 call: convention, form, target VP, start, and
-/// elements drawn from writable, read-only and unknown names, some with
-/// reserved bytes set.
-fn set_scenario(
-) -> impl proptest::strategy::Strategy<Value = (Convention, bool, u32, u16, Vec<(u8, u64, bool)>)> {
+/// One generated 0x0051 call: convention, fast form, target VP, start,
+/// and elements (kind, value, reserved bytes set) drawn from writable,
+/// read-only and unknown names.
+type SetScenario = (Convention, bool, u32, u16, Vec<(u8, u64, bool)>);
+
+fn set_scenario() -> impl proptest::strategy::Strategy<Value = SetScenario> {
     use proptest::prelude::*;
     (
         0usize..4,
