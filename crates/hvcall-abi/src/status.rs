@@ -186,6 +186,8 @@ impl HvError {
     pub const INVALID_VP_STATE: Self = Self::of(HvStatus::INVALID_VP_STATE);
     /// [`HvStatus::INVALID_VTL_STATE`].
     pub const INVALID_VTL_STATE: Self = Self::of(HvStatus::INVALID_VTL_STATE);
+    /// [`HvStatus::INVALID_REGISTER_VALUE`].
+    pub const INVALID_REGISTER_VALUE: Self = Self::of(HvStatus::INVALID_REGISTER_VALUE);
 
     /// The error of a non-success status; `None` for success.
     pub const fn new(status: HvStatus) -> Option<Self> {

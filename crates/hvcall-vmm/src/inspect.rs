@@ -81,6 +81,7 @@ impl<'a> Inspector<'a> {
         let mut hv = RootHypervisor {
             vp_count: self.shared.config.cpus,
             snapshot: &mut snapshot,
+            write: None,
         };
         crate::root::get_vp_registers(&mut hv, vp, names)
     }

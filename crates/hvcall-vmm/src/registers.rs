@@ -300,6 +300,43 @@ pub(crate) fn segment_value(seg: &kvm_segment) -> u128 {
     .as_u128()
 }
 
+/// The KVM segment an HV_X64_SEGMENT_REGISTER value describes; `None` if
+/// reserved attribute bits (11:8) are set (contract step 8c). A segment
+/// that is not present is unusable.
+pub(crate) fn segment_from(value: HvRegisterValue) -> Option<kvm_segment> {
+    let v = SegmentRegister::from(value);
+    let a = v.attributes;
+    if a.reserved() != 0 {
+        return None;
+    }
+    Some(kvm_segment {
+        base: v.base,
+        limit: v.limit,
+        selector: v.selector,
+        type_: a.segment_type(),
+        present: u8::from(a.present()),
+        dpl: a.dpl(),
+        db: u8::from(a.default_big()),
+        s: u8::from(a.non_system()),
+        l: u8::from(a.long()),
+        g: u8::from(a.granularity()),
+        avl: u8::from(a.available()),
+        unusable: u8::from(!a.present()),
+        padding: 0,
+    })
+}
+
+/// The KVM descriptor table an HV_X64_TABLE_REGISTER value describes;
+/// `None` if its padding is not zero (step 8c).
+pub(crate) fn table_from(value: HvRegisterValue) -> Option<kvm_dtable> {
+    let t = TableRegister::from(value);
+    (t.pad == [0; 3]).then_some(kvm_dtable {
+        base: t.base,
+        limit: t.limit,
+        padding: [0; 3],
+    })
+}
+
 /// HV_X64_TABLE_REGISTER: limit u16 @6, base u64 @8.
 pub(crate) fn table_value(t: &kvm_dtable) -> u128 {
     HvRegisterValue::from(TableRegister {

@@ -7,10 +7,10 @@
 //! ([`crate::Vm::get_vp_registers`] takes `&mut Vm`), or a rendezvous with
 //! the running VP ([`crate::inspect::Inspector`]).
 
-use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus};
+use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::{
-    read_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions, RegisterSource,
-    SnapshotRequest, SourceError,
+    read_registers, write_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions,
+    RegisterSource, SnapshotRequest, SourceError, Target, WriteFailure,
 };
 
 use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
@@ -44,10 +44,17 @@ pub enum ReadError {
 pub(crate) type SnapshotSource<'a> =
     dyn FnMut(u32, Groups) -> Result<VpSnapshot, SnapshotError> + 'a;
 
+/// Writes a batch of registers to VP `vp` (an existing VP of the VM), in
+/// order, stopping at the first refused one.
+pub(crate) type WriteSink<'a> =
+    dyn FnMut(u32, &[SetVpRegistersElement]) -> Result<(), WriteFailure<SnapshotError>> + 'a;
+
 /// The root partition's view: the VM (`vp_count` VPs) is its child.
 pub(crate) struct RootHypervisor<'a> {
     pub(crate) vp_count: u32,
     pub(crate) snapshot: &'a mut SnapshotSource<'a>,
+    /// Where writes go; `None`: this view only reads.
+    pub(crate) write: Option<&'a mut WriteSink<'a>>,
 }
 
 impl Partitions for RootHypervisor<'_> {
@@ -86,6 +93,56 @@ impl RegisterSource for RootHypervisor<'_> {
     ) -> Result<HvRegisterValue, SourceError<SnapshotError>> {
         snapshot.read_held(name).map_err(SourceError::Hv)
     }
+
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<SnapshotError>> {
+        let refused = |error| WriteFailure { applied: 0, error };
+        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
+            return Err(refused(SourceError::Hv(
+                hvcall_abi::HvError::INVALID_VP_INDEX,
+            )));
+        }
+        match self.write.as_mut() {
+            Some(sink) => sink(target.vp_index, elements),
+            None => Err(refused(SourceError::Hv(
+                hvcall_abi::HvError::INVALID_PARAMETER,
+            ))),
+        }
+    }
+
+    fn implements_writes(&self) -> bool {
+        self.write.is_some()
+    }
+}
+
+/// Writes `elements` to VP `vp_index` of the VM as the root partition.
+pub(crate) fn set_vp_registers(
+    hv: &mut RootHypervisor<'_>,
+    vp_index: u32,
+    elements: &[SetVpRegistersElement],
+) -> Result<(), ReadError> {
+    let target = HostTarget::new(VM_PARTITION_ID, vp_index);
+    write_registers(hv, &target, elements).map_err(host_error)
+}
+
+fn host_error(e: HostError<SnapshotError>) -> ReadError {
+    match e {
+        HostError::Hv { error, index } => ReadError::Call {
+            status: error.status(),
+            index,
+        },
+        HostError::Host(SnapshotError::Ended) => ReadError::Ended,
+        HostError::Host(SnapshotError::Fetch(e)) => ReadError::Fetch(e),
+        // `values` has the length of `names`; any other failure the
+        // dispatcher may add one day is reported as a refused call.
+        _ => ReadError::Call {
+            status: HvStatus::INVALID_PARAMETER,
+            index: 0,
+        },
+    }
 }
 
 /// Reads `names` of VP `vp_index` of the VM as the root partition.
@@ -96,19 +153,6 @@ pub(crate) fn get_vp_registers(
 ) -> Result<Vec<HvRegisterValue>, ReadError> {
     let mut values = vec![HvRegisterValue::default(); names.len()];
     let read = HostTarget::new(VM_PARTITION_ID, vp_index);
-    match read_registers(hv, &read, names, &mut values) {
-        Ok(()) => Ok(values),
-        Err(HostError::Hv { error, index }) => Err(ReadError::Call {
-            status: error.status(),
-            index,
-        }),
-        Err(HostError::Host(SnapshotError::Ended)) => Err(ReadError::Ended),
-        Err(HostError::Host(SnapshotError::Fetch(e))) => Err(ReadError::Fetch(e)),
-        // `values` has the length of `names`; any other failure the
-        // dispatcher may add one day is reported as a refused read.
-        Err(_) => Err(ReadError::Call {
-            status: HvStatus::INVALID_PARAMETER,
-            index: 0,
-        }),
-    }
+    read_registers(hv, &read, names, &mut values).map_err(host_error)?;
+    Ok(values)
 }

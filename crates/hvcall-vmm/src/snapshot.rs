@@ -18,9 +18,32 @@ use kvm_ioctls::VcpuFd;
 
 use crate::cpuid::HypervLeaves;
 use crate::registers::{
-    pending_interruption, segment_value, source_of, table_value, Group, Groups, Seg, Source, Syn,
-    MSR_LIST,
+    pending_interruption, segment_from, segment_value, source_of, table_from, table_value, Group,
+    Groups, Seg, Source, Syn, MSR_LIST,
 };
+
+/// General register `i` (x86 encoding order) of `regs`.
+fn gpr_mut(regs: &mut kvm_bindings::kvm_regs, i: usize) -> Option<&mut u64> {
+    Some(match i {
+        0 => &mut regs.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut regs.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        15 => &mut regs.r15,
+        _ => return None,
+    })
+}
 
 /// The x87/SSE state in FXSAVE layout (the legacy area of XSAVE).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +85,52 @@ impl FpuState {
         b.copy_from_slice(&self.fxsave[offset..offset + 16]);
         u128::from_le_bytes(b)
     }
+
+    fn set_u128_at(&mut self, offset: usize, v: u128) {
+        self.fxsave[offset..offset + 16].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// For `KVM_SET_FPU` (the legacy area; XSAVE's other components stay).
+    fn to_fpu(&self) -> kvm_bindings::kvm_fpu {
+        let s = &self.fxsave;
+        let u16_at = |o: usize| u16::from_le_bytes([s[o], s[o + 1]]);
+        let u64_at = |o: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&s[o..o + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut f = kvm_bindings::kvm_fpu {
+            fcw: u16_at(0),
+            fsw: u16_at(2),
+            ftwx: s[4],
+            last_opcode: u16_at(6),
+            last_ip: u64_at(8),
+            last_dp: u64_at(16),
+            mxcsr: u32::from_le_bytes([s[24], s[25], s[26], s[27]]),
+            ..Default::default()
+        };
+        for (i, st) in f.fpr.iter_mut().enumerate() {
+            st.copy_from_slice(&s[32 + 16 * i..48 + 16 * i]);
+        }
+        for (i, x) in f.xmm.iter_mut().enumerate() {
+            x.copy_from_slice(&s[160 + 16 * i..176 + 16 * i]);
+        }
+        f
+    }
+}
+
+/// Why a register write was not applied (contract §8).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Step 8b: hvcall does not write this register.
+    #[error("register not writable")]
+    Name,
+    /// Step 8c: the value is refused (reserved bits, or KVM refused it).
+    #[error("value refused")]
+    Value,
+    /// KVM failed on the host side.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }
 
 /// hvcall's synthetic state of one VP, read at snapshot time.
@@ -338,6 +407,191 @@ impl VpSnapshot {
             return Err(HvError::INVALID_VP_STATE);
         }
         self.value(name).ok_or(HvError::INVALID_PARAMETER)
+    }
+
+    /// Writes `value` into register `name` of the vCPU `vcpu` (the VP this
+    /// snapshot is of; it must not be in `KVM_RUN`) and of this snapshot,
+    /// at once: refused values leave both unchanged (contract step 8c,
+    /// never a half-applied register). The synthetic registers are the
+    /// VMM's, not the vCPU's: they are refused here (the caller writes
+    /// GuestOsId and Hypercall through the VM's MSR state).
+    pub fn write(
+        &mut self,
+        vcpu: &VcpuFd,
+        name: HvRegisterName,
+        value: HvRegisterValue,
+    ) -> Result<(), WriteError> {
+        let source = source_of(name).ok_or(WriteError::Name)?;
+        let group = source.group();
+        self.fill(group, vcpu)?;
+        let fault = |source| WriteError::Fetch(FetchError { group, source });
+        // KVM says EINVAL for state it does not accept (step 8c); any other
+        // failure is the host's.
+        let refused = |e: kvm_ioctls::Error| {
+            if e.errno() == libc::EINVAL {
+                WriteError::Value
+            } else {
+                fault(e)
+            }
+        };
+        let v = value.as_u128();
+        let narrow = |bits: u32| -> Result<u64, WriteError> {
+            if bits < 128 && v >> bits != 0 {
+                Err(WriteError::Value)
+            } else {
+                Ok(v as u64)
+            }
+        };
+        match source {
+            Source::Gpr(_) | Source::Rip | Source::Rflags => {
+                let mut regs = self.sync.regs;
+                let x = narrow(64)?;
+                match source {
+                    Source::Gpr(i) => *gpr_mut(&mut regs, i).ok_or(WriteError::Name)? = x,
+                    Source::Rip => regs.rip = x,
+                    _ => regs.rflags = x,
+                }
+                vcpu.set_regs(&regs).map_err(refused)?;
+                self.sync.regs = regs;
+            }
+            Source::Cr(_)
+            | Source::Efer
+            | Source::ApicBase
+            | Source::Segment(_)
+            | Source::Gdtr
+            | Source::Idtr => {
+                let mut sregs = self.sync.sregs;
+                match source {
+                    Source::Cr(0) => sregs.cr0 = narrow(64)?,
+                    Source::Cr(2) => sregs.cr2 = narrow(64)?,
+                    Source::Cr(3) => sregs.cr3 = narrow(64)?,
+                    Source::Cr(4) => sregs.cr4 = narrow(64)?,
+                    Source::Cr(_) => sregs.cr8 = narrow(4)?,
+                    Source::Efer => sregs.efer = narrow(64)?,
+                    Source::ApicBase => sregs.apic_base = narrow(64)?,
+                    Source::Segment(seg) => {
+                        let k = segment_from(value).ok_or(WriteError::Value)?;
+                        *match seg {
+                            Seg::Es => &mut sregs.es,
+                            Seg::Cs => &mut sregs.cs,
+                            Seg::Ss => &mut sregs.ss,
+                            Seg::Ds => &mut sregs.ds,
+                            Seg::Fs => &mut sregs.fs,
+                            Seg::Gs => &mut sregs.gs,
+                            Seg::Ldtr => &mut sregs.ldt,
+                            Seg::Tr => &mut sregs.tr,
+                        } = k;
+                    }
+                    Source::Gdtr => sregs.gdt = table_from(value).ok_or(WriteError::Value)?,
+                    _ => sregs.idt = table_from(value).ok_or(WriteError::Value)?,
+                }
+                vcpu.set_sregs(&sregs).map_err(refused)?;
+                self.sync.sregs = sregs;
+            }
+            Source::Msr(i) => {
+                let x = narrow(64)?;
+                let entry = kvm_msr_entry {
+                    index: MSR_LIST[i].1,
+                    data: x,
+                    ..Default::default()
+                };
+                let msrs = Msrs::from_entries(&[entry]).map_err(|_| WriteError::Value)?;
+                // KVM_SET_MSRS returns how many entries it took.
+                if vcpu.set_msrs(&msrs).map_err(fault)? != 1 {
+                    return Err(WriteError::Value);
+                }
+                if let Some(held) = self.msrs.as_mut() {
+                    held[i] = Some(x);
+                }
+            }
+            Source::Xmm(_)
+            | Source::FpMmx(_)
+            | Source::FpControlStatus
+            | Source::XmmControlStatus => {
+                let mut fpu = self.fpu.clone().ok_or(WriteError::Name)?;
+                match source {
+                    Source::Xmm(i) => fpu.set_u128_at(160 + 16 * i, v),
+                    Source::FpMmx(i) => {
+                        // An 80-bit register: bits 127:80 must be zero.
+                        if v >> 80 != 0 {
+                            return Err(WriteError::Value);
+                        }
+                        fpu.set_u128_at(32 + 16 * i, v);
+                    }
+                    Source::FpControlStatus => {
+                        let status = FpControlStatus::from(value);
+                        if status.reserved != 0 {
+                            return Err(WriteError::Value);
+                        }
+                        fpu.set_u128_at(0, v);
+                    }
+                    _ => {
+                        // FDP u64, MXCSR u32, MXCSR_MASK u32 (read-only):
+                        // MXCSR's reserved bits 31:16 must be zero and the
+                        // mask is kept.
+                        let mxcsr = (v >> 64) as u32;
+                        if mxcsr >> 16 != 0 {
+                            return Err(WriteError::Value);
+                        }
+                        let mask = fpu.u128_at(16) >> 96;
+                        fpu.set_u128_at(16, (v & ((1u128 << 96) - 1)) | mask << 96);
+                    }
+                }
+                // Through XSAVE where KVM has it (its other components
+                // kept as they are), else the legacy KVM_SET_FPU.
+                match vcpu.get_xsave() {
+                    Ok(mut xsave) => {
+                        for (word, bytes) in xsave.region.iter_mut().zip(fpu.fxsave.chunks_exact(4))
+                        {
+                            *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                        }
+                        // XSTATE_BV (the header's first qword, at byte 512):
+                        // mark the x87 and SSE components as present, or
+                        // the restore takes them in their initial state.
+                        const XSTATE_BV_WORD: usize = 512 / 4;
+                        const X87_AND_SSE: u32 = 0b11;
+                        if let Some(bv) = xsave.region.get_mut(XSTATE_BV_WORD) {
+                            *bv |= X87_AND_SSE;
+                        }
+                        // SAFETY: `xsave` came from KVM_GET_XSAVE on this vCPU
+                        // and only its legacy area (the FXSAVE image) changed.
+                        unsafe { vcpu.set_xsave(&xsave) }.map_err(refused)?;
+                    }
+                    Err(_) => vcpu.set_fpu(&fpu.to_fpu()).map_err(refused)?,
+                }
+                self.fpu = Some(fpu);
+            }
+            Source::Dr(_) | Source::Dr6 | Source::Dr7 => {
+                let mut debug = self.debug.ok_or(WriteError::Name)?;
+                let x = narrow(64)?;
+                match source {
+                    Source::Dr(i) => debug.db[i] = x,
+                    Source::Dr6 => debug.dr6 = x,
+                    _ => debug.dr7 = x,
+                }
+                vcpu.set_debug_regs(&debug).map_err(refused)?;
+                self.debug = Some(debug);
+            }
+            Source::Xfem => {
+                let x = narrow(64)?;
+                let mut xcrs = kvm_bindings::kvm_xcrs {
+                    nr_xcrs: 1,
+                    ..Default::default()
+                };
+                xcrs.xcrs[0] = kvm_bindings::kvm_xcr {
+                    xcr: 0,
+                    value: x,
+                    ..Default::default()
+                };
+                vcpu.set_xcrs(&xcrs).map_err(refused)?;
+                self.xcr0 = Some(x);
+            }
+            Source::PendingInterruption
+            | Source::InterruptState
+            | Source::Activity
+            | Source::Synthetic(_) => return Err(WriteError::Name),
+        }
+        Ok(())
     }
 
     fn synthetic_value(&self, syn: Syn) -> u128 {

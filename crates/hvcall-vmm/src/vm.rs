@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use hvcall_abi::name::x64;
 use hvcall_abi::value::InternalActivity;
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue};
-use hvcall_dispatch::{DispatchConfig, VpState};
+use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue, SetVpRegistersElement};
+use hvcall_dispatch::{DispatchConfig, SourceError, VpState, WriteFailure};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
@@ -29,7 +29,7 @@ use crate::msr::{self, GeneralProtection, SyntheticMsrs};
 use crate::registers::Groups;
 use crate::rendezvous::{Rendezvous, Served, SnapshotError};
 use crate::root::{ReadError, RootHypervisor};
-use crate::snapshot::{SyntheticState, VpSnapshot};
+use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
 use crate::stats::{Counters, RunStats};
 use crate::{linux, mptable};
 use crate::{VmConfig, VmmError};
@@ -305,8 +305,70 @@ impl Vm {
         let mut hv = RootHypervisor {
             vp_count: self.config.cpus,
             snapshot: &mut snapshot,
+            write: None,
         };
         crate::root::get_vp_registers(&mut hv, vp_index, names)
+    }
+
+    /// Writes registers of VP `vp_index` as the root partition (the VM's
+    /// parent) would with HvCallSetVpRegisters (docs/contract.md §8),
+    /// through the dispatcher's typed host write: the same checks, then
+    /// each element in order, straight into KVM, before the first run or
+    /// after a run ended. The registers of §8 "writable" that live in the
+    /// vCPU are written (GPRs, RIP, RFLAGS, control and segment registers,
+    /// EFER, ApicBase, the MSRs served, XMM/x87 state, debug registers,
+    /// Xfem); the synthetic, PendingInterruption and InterruptState
+    /// registers are refused (INVALID_PARAMETER) for now. On failure the
+    /// elements before the failing one are written, it is not.
+    ///
+    /// ```no_run
+    /// use hvcall_abi::{name::x64, HvRegisterValue, SetVpRegistersElement};
+    /// # let config = hvcall_vmm::VmConfig::default();
+    /// let mut vm = hvcall_vmm::Vm::new(&config).unwrap();
+    /// let rbx = SetVpRegistersElement::new(x64::RBX, HvRegisterValue::from(7u64));
+    /// vm.set_vp_registers(1, &[rbx]).unwrap();
+    /// ```
+    pub fn set_vp_registers(
+        &mut self,
+        vp_index: u32,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), ReadError> {
+        let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
+        let vcpus = &self.vcpus;
+        let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
+        let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
+            let failed = |applied, error| WriteFailure { applied, error };
+            let vcpu = vcpus.get(vp as usize).ok_or_else(|| {
+                failed(
+                    0,
+                    SourceError::Host(SnapshotError::Fetch(format!("no vCPU {vp}"))),
+                )
+            })?;
+            let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
+            let mut state = VpSnapshot::capture_stopped(vcpu, synthetic, Groups::NONE)
+                .map_err(|e| failed(0, SourceError::Host(SnapshotError::Fetch(e.to_string()))))?;
+            for (applied, e) in batch.iter().enumerate() {
+                state.write(vcpu, e.name, e.value).map_err(|w| {
+                    failed(
+                        applied,
+                        match w {
+                            WriteError::Name => SourceError::Hv(HvError::INVALID_PARAMETER),
+                            WriteError::Value => SourceError::Hv(HvError::INVALID_REGISTER_VALUE),
+                            WriteError::Fetch(f) => {
+                                SourceError::Host(SnapshotError::Fetch(f.to_string()))
+                            }
+                        },
+                    )
+                })?;
+            }
+            Ok(())
+        };
+        let mut hv = RootHypervisor {
+            vp_count: self.config.cpus,
+            snapshot: &mut snapshot,
+            write: Some(&mut write),
+        };
+        crate::root::set_vp_registers(&mut hv, vp_index, elements)
     }
 
     /// What the VM did so far (all runs).

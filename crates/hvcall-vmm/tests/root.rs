@@ -96,3 +96,103 @@ fn root_and_guest_reads_agree_after_a_run() {
         }
     }
 }
+
+/// Contract §8 for the host's writes to a stopped VM: each group's
+/// registers land in KVM (read back through the same path), refused names
+/// and values stop the batch at their index and leave the register as it
+/// was.
+#[test]
+fn section_8_root_writes_reach_kvm_and_refusals_stop_at_their_element() {
+    use hvcall_abi::{HvRegisterValue, SetVpRegistersElement};
+    let test = "section_8_root_writes_reach_kvm_and_refusals_stop_at_their_element";
+    if !kvm_available(test) {
+        return;
+    }
+    let mut vm = Vm::new(&config(2)).unwrap();
+    vm.load_elf(&loader::flat_elf(0x10_0000, guests::EXIT42, 0))
+        .unwrap();
+    let value = |v: u128| HvRegisterValue::from(v);
+    let set = |n, v: u128| SetVpRegistersElement::new(n, value(v));
+    let writes = [
+        set(x64::RBX, 0x1234_5678_9ABC_DEF0),
+        set(x64::RIP, 0x10_0010),
+        set(x64::CR2, 0xDEAD_B000),
+        set(x64::LSTAR, 0xFFFF_8000_0000_1000),
+        set(x64::XMM3, 0x0102_0304_0506_0708_090A_0B0C_0D0E_0F10),
+        set(x64::DR0, 0x40_1000),
+        set(x64::GDTR, (0x2000u128 << 64) | (0x3F << 48)),
+    ];
+    vm.set_vp_registers(1, &writes).unwrap();
+    let names: Vec<HvRegisterName> = writes.iter().map(|w| w.name).collect();
+    let back = vm.get_vp_registers(1, &names).unwrap();
+    for (w, got) in writes.iter().zip(&back) {
+        assert_eq!(*got, w.value, "{:?}", w.name);
+    }
+    // VP 0 is untouched.
+    assert_ne!(
+        vm.get_vp_registers(0, &[x64::RBX]).unwrap()[0],
+        writes[0].value
+    );
+
+    // 8b: a read-only register; 8c: reserved segment attribute bits, a CR0
+    // KVM refuses (paging without protection), a value wider than the
+    // register.
+    let mut bad_cs = vm.get_vp_registers(1, &[x64::CS]).unwrap()[0];
+    bad_cs.0[15] |= 0x0F; // attribute bits 11:8
+    let cases = [
+        (set(x64::VP_INDEX, 5), HvStatus::INVALID_PARAMETER),
+        (
+            SetVpRegistersElement::new(x64::CS, bad_cs),
+            HvStatus::INVALID_REGISTER_VALUE,
+        ),
+        (set(x64::CR0, 0x8000_0000), HvStatus::INVALID_REGISTER_VALUE),
+        (set(x64::RCX, 1u128 << 64), HvStatus::INVALID_REGISTER_VALUE),
+    ];
+    for (refused, status) in cases {
+        let before = vm.get_vp_registers(1, &[refused.name]).unwrap()[0];
+        let batch = [set(x64::R9, 0x99), refused, set(x64::R10, 0x10)];
+        let err = vm.set_vp_registers(1, &batch).unwrap_err();
+        assert_eq!(
+            err,
+            ReadError::Call { status, index: 1 },
+            "{:?}",
+            refused.name
+        );
+        let after = vm
+            .get_vp_registers(1, &[refused.name, x64::R9, x64::R10])
+            .unwrap();
+        assert_eq!(after[0], before, "{:?} changed", refused.name);
+        assert_eq!(after[1], value(0x99), "the element before stays written");
+        assert_ne!(after[2], value(0x10), "the element after is not written");
+    }
+    // The target checks of a guest's call apply.
+    let err = vm.set_vp_registers(2, &writes[..1]).unwrap_err();
+    assert_eq!(
+        err,
+        ReadError::Call {
+            status: HvStatus::INVALID_VP_INDEX,
+            index: 0
+        }
+    );
+}
+
+/// A register the host wrote before the first run is what the VP runs
+/// with: R12, which the guest never touches, still holds the write after
+/// a run.
+#[test]
+fn section_8_root_writes_before_the_run_are_what_the_vp_runs_with() {
+    use hvcall_abi::{HvRegisterValue, SetVpRegistersElement};
+    let test = "section_8_root_writes_before_the_run_are_what_the_vp_runs_with";
+    if !kvm_available(test) {
+        return;
+    }
+    let mut vm = Vm::new(&config(2)).unwrap();
+    vm.load_elf(&loader::flat_elf(0x10_0000, guests::EXIT42, 0))
+        .unwrap();
+    let r12 = SetVpRegistersElement::new(x64::R12, HvRegisterValue::from(0xC0FFEEu64));
+    vm.set_vp_registers(0, &[r12]).unwrap();
+    assert_eq!(vm.run().unwrap(), VmExit::Exited(42));
+    // The guest does not touch R12: after the run it still holds the write.
+    let v = vm.get_vp_registers(0, &[x64::R12]).unwrap();
+    assert_eq!(v[0].as_u64(), 0xC0FFEE);
+}
