@@ -1,6 +1,7 @@
-//! Guest-side Hyper-V library (`no_std`): discovery, the hypercall page and
-//! HvCallGetVpRegisters (0x0050), as a guest kernel or firmware running on
-//! Hyper-V (or on hvcall's VMM) uses them.
+//! Guest-side Hyper-V library (`no_std`): discovery, the hypercall page,
+//! HvCallGetVpRegisters (0x0050) and HvCallSetVpRegisters (0x0051), as a
+//! guest kernel or firmware running on Hyper-V (or on hvcall's VMM) uses
+//! them.
 //!
 //! What the hypervisor does with each call (the order of checks, the
 //! statuses, continuation of rep calls, the XMM fast forms) is the hvcall
@@ -21,11 +22,16 @@
 //!    registers with [`Hv::get_vp_registers`] (memory form, batched by page,
 //!    with the continuation loop) or [`Hv::get_vp_registers_fast`] (XMM fast
 //!    form, up to four names).
+//! 5. The same [`Hv`] writes registers with [`Hv::set_vp_registers`]
+//!    (memory form, 127 elements per call) or [`Hv::set_vp_registers_fast`]
+//!    (XMM fast form, up to three elements); each element is a
+//!    [`SetVpRegistersElement`](hvcall_abi::SetVpRegistersElement).
 //!
 //! ```no_run
 //! # #[cfg(target_arch = "x86_64")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use hvcall_abi::{name::x64, partition_id, vp_index, HvInputVtl, HvRegisterValue};
+//! use hvcall_abi::{name::x64, partition_id, vp_index};
+//! use hvcall_abi::{HvInputVtl, HvRegisterValue, SetVpRegistersElement};
 //! use hvcall_guest::{discover, enable_hypercall_page, set_guest_os_id, Hv, Scratch};
 //!
 //! // Runs at CPL 0 with guest RAM identity-mapped (virtual = physical).
@@ -44,6 +50,9 @@
 //! let names = [x64::RIP, x64::RSP, x64::CR3];
 //! let mut values = [HvRegisterValue::default(); 3];
 //! hv.get_vp_registers(partition_id::SELF, vp_index::SELF, HvInputVtl::new(), &names, &mut values)?;
+//!
+//! let rbx = SetVpRegistersElement::new(x64::RBX, HvRegisterValue::from(7u64));
+//! hv.set_vp_registers(partition_id::SELF, vp_index::SELF, HvInputVtl::new(), &[rbx])?;
 //! # Ok(())
 //! # }
 //! # #[cfg(not(target_arch = "x86_64"))]
@@ -56,7 +65,7 @@
 //! any target. Nothing here depends on the hvcall VMM or dispatcher. The
 //! logic that does not touch the CPU is written against the [`Transport`]
 //! trait, so it is unit-tested on the host and can drive another transport
-//! (see [`get_vp_registers`]).
+//! (see [`get_vp_registers`] and [`set_vp_registers`]).
 #![no_std]
 
 #[cfg(test)]
@@ -66,6 +75,7 @@ pub mod discovery;
 pub mod hypercall_page;
 pub mod registers;
 pub mod rep;
+pub mod set_registers;
 
 #[cfg(target_arch = "x86_64")]
 pub use discovery::discover;
@@ -77,3 +87,4 @@ pub use hypercall_page::{FastRegisters, HypercallPage, PageError};
 pub use registers::Hv;
 pub use registers::{get_vp_registers, get_vp_registers_fast, GetError, Scratch, Transport};
 pub use rep::{run_rep_call, RepError};
+pub use set_registers::{set_vp_registers, set_vp_registers_fast, SetError};

@@ -4,7 +4,8 @@
 //!
 //! The algorithms are written against [`Transport`]; [`Hv`] is the real
 //! transport (the hypercall page plus a scratch area), unit tests use a
-//! model.
+//! model. The write side, HvCallSetVpRegisters, is
+//! [`crate::set_registers`], over the same transport.
 
 use hvcall_abi::call_code::GET_VP_REGISTERS;
 use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, VALUE_SIZE};
@@ -98,13 +99,23 @@ impl Default for Scratch {
     }
 }
 
-/// What the register reader needs from a hypervisor.
+/// What the register reader and writer need from a hypervisor.
 pub trait Transport {
     /// The pages [`Transport::call_memory`] passes as input and output.
     fn scratch(&mut self) -> &mut Scratch;
     /// One memory-form call with `scratch().input` as input list and
     /// `scratch().output` as output list.
     fn call_memory(&mut self, control: HypercallControl) -> HypercallResult;
+    /// One memory-form call with `scratch().input` as input list and no
+    /// output list (output GPA 0), for calls without output such as
+    /// HvCallSetVpRegisters.
+    ///
+    /// The default forwards to [`Transport::call_memory`]: a call without
+    /// output ignores the output GPA (docs/contract.md §8, steps 5d–5f), so
+    /// naming the output page as well is harmless. [`Hv`] passes 0.
+    fn call_memory_input_only(&mut self, control: HypercallControl) -> HypercallResult {
+        self.call_memory(control)
+    }
     /// One XMM fast call on `regs`.
     fn call_fast(&mut self, control: HypercallControl, regs: &mut FastRegisters)
         -> HypercallResult;
@@ -193,6 +204,19 @@ impl Transport for Hv<'_> {
                 self.scratch_gpa,
                 self.scratch_gpa + PAGE_SIZE,
             )
+        };
+        HypercallResult::from_bits(raw)
+    }
+
+    fn call_memory_input_only(&mut self, control: HypercallControl) -> HypercallResult {
+        // Expose the scratch pointer so the asm may read it.
+        let _ = (self.scratch as *mut Scratch).expose_provenance();
+        // SAFETY: `new`'s contract: CPL 0, an enabled page and the scratch
+        // GPA; with output GPA 0 the call names no output list, so the
+        // hypervisor writes no guest memory.
+        let raw = unsafe {
+            self.page
+                .hypercall(control.into_bits(), self.scratch_gpa, 0)
         };
         HypercallResult::from_bits(raw)
     }
