@@ -13,7 +13,7 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-none";
 /// Every guest to embed.
-const GUESTS: [&str; 8] = [
+const GUESTS: [&str; 9] = [
     "demo",
     "conformance",
     "torn",
@@ -22,6 +22,7 @@ const GUESTS: [&str; 8] = [
     "vmcall",
     "chaos",
     "soak",
+    "bench",
 ];
 
 fn main() {

@@ -22,6 +22,7 @@ use crate::memory::CallerMemory;
 use crate::registers::{group_of, Group, Groups};
 use crate::rendezvous::SnapshotError;
 use crate::snapshot::VpSnapshot;
+use crate::stats::count_ioctl;
 use crate::trace::TracedCall;
 use crate::vm::Shared;
 
@@ -89,6 +90,7 @@ impl<'a> CallerRegs<'a> {
 
     fn fpu(&mut self) -> Option<&mut kvm_fpu> {
         if self.fpu.is_none() && self.fpu_error.is_none() {
+            count_ioctl();
             match self.vcpu.get_fpu() {
                 Ok(f) => self.fpu = Some(f),
                 Err(e) => self.fpu_error = Some(e),
@@ -308,6 +310,7 @@ pub fn handle(
         let outcome = outcome.map_err(|e| fault(e.to_string()))?;
         if regs.fpu_dirty {
             if let Some(f) = &regs.fpu {
+                count_ioctl();
                 vcpu_ref
                     .set_fpu(f)
                     .map_err(|e| fault(format!("KVM_SET_FPU: {e}")))?;

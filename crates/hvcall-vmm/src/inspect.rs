@@ -43,6 +43,7 @@ use hvcall_abi::{HvRegisterName, HvRegisterValue};
 
 use crate::memory::GuestRam;
 use crate::root::{ReadError, RootHypervisor};
+use crate::stats::RunStats;
 use crate::vm::Shared;
 use crate::VmExit;
 
@@ -106,6 +107,11 @@ impl<'a> Inspector<'a> {
     /// now; writes are visible to the guest at once).
     pub fn ram(&self) -> &GuestRam {
         self.shared.ram
+    }
+
+    /// What the VM did so far (as [`crate::Vm::stats`], while it runs).
+    pub fn stats(&self) -> RunStats {
+        self.shared.counters.get()
     }
 }
 

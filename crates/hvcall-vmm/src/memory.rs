@@ -88,6 +88,24 @@ impl GuestRam {
             .map_err(|_| RamError::OutOfRange { gpa, len })
     }
 
+    /// Bytes of guest RAM the host has backed with memory so far: the pages
+    /// the guest or the host touched (`mincore(2)` of the mapping).
+    pub fn resident_bytes(&self) -> std::io::Result<u64> {
+        let page = PAGE_SIZE as usize;
+        let len = usize::try_from(self.size).map_err(std::io::Error::other)?;
+        let start = self.host_address(0).map_err(std::io::Error::other)? as *mut libc::c_void;
+        let mut pages = vec![0u8; len.div_ceil(page)];
+        // SAFETY: `[start, start + len)` is this RAM's one mapping (made
+        // page-aligned by mmap) and `pages` has one byte per page of it, as
+        // mincore writes.
+        let rc = unsafe { libc::mincore(start, len, pages.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let resident = pages.iter().filter(|&&p| p & 1 != 0).count() as u64;
+        Ok(resident * PAGE_SIZE)
+    }
+
     /// The `vm-memory` backend (for loaders that write through it; it
     /// covers exactly `[0, size)`).
     pub(crate) fn backend(&self) -> &GuestMemoryMmap {

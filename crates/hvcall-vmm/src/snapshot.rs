@@ -21,6 +21,7 @@ use crate::registers::{
     pending_interruption, segment_from, segment_value, source_of, table_from, table_value, Group,
     Groups, Seg, Source, Syn, MSR_LIST,
 };
+use crate::stats::count_ioctl;
 
 /// General register `i` (x86 encoding order) of `regs`.
 fn gpr_mut(regs: &mut kvm_bindings::kvm_regs, i: usize) -> Option<&mut u64> {
@@ -296,13 +297,24 @@ impl VpSnapshot {
             return Ok(());
         }
         let err = |source| FetchError { group, source };
+        // One ioctl per group (counted for the VM's statistics); MSRs may
+        // take several, which `read_msrs` counts itself.
+        if matches!(
+            group,
+            Group::Fpu | Group::Debug | Group::Xcrs | Group::Activity
+        ) {
+            count_ioctl();
+        }
         match group {
             Group::Sync | Group::Synthetic => {}
             Group::Msrs => self.msrs = Some(read_msrs(vcpu).map_err(err)?),
             Group::Fpu => {
                 self.fpu = Some(match vcpu.get_xsave() {
                     Ok(x) => FpuState::from_xsave(&x),
-                    Err(_) => FpuState::from_fpu(&vcpu.get_fpu().map_err(err)?),
+                    Err(_) => {
+                        count_ioctl();
+                        FpuState::from_fpu(&vcpu.get_fpu().map_err(err)?)
+                    }
                 })
             }
             Group::Debug => self.debug = Some(vcpu.get_debug_regs().map_err(err)?),
@@ -630,6 +642,7 @@ fn read_msrs(vcpu: &VcpuFd) -> Result<[Option<u64>; MSR_LIST.len()], kvm_ioctls:
             .collect();
         let mut msrs =
             Msrs::from_entries(&entries).map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
+        count_ioctl();
         let n = vcpu.get_msrs(&mut msrs)?;
         for (i, e) in msrs.as_slice().iter().take(n).enumerate() {
             out[start + i] = Some(e.data);

@@ -1,8 +1,17 @@
-//! Counters of what a VM did: exits, hypercalls, continuations and
-//! cross-VP snapshots. Cheap (relaxed atomics), always on; tests and the
-//! benchmark read them.
+//! Counters of what a VM did: exits, hypercalls, continuations,
+//! cross-VP snapshots, vCPU state ioctls and the VMM's time per hypercall.
+//! Cheap (relaxed atomics, one clock read per hypercall exit), always on;
+//! tests and `hvcall bench` read them.
+//!
+//! State ioctls are counted where they are issued, in a per-thread count
+//! ([`count_ioctl`]) that the vCPU thread adds to its VM's counters
+//! ([`Counters::flush_ioctls`]) after serving a snapshot and before each
+//! `KVM_RUN`: the code that issues them (a snapshot's `fill`, the caller's
+//! FPU) need not know the VM.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::registers::Group;
 use crate::snapshot::VpSnapshot;
@@ -36,6 +45,16 @@ pub struct RunStats {
     pub snapshots_served: u64,
     /// The groups those snapshots fetched (beyond the free sync regs).
     pub served_fetches: GroupFetches,
+    /// vCPU ioctls other than `KVM_RUN` issued on the vCPU threads: the
+    /// state reads and writes of hypercalls and served snapshots (`KVM_GET_MSRS`,
+    /// `KVM_GET_XSAVE`, `KVM_GET_FPU`, `KVM_SET_FPU`, ...). Reads the root
+    /// partition makes of a stopped VM (on the host's thread) are not counted.
+    pub state_ioctls: u64,
+    /// Nanoseconds (host clock) the VMM spent from a hypercall's exit to
+    /// the calling VP's next `KVM_RUN`, summed over every hypercall entry:
+    /// decoding, dispatching, any wait for another VP's snapshot, and
+    /// writing the result.
+    pub hypercall_vmm_ns: u64,
 }
 
 /// The live counters.
@@ -47,6 +66,18 @@ pub(crate) struct Counters {
     snapshots_served: AtomicU64,
     /// Per group of [`Group::FETCHED`], in that order.
     served_fetches: [AtomicU64; 5],
+    state_ioctls: AtomicU64,
+    hypercall_vmm_ns: AtomicU64,
+}
+
+thread_local! {
+    /// State ioctls issued on this thread and not yet flushed.
+    static THREAD_IOCTLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one vCPU ioctl other than `KVM_RUN`, issued on this thread.
+pub(crate) fn count_ioctl() {
+    THREAD_IOCTLS.with(|c| c.set(c.get() + 1));
 }
 
 impl Counters {
@@ -73,6 +104,20 @@ impl Counters {
         }
     }
 
+    /// Adds this thread's uncounted state ioctls (see [`count_ioctl`]).
+    pub(crate) fn flush_ioctls(&self) {
+        let n = THREAD_IOCTLS.with(|c| c.replace(0));
+        if n != 0 {
+            self.state_ioctls.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the VMM's time for one hypercall entry (exit to next `KVM_RUN`).
+    pub(crate) fn hypercall_time(&self, spent: Duration) {
+        let ns = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.hypercall_vmm_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
     /// The totals so far.
     pub(crate) fn get(&self) -> RunStats {
         RunStats {
@@ -87,6 +132,8 @@ impl Counters {
                 xcrs: self.served_fetches[3].load(Ordering::Relaxed),
                 activity: self.served_fetches[4].load(Ordering::Relaxed),
             },
+            state_ioctls: self.state_ioctls.load(Ordering::Relaxed),
+            hypercall_vmm_ns: self.hypercall_vmm_ns.load(Ordering::Relaxed),
         }
     }
 }

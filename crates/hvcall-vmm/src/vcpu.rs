@@ -12,6 +12,8 @@
 //! | shutdown, internal error, failed entry | the VM ends with [`VmExit::Fault`] |
 //! | `EINTR` (a kick) | answer snapshot requests, stop if the VM ended |
 
+use std::time::Instant;
+
 use hvcall_dispatch::{Outcome, VpState};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
@@ -20,6 +22,7 @@ use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
 use crate::kick::Registration;
 use crate::rendezvous::Next;
 use crate::snapshot::VpSnapshot;
+use crate::stats::count_ioctl;
 use crate::vm::Shared;
 use crate::VmExit;
 
@@ -37,8 +40,9 @@ const EMULATION_FAILURE: u32 = 1;
 enum Action {
     Continue,
     Interrupted,
-    /// A write of this many bytes to the hypercall port.
-    HypercallPort(usize),
+    /// A write of this many bytes to the hypercall port, and when
+    /// `KVM_RUN` returned with it.
+    HypercallPort(usize, Instant),
     Halt,
     End(VmExit),
     InternalError,
@@ -74,6 +78,8 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
     let mut consistent = false;
     let mut call_site = CallSite::default();
+    // When the last hypercall's exit happened, until the next KVM_RUN.
+    let mut call_exit: Option<Instant> = None;
     loop {
         let next = {
             let v: &VcpuFd = vcpu;
@@ -90,6 +96,10 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
             }
         }
         consistent = false;
+        shared.counters.flush_ioctls();
+        if let Some(exited) = call_exit.take() {
+            shared.counters.hypercall_time(exited.elapsed());
+        }
         let action = run_once(shared, vp, vcpu);
         match action {
             Action::Continue => {}
@@ -97,7 +107,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 vcpu.set_kvm_immediate_exit(0);
                 consistent = true;
             }
-            Action::HypercallPort(len) => {
+            Action::HypercallPort(len, exited) => {
                 let overlay = shared.overlay_page();
                 if !call_site.is_page_instruction(vcpu, len, overlay) {
                     tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
@@ -106,6 +116,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 match crate::hypercall::handle(shared, vp, vcpu, state, overlay) {
                     Ok(outcome) => {
                         shared.counters.hypercall(outcome == Outcome::Continue);
+                        call_exit = Some(exited);
                         consistent = true;
                     }
                     Err(e) => shared.rendezvous.end(VmExit::Fault {
@@ -167,6 +178,7 @@ fn complete_emulation(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
             true
         }
         Some(&FWAIT) => {
+            count_ioctl();
             let Ok(fpu) = vcpu.get_fpu() else {
                 return false;
             };
@@ -185,6 +197,7 @@ fn complete_emulation(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
 /// Up to `len` bytes of guest code at virtual address `rip`, as far as
 /// they lie on its page and in RAM (empty if it is not mapped).
 fn code_at(shared: &Shared<'_>, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
+    count_ioctl();
     let Ok(t) = vcpu.translate_gva(rip) else {
         return Vec::new();
     };
@@ -214,10 +227,11 @@ pub(crate) fn inject_exception(vcpu: &mut VcpuFd, rip: u64, vector: u8) {
 /// One `KVM_RUN` and the exit's immediate handling.
 fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
     let result = vcpu.run();
+    let exited = Instant::now();
     shared.rendezvous.after_run();
     shared.counters.exit();
     match result {
-        Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) => Action::HypercallPort(data.len()),
+        Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) => Action::HypercallPort(data.len(), exited),
         Ok(VcpuExit::IoOut(port, data)) => match shared.devices.write(port, data) {
             PortEffect::None => Action::Continue,
             PortEffect::Exit(v) => Action::End(VmExit::Exited(v)),

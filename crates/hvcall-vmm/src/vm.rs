@@ -593,6 +593,7 @@ impl Shared<'_> {
         let snapshot = VpSnapshot::capture_from(sync, vcpu, self.synthetic(vp), groups)
             .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
         self.counters.snapshot_served(&snapshot);
+        self.counters.flush_ioctls();
         Ok(Box::new(snapshot))
     }
 

@@ -9,13 +9,17 @@
 //!   `--inspect VP --names ...` samples a running VP's registers
 //!   ([`inspect`]); `--guest soak --seconds S` is watched by [`soak`];
 //!   `--guest chaos` runs `hvcall::chaos` (the library half).
+//! - `hvcall bench [--json] [--quick]` ([`bench`]): what a hypercall costs
+//!   in the VMM, as ratios to a floor measured in the same run.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod guests;
 mod inspect;
 mod registers;
@@ -37,14 +41,19 @@ enum Command {
     Registers(registers::RegistersArgs),
     /// Boot a guest (default: the demo) in the KVM VMM.
     Run(Box<run::RunArgs>),
+    /// Measure what hypercalls cost in the VMM (ratios to a null call).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
+    // `hvcall bench` reports the time from here to the guest's entry.
+    let started = Instant::now();
     let cli = Cli::parse();
-    // The chaos guest calls unimplemented codes on purpose: the VMM's
-    // warning for each would bury its report.
+    // The chaos guest and the bench's floor call unimplemented codes on
+    // purpose: the VMM's warning for each would bury their reports.
     let chaos = matches!(&cli.command, Command::Run(args) if args.guest == guests::Guest::Chaos);
-    init_logging(if chaos {
+    let bench = matches!(&cli.command, Command::Bench(_));
+    init_logging(if chaos || bench {
         "warn,hvcall_vmm::vm=error"
     } else {
         "warn"
@@ -52,6 +61,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Registers(args) => registers::main(args),
         Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::main(&args, started),
     }
 }
 
