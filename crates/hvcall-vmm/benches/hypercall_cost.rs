@@ -79,8 +79,8 @@ fn main() {
             input: Vec::new(),
         },
         Case {
-            name: "unimplemented call (0x51)",
-            control: Some(0x51),
+            name: "unimplemented call (0x52)",
+            control: Some(0x52),
             input: Vec::new(),
         },
         Case {
