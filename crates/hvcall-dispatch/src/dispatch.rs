@@ -113,6 +113,21 @@ pub enum Outcome {
     InjectUndefined,
 }
 
+/// How far one entry of a rep call got through its elements.
+pub(crate) enum Progress<E> {
+    /// The call ended with this result.
+    Done(HypercallResult),
+    /// The budget ran out; the next element to process.
+    Stopped(u16),
+    /// The register source failed on the host side.
+    HostFailed(E),
+}
+
+/// A call that failed with `error` after `reps_completed` elements.
+pub(crate) fn fail<E>(error: hvcall_abi::HvError, reps_completed: u16) -> CallEnd<E> {
+    CallEnd::Result(HypercallResult::of(error.status(), reps_completed))
+}
+
 /// How a call ended, before it is written into the registers.
 pub(crate) enum CallEnd<E> {
     /// Write this result value.

@@ -14,7 +14,7 @@ use hvcall_abi::{
 
 use crate::backend::{Caller, Partitions, RegisterSource, SnapshotRequest, SourceError, Target};
 use crate::convention::CallContext;
-use crate::dispatch::{CallEnd, DispatchConfig};
+use crate::dispatch::{fail, CallEnd, DispatchConfig, Progress};
 use crate::fast::{self, FastLayout, MAX_FILE_BYTES};
 use crate::input::{input_len, output_len, CallInput};
 use crate::memory::{MemoryError, PartitionMemory};
@@ -68,16 +68,6 @@ impl Form {
             }
         }
     }
-}
-
-/// How far one entry got through the elements.
-enum Progress<E> {
-    /// The call ended with this result.
-    Done(HypercallResult),
-    /// The budget ran out; the next element to process.
-    Stopped(u16),
-    /// The register source failed on the host side.
-    HostFailed(E),
 }
 
 /// How a first entry ended.
@@ -175,10 +165,6 @@ where
             CallEnd::Continue(next)
         }
     }
-}
-
-fn fail<E>(error: HvError, reps_completed: u16) -> CallEnd<E> {
-    CallEnd::Result(HypercallResult::of(error.status(), reps_completed))
 }
 
 /// A source failure at element `index`: the guest's status, or the end of

@@ -12,27 +12,13 @@ use hvcall_abi::{HvError, HvRegisterName, HvStatus, HypercallControl, HypercallR
 
 use crate::backend::{Caller, Partitions, RegisterSource, SourceError, Target, WriteFailure};
 use crate::convention::{CallContext, Convention};
-use crate::dispatch::{CallEnd, DispatchConfig};
+use crate::dispatch::{fail, CallEnd, DispatchConfig, Progress};
 use crate::fast::{self, FastLayout};
 use crate::get_vp_registers::{check_target, Form};
 use crate::input::{set_input_len, SetInput};
 use crate::memory::PartitionMemory;
 use crate::pending::{EntryKey, Parked, Pending, VpState};
 use crate::registers::CallerRegisters;
-
-/// How far one entry got.
-enum Progress<E> {
-    /// The call ended with this result.
-    Done(HypercallResult),
-    /// The budget ran out; the next element to process.
-    Stopped(u16),
-    /// The register source failed on the host side.
-    HostFailed(E),
-}
-
-fn fail<E>(error: HvError, reps_completed: u16) -> CallEnd<E> {
-    CallEnd::Result(HypercallResult::of(error.status(), reps_completed))
-}
 
 /// Handle one entry of HvCallSetVpRegisters (steps 2–4 already passed).
 pub(crate) fn call<R, M, H>(

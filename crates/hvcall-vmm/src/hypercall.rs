@@ -19,7 +19,7 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 
 use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
 use crate::memory::CallerMemory;
-use crate::registers::{group_of, Group, Groups};
+use crate::registers::{gpr, gpr_mut, group_of, Group, Groups};
 use crate::rendezvous::SnapshotError;
 use crate::snapshot::VpSnapshot;
 use crate::stats::count_ioctl;
@@ -65,29 +65,6 @@ impl<'a> CallerRegs<'a> {
         }
     }
 
-    fn gpr_mut(&mut self, index: usize) -> Option<&mut u64> {
-        let r = &mut self.regs;
-        Some(match index {
-            0 => &mut r.rax,
-            1 => &mut r.rcx,
-            2 => &mut r.rdx,
-            3 => &mut r.rbx,
-            4 => &mut r.rsp,
-            5 => &mut r.rbp,
-            6 => &mut r.rsi,
-            7 => &mut r.rdi,
-            8 => &mut r.r8,
-            9 => &mut r.r9,
-            10 => &mut r.r10,
-            11 => &mut r.r11,
-            12 => &mut r.r12,
-            13 => &mut r.r13,
-            14 => &mut r.r14,
-            15 => &mut r.r15,
-            _ => return None,
-        })
-    }
-
     fn fpu(&mut self) -> Option<&mut kvm_fpu> {
         if self.fpu.is_none() && self.fpu_error.is_none() {
             count_ioctl();
@@ -102,30 +79,11 @@ impl<'a> CallerRegs<'a> {
 
 impl CallerRegisters for CallerRegs<'_> {
     fn gpr(&self, index: usize) -> u64 {
-        let r = &self.regs;
-        match index {
-            0 => r.rax,
-            1 => r.rcx,
-            2 => r.rdx,
-            3 => r.rbx,
-            4 => r.rsp,
-            5 => r.rbp,
-            6 => r.rsi,
-            7 => r.rdi,
-            8 => r.r8,
-            9 => r.r9,
-            10 => r.r10,
-            11 => r.r11,
-            12 => r.r12,
-            13 => r.r13,
-            14 => r.r14,
-            15 => r.r15,
-            _ => 0,
-        }
+        gpr(&self.regs, index).unwrap_or(0)
     }
 
     fn set_gpr(&mut self, index: usize, value: u64) {
-        if let Some(r) = self.gpr_mut(index) {
+        if let Some(r) = gpr_mut(&mut self.regs, index) {
             *r = value;
         }
     }

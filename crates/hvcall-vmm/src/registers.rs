@@ -278,6 +278,35 @@ pub fn group_of(name: HvRegisterName) -> Option<Group> {
     source_of(name).map(Source::group)
 }
 
+/// General register `i` (x86 encoding order) of `regs`.
+pub(crate) fn gpr_mut(regs: &mut kvm_bindings::kvm_regs, i: usize) -> Option<&mut u64> {
+    Some(match i {
+        0 => &mut regs.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut regs.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        15 => &mut regs.r15,
+        _ => return None,
+    })
+}
+
+/// General register `i` (x86 encoding order) of `regs`.
+pub(crate) fn gpr(regs: &kvm_bindings::kvm_regs, i: usize) -> Option<u64> {
+    let mut copy = *regs;
+    gpr_mut(&mut copy, i).map(|r| *r)
+}
+
 /// HV_X64_SEGMENT_REGISTER (docs/contract.md §5).
 pub(crate) fn segment_value(seg: &kvm_segment) -> u128 {
     // An unusable segment reads as not present; each KVM field keeps only

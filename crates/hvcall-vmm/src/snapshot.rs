@@ -18,33 +18,10 @@ use kvm_ioctls::VcpuFd;
 
 use crate::cpuid::HypervLeaves;
 use crate::registers::{
-    pending_interruption, segment_from, segment_value, source_of, table_from, table_value, Group,
-    Groups, Seg, Source, Syn, MSR_LIST,
+    gpr, gpr_mut, pending_interruption, segment_from, segment_value, source_of, table_from,
+    table_value, Group, Groups, Seg, Source, Syn, MSR_LIST,
 };
 use crate::stats::count_ioctl;
-
-/// General register `i` (x86 encoding order) of `regs`.
-fn gpr_mut(regs: &mut kvm_bindings::kvm_regs, i: usize) -> Option<&mut u64> {
-    Some(match i {
-        0 => &mut regs.rax,
-        1 => &mut regs.rcx,
-        2 => &mut regs.rdx,
-        3 => &mut regs.rbx,
-        4 => &mut regs.rsp,
-        5 => &mut regs.rbp,
-        6 => &mut regs.rsi,
-        7 => &mut regs.rdi,
-        8 => &mut regs.r8,
-        9 => &mut regs.r9,
-        10 => &mut regs.r10,
-        11 => &mut regs.r11,
-        12 => &mut regs.r12,
-        13 => &mut regs.r13,
-        14 => &mut regs.r14,
-        15 => &mut regs.r15,
-        _ => return None,
-    })
-}
 
 /// The x87/SSE state in FXSAVE layout (the legacy area of XSAVE).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -340,12 +317,7 @@ impl VpSnapshot {
         let s = &self.sync.sregs;
         let e = &self.sync.events;
         let v: u128 = match source {
-            Source::Gpr(i) => u128::from(
-                [
-                    r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10,
-                    r.r11, r.r12, r.r13, r.r14, r.r15,
-                ][i],
-            ),
+            Source::Gpr(i) => u128::from(gpr(r, i)?),
             Source::Rip => u128::from(r.rip),
             Source::Rflags => u128::from(r.rflags),
             Source::Cr(0) => u128::from(s.cr0),
