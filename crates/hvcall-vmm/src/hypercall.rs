@@ -45,39 +45,35 @@ pub(crate) fn partition_info(partition_id: u64, vm_vp_count: u32) -> Option<Part
     }
 }
 
-/// The calling VP's registers as the dispatcher sees them.
-pub struct CallerRegs<'a> {
+/// The calling VP's registers as the dispatcher sees them. XMM0–5 are
+/// fetched before the call only for a fast call: the dispatcher reads
+/// vector registers for the fast forms alone (`CallerRegisters`), so a
+/// failed fetch ends the VM before dispatching instead of waiting aside.
+pub struct CallerRegs {
     regs: kvm_regs,
-    vcpu: &'a VcpuFd,
     fpu: Option<kvm_fpu>,
     fpu_dirty: bool,
-    fpu_error: Option<kvm_ioctls::Error>,
 }
 
-impl<'a> CallerRegs<'a> {
-    fn new(regs: kvm_regs, vcpu: &'a VcpuFd) -> Self {
+impl CallerRegs {
+    /// The general registers `regs`, no vector registers.
+    fn new(regs: kvm_regs) -> Self {
         Self {
             regs,
-            vcpu,
             fpu: None,
             fpu_dirty: false,
-            fpu_error: None,
         }
     }
 
-    fn fpu(&mut self) -> Option<&mut kvm_fpu> {
-        if self.fpu.is_none() && self.fpu_error.is_none() {
-            count_ioctl();
-            match self.vcpu.get_fpu() {
-                Ok(f) => self.fpu = Some(f),
-                Err(e) => self.fpu_error = Some(e),
-            }
-        }
-        self.fpu.as_mut()
+    /// Fetches XMM0–5 of `vcpu` (for a fast call).
+    fn load_fpu(&mut self, vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
+        count_ioctl();
+        self.fpu = Some(vcpu.get_fpu()?);
+        Ok(())
     }
 }
 
-impl CallerRegisters for CallerRegs<'_> {
+impl CallerRegisters for CallerRegs {
     fn gpr(&self, index: usize) -> u64 {
         gpr(&self.regs, index).unwrap_or(0)
     }
@@ -89,17 +85,14 @@ impl CallerRegisters for CallerRegs<'_> {
     }
 
     fn vector(&mut self, index: usize) -> u128 {
-        if index >= 6 {
-            return 0;
+        match (&self.fpu, index < 6) {
+            (Some(f), true) => u128::from_le_bytes(f.xmm[index]),
+            _ => 0,
         }
-        self.fpu().map_or(0, |f| u128::from_le_bytes(f.xmm[index]))
     }
 
     fn set_vector(&mut self, index: usize, value: u128) {
-        if index >= 6 {
-            return;
-        }
-        if let Some(f) = self.fpu() {
+        if let (Some(f), true) = (&mut self.fpu, index < 6) {
             f.xmm[index] = value.to_le_bytes();
             self.fpu_dirty = true;
         }
@@ -229,8 +222,12 @@ pub fn handle(
     let fault = |message: String| HypercallFault { vp, message };
     let (outcome, mut regs, traced) = {
         let vcpu_ref: &VcpuFd = vcpu;
-        let mut regs = CallerRegs::new(sync.regs, vcpu_ref);
+        let mut regs = CallerRegs::new(sync.regs);
         let control = ctx.convention.control(&regs);
+        if HypercallControl::from_bits(control).fast() {
+            regs.load_fpu(vcpu_ref)
+                .map_err(|e| fault(format!("KVM_GET_FPU: {e}")))?;
+        }
         let traced = shared.config.hypercall_trace.as_ref().map(|_| {
             let c = ctx.convention;
             let (input, output) = (c.input_gpa(&regs), c.output_gpa(&regs));
@@ -259,12 +256,6 @@ pub fn handle(
             state,
             &shared.dispatch,
         );
-        // The register file cannot fail a read (the dispatcher's
-        // `CallerRegisters` is infallible): a failed KVM_GET_FPU is kept
-        // aside and ends the VM here, before any result is applied.
-        if let Some(e) = regs.fpu_error {
-            return Err(fault(format!("KVM_GET_FPU: {e}")));
-        }
         let outcome = outcome.map_err(|e| fault(e.to_string()))?;
         if regs.fpu_dirty {
             if let Some(f) = &regs.fpu {
@@ -278,7 +269,7 @@ pub fn handle(
     };
     tracing::trace!(vp, ?outcome, rax = regs.rax, "hypercall");
     {
-        let (c, after) = (ctx.convention, CallerRegs::new(regs, vcpu));
+        let (c, after) = (ctx.convention, CallerRegs::new(regs));
         let result = HypercallResult::from_bits(c.result(&after));
         if let (Some(traced), Some(sink)) = (traced, &shared.config.hypercall_trace) {
             sink.write(
