@@ -1,6 +1,6 @@
 //! Kicking a vCPU thread out of `KVM_RUN`.
 //!
-//! A kick is a signal ([`KICK_SIGNAL`]) sent to the vCPU's thread. Its
+//! A kick is a signal ([`kick_signal`]) sent to the vCPU's thread. Its
 //! handler, installed without `SA_RESTART`, sets the `immediate_exit` byte
 //! of that thread's own `kvm_run` (found through a thread-local pointer), so
 //! a kick that lands just before `KVM_RUN` is not lost: the next `KVM_RUN`
@@ -14,8 +14,11 @@
 use std::cell::Cell;
 use std::sync::Once;
 
-/// The signal used for kicks.
-pub(crate) const KICK_SIGNAL: libc::c_int = libc::SIGUSR1;
+/// The signal used for kicks: the first real-time signal, which
+/// applications embedding the VMM do not use the way they use SIGUSR1.
+pub(crate) fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
 
 thread_local! {
     /// The `immediate_exit` byte of the `kvm_run` owned by this thread, or null.
@@ -42,7 +45,7 @@ pub(crate) fn install_handler() -> Result<(), vmm_sys_util::errno::Error> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
-        result = vmm_sys_util::signal::register_signal_handler(KICK_SIGNAL, on_kick);
+        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick);
     });
     result
 }
@@ -88,7 +91,7 @@ impl Kicker {
     pub(crate) fn kick(&self) {
         // SAFETY: the thread id is that of a live thread (see above); the
         // signal has a handler installed by `install_handler`.
-        let rc = unsafe { libc::pthread_kill(self.0, KICK_SIGNAL) };
+        let rc = unsafe { libc::pthread_kill(self.0, kick_signal()) };
         if rc != 0 {
             tracing::warn!(rc, "pthread_kill failed");
         }
