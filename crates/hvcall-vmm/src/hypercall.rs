@@ -154,9 +154,10 @@ impl RegisterSource for VpHypervisor<'_> {
         }
         let (shared, vp, vcpu, at_call) = (self.shared, self.vp, self.vcpu, self.at_call);
         let mut serve = |asked| shared.serve_snapshot_from(vp, vcpu, at_call, asked);
+        let synthetic = || shared.synthetic(target.vp_index);
         match shared
             .rendezvous
-            .request_snapshot(vp, target.vp_index, groups, &mut serve)
+            .request_snapshot(vp, target.vp_index, groups, &mut serve, synthetic)
         {
             Ok(s) => Ok(*s),
             Err(e) => {

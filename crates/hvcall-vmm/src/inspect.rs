@@ -76,9 +76,13 @@ impl<'a> Inspector<'a> {
         vp: u32,
         names: &[HvRegisterName],
     ) -> Result<Vec<HvRegisterValue>, ReadError> {
-        let rendezvous = &self.shared.rendezvous;
-        let mut snapshot =
-            |target: u32, groups| rendezvous.request_host_snapshot(target, groups).map(|s| *s);
+        let shared = self.shared;
+        let mut snapshot = |target: u32, groups| {
+            shared
+                .rendezvous
+                .request_host_snapshot(target, groups, || shared.synthetic(target))
+                .map(|s| *s)
+        };
         let mut hv = RootHypervisor {
             vp_count: self.shared.config.cpus,
             snapshot: &mut snapshot,

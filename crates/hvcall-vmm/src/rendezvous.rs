@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use crate::kick::Kicker;
 use crate::registers::Groups;
-use crate::snapshot::VpSnapshot;
+use crate::snapshot::{SyntheticState, VpSnapshot};
 use crate::VmExit;
 
 /// Why a snapshot could not be had.
@@ -87,6 +87,10 @@ struct VpSlot {
     requests: Vec<Request>,
     /// The reply to this VP's own request.
     reply: Option<Served>,
+    /// Every group of this VP, taken when it halted for good: it never
+    /// runs again, so requests are answered from this copy without waking
+    /// its thread (the synthetic state is refreshed per request).
+    parked: Option<Box<VpSnapshot>>,
 }
 
 /// The host's request slot.
@@ -292,6 +296,11 @@ impl Rendezvous {
         st
     }
 
+    /// A copy of VP `vp`'s parked snapshot, if it halted for good.
+    fn parked(st: &State, vp: u32) -> Option<Box<VpSnapshot>> {
+        st.vps.get(vp as usize)?.parked.clone()
+    }
+
     fn has_requests(st: &State, vp: u32) -> bool {
         st.vps
             .get(vp as usize)
@@ -339,10 +348,15 @@ impl Rendezvous {
         target: u32,
         groups: Groups,
         take: &mut Take<'_>,
+        synthetic: impl FnOnce() -> SyntheticState,
     ) -> Served {
         let mut st = self.lock();
         if st.ended.is_some() {
             return Err(SnapshotError::Ended);
+        }
+        if let Some(parked) = Self::parked(&st, target) {
+            drop(st);
+            return Ok(parked.with_synthetic(synthetic()));
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
             return Err(SnapshotError::Ended);
@@ -386,13 +400,22 @@ impl Rendezvous {
     /// serve, so it only waits: for an earlier host request to finish, then
     /// for its reply or the VM's end ([`SnapshotError::Ended`], also for a
     /// `target` that does not exist).
-    pub fn request_host_snapshot(&self, target: u32, groups: Groups) -> Served {
+    pub fn request_host_snapshot(
+        &self,
+        target: u32,
+        groups: Groups,
+        synthetic: impl FnOnce() -> SyntheticState,
+    ) -> Served {
         let mut st = self.lock();
         while st.host.busy && st.ended.is_none() {
             st = self.wait(st);
         }
         if st.ended.is_some() {
             return Err(SnapshotError::Ended);
+        }
+        if let Some(parked) = Self::parked(&st, target) {
+            drop(st);
+            return Ok(parked.with_synthetic(synthetic()));
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
             return Err(SnapshotError::Ended);
@@ -425,7 +448,9 @@ impl Rendezvous {
 
     /// Called by VP `vp`'s thread after HLT: the VP never runs again. If
     /// interrupts are disabled it counts towards "all halted" (which ends
-    /// the VM with [`VmExit::AllHalted`]). Serves requests until the VM
+    /// the VM with [`VmExit::AllHalted`]). Otherwise it parks a snapshot of
+    /// every group, from which requests for it are answered without waking
+    /// this thread, and serves the requests made before that until the VM
     /// ends.
     pub fn halt(&self, vp: u32, interrupts_disabled: bool, take: &mut Take<'_>) {
         let mut st = self.lock();
@@ -435,6 +460,17 @@ impl Rendezvous {
                 drop(st);
                 self.end(VmExit::AllHalted);
                 st = self.lock();
+            }
+        }
+        if st.ended.is_none() {
+            // Its state will not change any more: park one snapshot of
+            // every group for requesters to copy (a failed fetch leaves
+            // requests to be served here, as for a running VP).
+            drop(st);
+            let parked = take(Groups::ALL).ok();
+            st = self.lock();
+            if let Some(slot) = st.vps.get_mut(vp as usize) {
+                slot.parked = parked;
             }
         }
         while st.ended.is_none() {
@@ -522,38 +558,71 @@ mod tests {
         Ok(Box::new(VpSnapshot::from_sync(sync, synthetic)))
     }
 
+    /// The synthetic state a requester reads now, marked by `time`.
+    fn fake_synthetic(vp: u32, time: u64) -> crate::snapshot::SyntheticState {
+        crate::snapshot::SyntheticState {
+            vp_index: vp,
+            guest_os_id: 0,
+            hypercall: 0,
+            time_ref_count: time,
+            vp_assist_page: 0,
+            leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
+        }
+    }
+
     #[test]
-    fn host_requests_are_served_by_a_halted_vp_and_woken_by_the_end() {
+    fn a_halted_vp_is_read_from_its_parked_snapshot_and_requests_are_woken_by_the_end() {
         crate::kick::install_handler().unwrap();
         let r = Rendezvous::new(2);
+        let takes = AtomicU64::new(0);
         std::thread::scope(|s| {
-            let r = &r;
-            // VP 1 halts (IF = 1, so the VM does not end) and serves.
+            let (r, takes) = (&r, &takes);
+            // VP 1 halts (IF = 1, so the VM does not end).
             s.spawn(move || {
                 r.register(1);
-                r.halt(1, false, &mut |groups| fake_snapshot(1, groups));
+                r.halt(1, false, &mut |groups| {
+                    takes.fetch_add(1, Ordering::Relaxed);
+                    fake_snapshot(1, groups)
+                });
                 r.unregister(1);
             });
             let debug = Groups::NONE.with(Group::Debug);
-            for _ in 0..50 {
-                let snap = r.request_host_snapshot(1, debug).unwrap();
+            for time in 0..50 {
+                let snap = r
+                    .request_host_snapshot(1, debug, || fake_synthetic(1, time))
+                    .unwrap();
                 assert_eq!(snap.vp_index(), 1);
                 let rax = snap.value(hvcall_abi::HvRegisterName(0x0002_0000)).unwrap();
-                assert_eq!(rax.as_u128(), 0b0100, "groups asked");
+                // Served either by the halting thread (the groups asked)
+                // or, once parked, from the copy of every group.
+                assert!(matches!(rax.as_u128(), 0b0100 | 0b11111), "{rax:?}");
+                if rax.as_u128() == 0b11111 {
+                    let t = snap.value(hvcall_abi::HvRegisterName(0x0009_0004)).unwrap();
+                    assert_eq!(t.as_u64(), time, "the synthetic state is read now");
+                }
             }
+            // The parked copy answered nearly all of them: the halted
+            // thread took one snapshot to park and at most served a few
+            // requests that came before.
+            assert!(
+                takes.load(Ordering::Relaxed) < 50,
+                "the halted thread served every read"
+            );
             // VP 0 never runs: a request to it waits until the end.
-            let waiting = s.spawn(move || r.request_host_snapshot(0, Groups::NONE));
+            let waiting =
+                s.spawn(move || r.request_host_snapshot(0, Groups::NONE, || fake_synthetic(0, 0)));
             r.end(VmExit::Watchdog);
             assert_eq!(waiting.join().unwrap().unwrap_err(), SnapshotError::Ended);
         });
         assert_eq!(
-            r.request_host_snapshot(1, Groups::NONE).unwrap_err(),
+            r.request_host_snapshot(1, Groups::NONE, || fake_synthetic(1, 0))
+                .unwrap_err(),
             SnapshotError::Ended,
             "after the end"
         );
         assert_eq!(
             Rendezvous::new(1)
-                .request_host_snapshot(5, Groups::NONE)
+                .request_host_snapshot(5, Groups::NONE, || fake_synthetic(5, 0))
                 .unwrap_err(),
             SnapshotError::Ended,
             "no such VP: nothing will ever answer"
@@ -575,11 +644,17 @@ mod tests {
                     // VP 0 asks for the debug group, VP 1 for none.
                     let groups = [Groups::NONE.with(Group::Debug), Groups::NONE][vp as usize];
                     for _ in 0..200 {
-                        let snap = r.request_snapshot(vp, 1 - vp, groups, &mut take).unwrap();
+                        let other = || fake_synthetic(1 - vp, 0);
+                        let snap = r
+                            .request_snapshot(vp, 1 - vp, groups, &mut take, other)
+                            .unwrap();
                         let idx = snap.value(hvcall_abi::HvRegisterName(0x0009_0003)).unwrap();
                         assert_eq!(idx.as_u32(), 1 - vp);
                         let rax = snap.value(hvcall_abi::HvRegisterName(0x0002_0000)).unwrap();
-                        assert_eq!(rax.as_u128(), [0b0100, 0][vp as usize], "groups asked");
+                        // The groups asked, or every group once the other
+                        // VP halted and parked its state.
+                        let asked = [0b0100, 0][vp as usize];
+                        assert!(rax.as_u128() == asked || rax.as_u128() == 0b11111);
                     }
                     r.halt(vp, true, &mut take);
                     r.unregister(vp);

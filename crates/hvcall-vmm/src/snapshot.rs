@@ -227,6 +227,13 @@ impl VpSnapshot {
         Ok(s)
     }
 
+    /// The same snapshot with the VMM's synthetic state `synthetic` (of
+    /// the same VP, read now): for a copy of a snapshot parked earlier.
+    pub fn with_synthetic(mut self: Box<Self>, synthetic: SyntheticState) -> Box<Self> {
+        self.synthetic = synthetic;
+        self
+    }
+
     /// The VP this snapshot is of.
     pub fn vp_index(&self) -> u32 {
         self.synthetic.vp_index
