@@ -18,7 +18,7 @@ use crate::dispatch::{fail, CallEnd, DispatchConfig, Progress};
 use crate::fast::{self, FastLayout, MAX_FILE_BYTES};
 use crate::input::{input_len, output_len, CallInput};
 use crate::memory::{MemoryError, PartitionMemory};
-use crate::pending::{EntryKey, Parked, Pending, VpState};
+use crate::pending::{Parked, VpState};
 use crate::registers::CallerRegisters;
 
 /// Alignment required of the input and output GPAs (step 5d).
@@ -117,20 +117,7 @@ where
             pending.next..count,
             Some(config.budget()),
         );
-        return match progress {
-            // The guest never sees that the call was continued: its control
-            // register gets back the rep start it had on the first entry.
-            Progress::Done(result) => CallEnd::ResultAfterContinuation {
-                result,
-                first_start: pending.first_start,
-            },
-            Progress::Stopped(next) => {
-                pending.next = next;
-                state.park(pending);
-                CallEnd::Continue(next)
-            }
-            Progress::HostFailed(e) => CallEnd::HostFailed(e),
-        };
+        return state.after_reentry(pending, progress);
     }
 
     if state.is_pending() {
@@ -153,17 +140,7 @@ where
             form,
             snapshot,
             next,
-        } => {
-            let image = form.image(regs);
-            state.park(Pending {
-                key: EntryKey::new(ctx, control, regs, &image),
-                first_start: control.rep_start(),
-                next,
-                form,
-                kind: Parked::Get(snapshot),
-            });
-            CallEnd::Continue(next)
-        }
+        } => state.park_first(ctx, control, regs, form, next, Parked::Get(snapshot)),
     }
 }
 

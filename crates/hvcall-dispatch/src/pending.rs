@@ -11,6 +11,7 @@
 
 use crate::backend::Target;
 use crate::convention::{CallContext, Convention};
+use crate::dispatch::{CallEnd, Progress};
 use crate::fast::MAX_FILE_BYTES;
 use crate::get_vp_registers::Form;
 use crate::input::{CallInput, SetInput};
@@ -75,6 +76,52 @@ impl<S> VpState<S> {
     /// Store a call stopped before element `pending.next`.
     pub(crate) fn park(&mut self, pending: Pending<S>) {
         self.pending = Some(pending);
+    }
+
+    /// What a re-entry's `progress` means for the parked call `pending`
+    /// (§2): it completed (the guest never sees that it was continued: its
+    /// control register gets back the first entry's rep start), it parks
+    /// again before the next element, or its source failed.
+    pub(crate) fn after_reentry<E>(
+        &mut self,
+        mut pending: Pending<S>,
+        progress: Progress<E>,
+    ) -> CallEnd<E> {
+        match progress {
+            Progress::Done(result) => CallEnd::ResultAfterContinuation {
+                result,
+                first_start: pending.first_start,
+            },
+            Progress::Stopped(next) => {
+                pending.next = next;
+                self.park(pending);
+                CallEnd::Continue(next)
+            }
+            Progress::HostFailed(e) => CallEnd::HostFailed(e),
+        }
+    }
+
+    /// Parks a call whose first entry stopped before element `next`,
+    /// keyed by the registers of that entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn park_first<R: CallerRegisters + ?Sized, E>(
+        &mut self,
+        ctx: &CallContext,
+        control: HypercallControl,
+        regs: &mut R,
+        form: Form,
+        next: u16,
+        kind: Parked<S>,
+    ) -> CallEnd<E> {
+        let image = form.image(regs);
+        self.park(Pending {
+            key: EntryKey::new(ctx, control, regs, &image),
+            first_start: control.rep_start(),
+            next,
+            form,
+            kind,
+        });
+        CallEnd::Continue(next)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::fast::{self, FastLayout};
 use crate::get_vp_registers::{check_target, Form};
 use crate::input::{set_input_len, SetInput};
 use crate::memory::PartitionMemory;
-use crate::pending::{EntryKey, Parked, Pending, VpState};
+use crate::pending::{Parked, VpState};
 use crate::registers::CallerRegisters;
 
 /// Handle one entry of HvCallSetVpRegisters (steps 2–4 already passed).
@@ -36,7 +36,7 @@ where
     H: Partitions + RegisterSource + ?Sized,
 {
     let count = control.rep_count();
-    if let Some(mut pending) = state.take_reentry(ctx, control, regs) {
+    if let Some(pending) = state.take_reentry(ctx, control, regs) {
         let Parked::Set(target) = pending.kind else {
             // The re-entry key includes the call code: cannot happen.
             state.park(pending);
@@ -55,18 +55,7 @@ where
             range,
             Some(config.budget()),
         );
-        return match progress {
-            Progress::Done(result) => CallEnd::ResultAfterContinuation {
-                result,
-                first_start: pending.first_start,
-            },
-            Progress::Stopped(next) => {
-                pending.next = next;
-                state.park(pending);
-                CallEnd::Continue(next)
-            }
-            Progress::HostFailed(e) => CallEnd::HostFailed(e),
-        };
+        return state.after_reentry(pending, progress);
     }
 
     if state.is_pending() {
@@ -82,15 +71,7 @@ where
     match first_entry(ctx, control, regs, memory, hv, &mut state.set_input, budget) {
         First::End(end) => end,
         First::Stopped { form, target, next } => {
-            let image = form.image(regs);
-            state.park(Pending {
-                key: EntryKey::new(ctx, control, regs, &image),
-                first_start: control.rep_start(),
-                next,
-                form,
-                kind: Parked::Set(target),
-            });
-            CallEnd::Continue(next)
+            state.park_first(ctx, control, regs, form, next, Parked::Set(target))
         }
     }
 }
