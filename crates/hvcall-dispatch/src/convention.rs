@@ -2,8 +2,11 @@
 //!
 //! A [`Convention`] says where the control word, the input and output GPAs
 //! and the result live in the caller's register file, and how a continued
-//! call's control word is written back. Nothing else in the dispatcher
-//! knows register numbers of the memory form.
+//! call's control word is written back, and which register names those
+//! are for a caller writing its own registers (step 8d). Nothing else in
+//! the dispatcher knows register numbers of the memory form.
+
+use hvcall_abi::HvRegisterName;
 
 use crate::registers::{x64, CallerRegisters};
 
@@ -55,6 +58,33 @@ impl Convention {
             Self::X64
         } else {
             Self::X86
+        }
+    }
+
+    /// Contract step 8d: whether `name` is one of the registers a caller's
+    /// own hypercall uses under this convention (control, input, output,
+    /// result), RIP/PC, or, for a fast call, its register file (§3).
+    pub(crate) fn is_call_register(self, fast: bool, name: HvRegisterName) -> bool {
+        use hvcall_abi::name::{arm64, x64};
+        match self {
+            Self::X64 => {
+                let file = fast && (x64::XMM0.0..=x64::XMM5.0).contains(&name.0);
+                file || [x64::RAX, x64::RCX, x64::RDX, x64::R8, x64::RIP].contains(&name)
+            }
+            Self::X86 => [
+                x64::RAX,
+                x64::RBX,
+                x64::RCX,
+                x64::RDX,
+                x64::RSI,
+                x64::RDI,
+                x64::RIP,
+            ]
+            .contains(&name),
+            Self::Arm64Hvc1 | Self::Arm64Smccc => {
+                let last = if fast { arm64::X17 } else { arm64::X3 };
+                (arm64::X0.0..=last.0).contains(&name.0) || name == arm64::PC
+            }
         }
     }
 

@@ -7,8 +7,7 @@
 //! the input stays in the VP's state, the checked target in the parked
 //! call.
 
-use hvcall_abi::name::{arm64, x64};
-use hvcall_abi::{HvError, HvRegisterName, HvStatus, HypercallControl, HypercallResult, PAGE_SIZE};
+use hvcall_abi::{HvError, HvStatus, HypercallControl, HypercallResult, PAGE_SIZE};
 
 use crate::backend::{Caller, Partitions, RegisterSource, SourceError, Target, WriteFailure};
 use crate::convention::{CallContext, Convention};
@@ -210,7 +209,7 @@ where
     // before the first element they refuse.
     let refused = elements
         .iter()
-        .position(|e| e.reserved != [0; 12] || (own && is_call_register(convention, fast, e.name)));
+        .position(|e| e.reserved != [0; 12] || (own && convention.is_call_register(fast, e.name)));
     let batch = elements
         .get(..refused.unwrap_or(elements.len()))
         .unwrap_or_default();
@@ -233,31 +232,5 @@ where
         Progress::Stopped(end)
     } else {
         Progress::Done(HypercallResult::of(HvStatus::SUCCESS, count))
-    }
-}
-
-/// Step 8d: whether `name` is one of the registers the caller's own
-/// hypercall uses under `convention` (§4), RIP/PC, or, for a fast call,
-/// its register file (§3).
-fn is_call_register(convention: Convention, fast: bool, name: HvRegisterName) -> bool {
-    match convention {
-        Convention::X64 => {
-            let file = fast && (x64::XMM0.0..=x64::XMM5.0).contains(&name.0);
-            file || [x64::RAX, x64::RCX, x64::RDX, x64::R8, x64::RIP].contains(&name)
-        }
-        Convention::X86 => [
-            x64::RAX,
-            x64::RBX,
-            x64::RCX,
-            x64::RDX,
-            x64::RSI,
-            x64::RDI,
-            x64::RIP,
-        ]
-        .contains(&name),
-        Convention::Arm64Hvc1 | Convention::Arm64Smccc => {
-            let last = if fast { arm64::X17 } else { arm64::X3 };
-            (arm64::X0.0..=last.0).contains(&name.0) || name == arm64::PC
-        }
     }
 }

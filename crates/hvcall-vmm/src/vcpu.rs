@@ -227,11 +227,15 @@ pub(crate) fn inject_exception(vcpu: &mut VcpuFd, rip: u64, vector: u8) {
 /// One `KVM_RUN` and the exit's immediate handling.
 fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
     let result = vcpu.run();
-    let exited = Instant::now();
+    // The clock is read for hypercall exits only (the VMM's time per call),
+    // not on every exit.
+    let exited = matches!(result, Ok(VcpuExit::IoOut(HYPERCALL_PORT, _))).then(Instant::now);
     shared.rendezvous.after_run();
     shared.counters.exit();
     match result {
-        Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) => Action::HypercallPort(data.len(), exited),
+        Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) => {
+            Action::HypercallPort(data.len(), exited.unwrap_or_else(Instant::now))
+        }
         Ok(VcpuExit::IoOut(port, data)) => match shared.devices.write(port, data) {
             PortEffect::None => Action::Continue,
             PortEffect::Exit(v) => Action::End(VmExit::Exited(v)),
