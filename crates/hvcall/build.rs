@@ -13,10 +13,11 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-none";
 /// Every guest to embed.
-const GUESTS: [&str; 9] = [
+const GUESTS: [&str; 10] = [
     "demo",
     "conformance",
     "torn",
+    "tornwrite",
     "mutual",
     "groups",
     "vmcall",

@@ -63,8 +63,19 @@ impl Convention {
 
     /// Contract step 8d: whether `name` is one of the registers a caller's
     /// own hypercall uses under this convention (control, input, output,
-    /// result), RIP/PC, or, for a fast call, its register file (§3).
-    pub(crate) fn is_call_register(self, fast: bool, name: HvRegisterName) -> bool {
+    /// result), RIP/PC, or, for a fast call, its register file (§3). A
+    /// VMM that lets writes reach a VP while it is inside a hypercall
+    /// leaves these registers to the call.
+    ///
+    /// ```
+    /// use hvcall_abi::name::x64;
+    /// use hvcall_dispatch::Convention;
+    /// assert!(Convention::X64.is_call_register(false, x64::RCX));
+    /// assert!(Convention::X64.is_call_register(true, x64::XMM5));
+    /// assert!(!Convention::X64.is_call_register(false, x64::XMM5));
+    /// assert!(!Convention::X64.is_call_register(true, x64::RBX));
+    /// ```
+    pub fn is_call_register(self, fast: bool, name: HvRegisterName) -> bool {
         use hvcall_abi::name::{arm64, x64};
         match self {
             Self::X64 => {

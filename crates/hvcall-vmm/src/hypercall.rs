@@ -7,12 +7,24 @@
 //! dispatcher asks (fast forms) and written back with one `KVM_SET_FPU`
 //! only if changed. The caller is partition 2, child of the root
 //! partition 1; only VTL 0 exists.
+//!
+//! While its call is handled the VP is stopped at the hypercall
+//! instruction, and other VPs may read and write it (it serves their
+//! requests while it waits for its own): its state as they see it is
+//! [`InCall::here`], its state at the call with those writes applied.
+//! When the call ends, a general register written meanwhile keeps the
+//! written value unless it is one of the call's own registers (contract
+//! step 8d's list: the call's values win there), and so does an FPU/SSE
+//! register other than a fast call's XMM0–5.
 
+use hvcall_abi::name::x64;
 use hvcall_abi::HypercallResult;
-use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl};
+use hvcall_abi::{
+    HvError, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, SetVpRegistersElement,
+};
 use hvcall_dispatch::{
     dispatch, CallContext, Caller, CallerRegisters, Convention, Outcome, PartitionInfo, Partitions,
-    RegisterSource, SnapshotRequest, SourceError, VpState,
+    RegisterSource, SnapshotRequest, SourceError, Target, VpState, WriteFailure,
 };
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
@@ -20,8 +32,8 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
 use crate::memory::CallerMemory;
 use crate::registers::{gpr, gpr_mut, group_of, Group, Groups};
-use crate::rendezvous::SnapshotError;
-use crate::snapshot::VpSnapshot;
+use crate::rendezvous::{Served, Server, SnapshotError, WriteReply};
+use crate::snapshot::{VpSnapshot, RFLAGS_SLOT, RIP_SLOT};
 use crate::stats::count_ioctl;
 use crate::trace::TracedCall;
 use crate::vm::Shared;
@@ -99,25 +111,136 @@ impl CallerRegisters for CallerRegs {
     }
 }
 
-/// The partition/VP view of one call, made on the calling VP's thread.
-pub struct VpHypervisor<'a> {
+/// The calling VP while its call is handled, as it serves other VPs.
+pub struct InCall<'a> {
     shared: &'a Shared<'a>,
     vp: u32,
     vcpu: &'a VcpuFd,
     /// The caller's state at the call, RIP on the hypercall instruction.
     at_call: kvm_sync_regs,
+    /// `at_call` with the writes that reached the VP during the call;
+    /// groups filled on first use. Made when first needed.
+    here: Option<VpSnapshot>,
+    /// General registers written during the call (bit n: slot n of
+    /// [`crate::snapshot::Written::Regs`]).
+    regs_written: u32,
+    /// An FPU/SSE register was written during the call.
+    fpu_written: bool,
+}
+
+impl InCall<'_> {
+    /// The VP's state as others see it during the call.
+    fn here(&mut self) -> &mut VpSnapshot {
+        let (shared, vp, at_call) = (self.shared, self.vp, self.at_call);
+        self.here
+            .get_or_insert_with(|| VpSnapshot::from_sync(at_call, shared.synthetic(vp)))
+    }
+
+    /// Fills `group` of [`Self::here`].
+    fn fill(&mut self, group: Group) -> Result<&mut VpSnapshot, SnapshotError> {
+        let vcpu = self.vcpu;
+        let here = self.here();
+        here.fill(group, vcpu)
+            .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
+        Ok(here)
+    }
+
+    /// Carries what was written during the call into what the call hands
+    /// back: `regs` (general registers at the call's end, for a call of
+    /// `convention`, `fast` or not) and the sync area's copy of the
+    /// control and segment registers. If FPU/SSE writes reached the VP
+    /// while the call's own XMM output is pending, the call's FPU copy is
+    /// refetched and keeps only its XMM0–5.
+    fn merge(
+        &self,
+        convention: Convention,
+        fast: bool,
+        regs: &mut CallerRegs,
+        vcpu_sregs: &mut kvm_bindings::kvm_sregs,
+    ) -> Result<(), kvm_ioctls::Error> {
+        let Some(here) = &self.here else {
+            return Ok(());
+        };
+        *vcpu_sregs = here.sync().sregs;
+        let written = &here.sync().regs;
+        for slot in (0..=RFLAGS_SLOT).filter(|s| self.regs_written & 1 << s != 0) {
+            let name = HvRegisterName(x64::RAX.0 + slot as u32);
+            if convention.is_call_register(fast, name) {
+                continue;
+            }
+            match slot {
+                RIP_SLOT => regs.regs.rip = written.rip,
+                RFLAGS_SLOT => regs.regs.rflags = written.rflags,
+                i => {
+                    if let (Some(to), Some(v)) = (gpr_mut(&mut regs.regs, i), gpr(written, i)) {
+                        *to = v;
+                    }
+                }
+            }
+        }
+        // The FPU state the call fetched is older than these writes: keep
+        // them, and only the call's own XMM0–5 from its copy.
+        if self.fpu_written && regs.fpu_dirty {
+            if let Some(mine) = &mut regs.fpu {
+                count_ioctl();
+                let mut now = self.vcpu.get_fpu()?;
+                now.xmm[..6].copy_from_slice(&mine.xmm[..6]);
+                *mine = now;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Server for InCall<'_> {
+    fn snapshot(&mut self, groups: Groups) -> Served {
+        for g in groups.fetched() {
+            self.fill(g)?;
+        }
+        let synthetic = self.shared.synthetic(self.vp);
+        let snapshot = Box::new(self.here().clone()).with_synthetic(synthetic);
+        self.shared.counters.snapshot_served(&snapshot);
+        self.shared.counters.flush_ioctls();
+        Ok(snapshot)
+    }
+
+    fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
+        let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
+        let batch = crate::write::apply(self.here(), vcpu, elements, &mut |index, value| {
+            shared.write_synthetic(index, vp, value)
+        });
+        self.regs_written |= batch.regs;
+        self.fpu_written |= batch.fpu;
+        batch.result
+    }
+}
+
+/// The partition/VP view of one call, made on the calling VP's thread.
+pub struct VpHypervisor<'a> {
+    call: InCall<'a>,
+}
+
+impl VpHypervisor<'_> {
+    /// Whether `target` is a VP of the VM (the dispatcher checked it).
+    fn check(&self, target: &Target) -> Result<(), HvError> {
+        let cpus = self.call.shared.leaves.cpus;
+        if target.partition_id != VM_PARTITION_ID || target.vp_index >= cpus {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        Ok(())
+    }
 }
 
 impl Partitions for VpHypervisor<'_> {
     fn caller(&self) -> Caller {
-        let leaves = &self.shared.leaves;
-        Caller::new(VM_PARTITION_ID, self.vp)
+        let leaves = &self.call.shared.leaves;
+        Caller::new(VM_PARTITION_ID, self.call.vp)
             .with_privileges(leaves.privileges)
             .with_xmm_fast(leaves.xmm_fast, leaves.xmm_fast)
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
-        partition_info(partition_id, self.shared.leaves.cpus)
+        partition_info(partition_id, self.call.shared.leaves.cpus)
     }
 
     fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
@@ -136,28 +259,24 @@ impl RegisterSource for VpHypervisor<'_> {
         request: &SnapshotRequest<'_>,
     ) -> Result<VpSnapshot, SourceError<SnapshotError>> {
         let target = request.target;
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.shared.leaves.cpus {
-            return Err(SourceError::Hv(HvError::INVALID_PARAMETER));
-        }
+        self.check(&target)?;
         let groups = Groups::of(request.names);
-        if target.vp_index == self.vp {
-            let mut own = VpSnapshot::from_sync(self.at_call, self.shared.synthetic(self.vp));
+        let call = &mut self.call;
+        if target.vp_index == call.vp {
             // The call's own output reaches this VP's XMM registers before
             // later elements are read: take that group now, at the call
             // (docs/contract.md §5 and §2: a later element must not see this
             // call's own output).
             if request.output_precedes_reads && groups.contains(Group::Fpu) {
-                own.fill(Group::Fpu, self.vcpu)
-                    .map_err(|e| SourceError::Host(SnapshotError::Fetch(e.to_string())))?;
+                call.fill(Group::Fpu).map_err(SourceError::Host)?;
             }
-            return Ok(own);
+            return Ok(call.here().clone());
         }
-        let (shared, vp, vcpu, at_call) = (self.shared, self.vp, self.vcpu, self.at_call);
-        let mut serve = |asked| shared.serve_snapshot_from(vp, vcpu, at_call, asked);
+        let (shared, vp) = (call.shared, call.vp);
         let synthetic = || shared.synthetic(target.vp_index);
         match shared
             .rendezvous
-            .request_snapshot(vp, target.vp_index, groups, &mut serve, synthetic)
+            .request_snapshot(vp, target.vp_index, groups, call, synthetic)
         {
             Ok(s) => Ok(*s),
             Err(e) => {
@@ -175,12 +294,35 @@ impl RegisterSource for VpHypervisor<'_> {
         let group = group_of(name).ok_or(HvError::INVALID_PARAMETER)?;
         // Only the caller's own snapshot fills lazily; another VP's holds
         // what its call named and is never fetched from again.
-        if !snapshot.has(group) && snapshot.vp_index() == self.vp {
+        if !snapshot.has(group) && snapshot.vp_index() == self.call.vp {
             snapshot
-                .fill(group, self.vcpu)
+                .fill(group, self.call.vcpu)
                 .map_err(|e| SourceError::Host(SnapshotError::Fetch(e.to_string())))?;
         }
         Ok(snapshot.read_held(name)?)
+    }
+
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<SnapshotError>> {
+        self.check(target).map_err(|e| WriteFailure {
+            applied: 0,
+            error: SourceError::Hv(e),
+        })?;
+        let call = &mut self.call;
+        if target.vp_index == call.vp {
+            return call.write(elements);
+        }
+        let (shared, vp) = (call.shared, call.vp);
+        shared
+            .rendezvous
+            .request_write(vp, target.vp_index, elements, call)
+    }
+
+    fn implements_writes(&self) -> bool {
+        true
     }
 }
 
@@ -221,6 +363,7 @@ pub fn handle(
     at_call.regs.rip = instruction;
 
     let fault = |message: String| HypercallFault { vp, message };
+    let mut sregs = sync.sregs;
     let (outcome, mut regs, traced) = {
         let vcpu_ref: &VcpuFd = vcpu;
         let mut regs = CallerRegs::new(sync.regs);
@@ -244,10 +387,15 @@ pub fn handle(
         });
         let mut memory = CallerMemory::new(shared.ram, overlay);
         let mut hv = VpHypervisor {
-            shared,
-            vp,
-            vcpu: vcpu_ref,
-            at_call,
+            call: InCall {
+                shared,
+                vp,
+                vcpu: vcpu_ref,
+                at_call,
+                here: None,
+                regs_written: 0,
+                fpu_written: false,
+            },
         };
         let outcome = dispatch(
             &ctx,
@@ -258,6 +406,10 @@ pub fn handle(
             &shared.dispatch,
         );
         let outcome = outcome.map_err(|e| fault(e.to_string()))?;
+        let fast = HypercallControl::from_bits(control).fast();
+        hv.call
+            .merge(ctx.convention, fast, &mut regs, &mut sregs)
+            .map_err(|e| fault(format!("KVM_GET_FPU: {e}")))?;
         if regs.fpu_dirty {
             if let Some(f) = &regs.fpu {
                 count_ioctl();
@@ -284,6 +436,8 @@ pub fn handle(
         }
     }
     let sync_out = vcpu.sync_regs_mut();
+    // A copy: the control and segment registers are in KVM already.
+    sync_out.sregs = sregs;
     match outcome {
         Outcome::Complete => sync_out.regs = regs,
         Outcome::Continue => {

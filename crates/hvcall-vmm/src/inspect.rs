@@ -39,9 +39,10 @@
 
 use std::time::Duration;
 
-use hvcall_abi::{HvRegisterName, HvRegisterValue};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 
 use crate::memory::GuestRam;
+use crate::rendezvous::SnapshotError;
 use crate::root::{ReadError, RootHypervisor};
 use crate::stats::RunStats;
 use crate::vm::Shared;
@@ -89,6 +90,30 @@ impl<'a> Inspector<'a> {
             write: None,
         };
         crate::root::get_vp_registers(&mut hv, vp, names)
+    }
+
+    /// Writes `elements` to VP `vp` as the root partition while it runs,
+    /// with the checks of a guest's HvCallSetVpRegisters (docs/contract.md
+    /// §8): the VP's thread applies them in order between two of its
+    /// instructions, all in one go. Errors as for
+    /// [`Self::get_vp_registers`]; on [`ReadError::Call`] the elements
+    /// before `index` were written, that one and later ones were not.
+    pub fn set_vp_registers(
+        &self,
+        vp: u32,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), ReadError> {
+        let shared = self.shared;
+        let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
+        let mut write = |target: u32, batch: &[SetVpRegistersElement]| {
+            shared.rendezvous.request_host_write(target, batch)
+        };
+        let mut hv = RootHypervisor {
+            vp_count: shared.config.cpus,
+            snapshot: &mut snapshot,
+            write: Some(&mut write),
+        };
+        crate::root::set_vp_registers(&mut hv, vp, elements)
     }
 
     /// The number of VPs (valid indexes are `0..vp_count()`).

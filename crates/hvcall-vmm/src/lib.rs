@@ -65,6 +65,7 @@ pub mod stats;
 pub mod trace;
 mod vcpu;
 pub mod vm;
+mod write;
 
 pub use config::VmConfig;
 pub use console::Console;

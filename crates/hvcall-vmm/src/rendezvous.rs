@@ -1,16 +1,18 @@
-//! Cross-thread coordination of the vCPU threads: VM end, snapshots of a
-//! running VP, pausing every vCPU, and the all-halted rule.
+//! Cross-thread coordination of the vCPU threads: VM end, reads and
+//! writes of a running VP's registers, pausing every vCPU, and the
+//! all-halted rule.
 //!
 //! All coordination state sits behind one mutex with one condition
 //! variable (plus the additions for speed described below). vCPU ioctls
-//! are only ever made by the vCPU's own thread: to read VP `t` another
-//! thread posts a request naming the register [`Groups`] it needs, kicks
-//! `t` (a signal, see the `kick` module) and waits; `t` takes the snapshot
-//! on its thread at the next point where its state is consistent (just
+//! are only ever made by the vCPU's own thread: to read or write VP `t`
+//! another thread posts a request ([`Work`]: the register [`Groups`] it
+//! needs, or a batch of elements to write), kicks `t` (a signal, see the
+//! `kick` module) and waits; `t` serves it on its thread, through its
+//! [`Server`], at the next point where its state is consistent (just
 //! after `KVM_RUN` returned `EINTR`, or while it waits in a hypercall,
-//! while halted, or paused) and posts the reply. Requests that wait
-//! together are answered with one snapshot holding the union of their
-//! groups.
+//! while halted, or paused) and posts the reply. Writes waiting together
+//! are applied in the order they came, then the reads waiting together are
+//! answered with one snapshot holding the union of their groups.
 //!
 //! A thread that waits for anything keeps serving requests addressed to
 //! it, so two VPs reading each other at the same moment both finish. The
@@ -41,6 +43,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use hvcall_abi::SetVpRegistersElement;
+use hvcall_dispatch::{SourceError, WriteFailure};
+
 use crate::kick::Kicker;
 use crate::registers::Groups;
 use crate::snapshot::{SyntheticState, VpSnapshot};
@@ -57,11 +62,68 @@ pub enum SnapshotError {
     Fetch(String),
 }
 
-/// What the thread that serves a request hands back.
+/// What the thread that serves a read hands back.
 pub type Served = Result<Box<VpSnapshot>, SnapshotError>;
 
-/// How a VP's thread takes a snapshot of itself holding the given groups.
-pub type Take<'a> = dyn FnMut(Groups) -> Served + 'a;
+/// What the thread that serves a write hands back: every element applied,
+/// or where and why the batch stopped.
+pub type WriteReply = Result<(), WriteFailure<SnapshotError>>;
+
+/// A VP's thread, serving the requests addressed to its VP on that thread
+/// (where its vCPU's ioctls may be made), at a point where the VP is
+/// between two instructions.
+pub trait Server {
+    /// A snapshot of the VP holding at least `groups`.
+    fn snapshot(&mut self, groups: Groups) -> Served;
+    /// Applies `elements` to the VP in order, as one batch (contract §8).
+    fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply;
+}
+
+/// What a request asks of the target VP's thread.
+#[derive(Clone, Debug)]
+enum Work {
+    /// A snapshot holding at least these groups.
+    Read(Groups),
+    /// These elements written, in order, as one batch.
+    Write(Vec<SetVpRegistersElement>),
+}
+
+/// The answer to a request.
+#[derive(Clone, Debug)]
+enum Reply {
+    Read(Served),
+    Write(WriteReply),
+}
+
+impl Reply {
+    /// The reply to `work` when nothing can serve it any more.
+    fn ended(work: &Work) -> Self {
+        match work {
+            Work::Read(_) => Reply::Read(Err(SnapshotError::Ended)),
+            Work::Write(_) => Reply::Write(Err(WriteFailure {
+                applied: 0,
+                error: SourceError::Host(SnapshotError::Ended),
+            })),
+        }
+    }
+
+    fn into_read(self) -> Served {
+        match self {
+            Reply::Read(r) => r,
+            Reply::Write(_) => Err(SnapshotError::Fetch("a write reply to a read".into())),
+        }
+    }
+
+    fn into_write(self) -> WriteReply {
+        match self {
+            Reply::Write(r) => r,
+            Reply::Read(_) => Err(WriteFailure {
+                applied: 0,
+                error: SourceError::Host(SnapshotError::Fetch("a read reply to a write".into())),
+            }),
+        }
+    }
+}
 
 /// Who waits for a snapshot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -72,13 +134,13 @@ enum Requester {
     Host,
 }
 
-/// One VP or the host waiting for a VP's snapshot.
-#[derive(Copy, Clone, Debug)]
+/// One VP or the host waiting for a VP's thread.
+#[derive(Clone, Debug)]
 struct Request {
     /// Who waits.
     requester: Requester,
-    /// The groups its call reads.
-    groups: Groups,
+    /// What for.
+    work: Work,
 }
 
 #[derive(Debug, Default)]
@@ -86,7 +148,7 @@ struct VpSlot {
     /// Requests waiting for this VP's snapshot.
     requests: Vec<Request>,
     /// The reply to this VP's own request.
-    reply: Option<Served>,
+    reply: Option<Reply>,
     /// Every group of this VP, taken when it halted for good: it never
     /// runs again, so requests are answered from this copy without waking
     /// its thread (the synthetic state is refreshed per request).
@@ -99,7 +161,7 @@ struct HostSlot {
     /// A host request is outstanding (host requests take turns).
     busy: bool,
     /// The reply to it.
-    reply: Option<Served>,
+    reply: Option<Reply>,
 }
 
 #[derive(Debug, Default)]
@@ -151,7 +213,7 @@ const SPIN: Duration = Duration::from_micros(40);
 
 impl State {
     /// Hands `reply` to `requester`.
-    fn deliver(&mut self, requester: Requester, reply: Served) {
+    fn deliver(&mut self, requester: Requester, reply: Reply) {
         match requester {
             Requester::Vp(vp) => {
                 if let Some(slot) = self.vps.get_mut(vp as usize) {
@@ -221,7 +283,7 @@ impl Rendezvous {
             None => Vec::new(),
         };
         for r in requests {
-            st.deliver(r.requester, Err(SnapshotError::Ended));
+            st.deliver(r.requester, Reply::ended(&r.work));
         }
         self.changed.notify_all();
     }
@@ -268,28 +330,51 @@ impl Rendezvous {
         true
     }
 
-    /// Answers the requests addressed to `vp` (called with the lock held
-    /// and the VP's state consistent) with one snapshot holding every
-    /// group they asked for. Drops and retakes the lock.
+    /// Serves the requests addressed to `vp` (called with the lock held
+    /// and the VP's state consistent): the writes in the order they came,
+    /// then one snapshot holding every group the reads asked for. A VP
+    /// halted for good parks a fresh snapshot after writes. Drops and
+    /// retakes the lock.
     fn serve<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         vp: u32,
-        take: &mut Take<'_>,
+        server: &mut dyn Server,
     ) -> MutexGuard<'a, State> {
-        let requests = match st.vps.get_mut(vp as usize) {
-            Some(slot) if !slot.requests.is_empty() => std::mem::take(&mut slot.requests),
+        let (requests, parked) = match st.vps.get_mut(vp as usize) {
+            Some(slot) if !slot.requests.is_empty() => {
+                (std::mem::take(&mut slot.requests), slot.parked.is_some())
+            }
             _ => return st,
         };
         drop(st);
-        let groups = requests
-            .iter()
-            .fold(Groups::NONE, |all, r| all.union(r.groups));
-        let snapshot = take(groups);
-        tracing::trace!(vp, ?requests, ok = snapshot.is_ok(), "served snapshot");
+        let mut replies: Vec<(Requester, Reply)> = Vec::with_capacity(requests.len());
+        let mut groups = None;
+        for r in &requests {
+            match &r.work {
+                Work::Write(elements) => {
+                    replies.push((r.requester, Reply::Write(server.write(elements))));
+                }
+                Work::Read(g) => groups = Some(groups.unwrap_or(Groups::NONE).union(*g)),
+            }
+        }
+        let wrote = replies.len();
+        if let Some(groups) = groups {
+            let snapshot = server.snapshot(groups);
+            for r in &requests {
+                if matches!(r.work, Work::Read(_)) {
+                    replies.push((r.requester, Reply::Read(snapshot.clone())));
+                }
+            }
+        }
+        let repark = (parked && wrote > 0).then(|| server.snapshot(Groups::ALL).ok());
+        tracing::trace!(vp, ?requests, "served");
         let mut st = self.lock();
-        for r in requests {
-            st.deliver(r.requester, snapshot.clone());
+        if let (Some(parked), Some(slot)) = (repark, st.vps.get_mut(vp as usize)) {
+            slot.parked = parked;
+        }
+        for (requester, reply) in replies {
+            st.deliver(requester, reply);
         }
         self.changed.notify_all();
         self.replies.fetch_add(1, Ordering::Relaxed);
@@ -297,7 +382,7 @@ impl Rendezvous {
     }
 
     /// A copy of VP `vp`'s parked snapshot, if it halted for good.
-    fn parked(st: &State, vp: u32) -> Option<Box<VpSnapshot>> {
+    fn parked_in(st: &State, vp: u32) -> Option<Box<VpSnapshot>> {
         st.vps.get(vp as usize)?.parked.clone()
     }
 
@@ -309,15 +394,15 @@ impl Rendezvous {
 
     /// Called by VP `vp`'s thread before `KVM_RUN`. `consistent` says
     /// whether its state is between two instructions now (no exit awaits
-    /// completion by re-entry); `take` snapshots it.
-    pub fn before_run(&self, vp: u32, consistent: bool, take: &mut Take<'_>) -> Next {
+    /// completion by re-entry); `server` serves requests for it.
+    pub fn before_run(&self, vp: u32, consistent: bool, server: &mut dyn Server) -> Next {
         let mut st = self.lock();
         loop {
             if st.ended.is_some() {
                 return Next::Stop;
             }
             if Self::has_requests(&st, vp) && consistent {
-                st = self.serve(st, vp, take);
+                st = self.serve(st, vp, server);
                 continue;
             }
             if st.paused {
@@ -341,29 +426,60 @@ impl Rendezvous {
 
     /// Called by VP `requester`'s thread (stopped at its hypercall) to get
     /// a consistent snapshot of VP `target` (another VP) holding at least
-    /// `groups`. `take` serves requests addressed to `requester` meanwhile.
+    /// `groups`. `server` serves requests addressed to `requester`
+    /// meanwhile; `synthetic` is the target's synthetic state now, for a
+    /// target halted for good (read from its parked snapshot).
     pub fn request_snapshot(
         &self,
         requester: u32,
         target: u32,
         groups: Groups,
-        take: &mut Take<'_>,
+        server: &mut dyn Server,
         synthetic: impl FnOnce() -> SyntheticState,
     ) -> Served {
-        let mut st = self.lock();
-        if st.ended.is_some() {
-            return Err(SnapshotError::Ended);
-        }
-        if let Some(parked) = Self::parked(&st, target) {
-            drop(st);
+        if let Some(parked) = self.parked(target) {
             return Ok(parked.with_synthetic(synthetic()));
         }
+        self.request(requester, target, Work::Read(groups), server)
+            .into_read()
+    }
+
+    /// Called by VP `requester`'s thread (stopped at its hypercall) to
+    /// write `elements` to VP `target` (another VP) as one batch, applied
+    /// by the target's thread between two of its instructions. `server`
+    /// serves requests addressed to `requester` meanwhile.
+    pub fn request_write(
+        &self,
+        requester: u32,
+        target: u32,
+        elements: &[SetVpRegistersElement],
+        server: &mut dyn Server,
+    ) -> WriteReply {
+        self.request(requester, target, Work::Write(elements.to_vec()), server)
+            .into_write()
+    }
+
+    /// A copy of VP `target`'s parked snapshot if it halted for good and
+    /// the VM runs.
+    fn parked(&self, target: u32) -> Option<Box<VpSnapshot>> {
+        let st = self.lock();
+        if st.ended.is_some() {
+            return None;
+        }
+        Self::parked_in(&st, target)
+    }
+
+    fn request(&self, requester: u32, target: u32, work: Work, server: &mut dyn Server) -> Reply {
+        let mut st = self.lock();
+        if st.ended.is_some() {
+            return Reply::ended(&work);
+        }
         let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Err(SnapshotError::Ended);
+            return Reply::ended(&work);
         };
         slot.requests.push(Request {
             requester: Requester::Vp(requester),
-            groups,
+            work: work.clone(),
         });
         self.changed.notify_all();
         let replies = self.replies.load(Ordering::Relaxed);
@@ -385,10 +501,10 @@ impl Rendezvous {
                 return reply;
             }
             if st.ended.is_some() {
-                return Err(SnapshotError::Ended);
+                return Reply::ended(&work);
             }
             if Self::has_requests(&st, requester) {
-                st = self.serve(st, requester, take);
+                st = self.serve(st, requester, server);
                 continue;
             }
             st = self.wait(st);
@@ -406,23 +522,38 @@ impl Rendezvous {
         groups: Groups,
         synthetic: impl FnOnce() -> SyntheticState,
     ) -> Served {
+        if let Some(parked) = self.parked(target) {
+            return Ok(parked.with_synthetic(synthetic()));
+        }
+        self.request_host(target, Work::Read(groups)).into_read()
+    }
+
+    /// Called by a host thread (not a VP) to write `elements` to VP
+    /// `target` as one batch; waits as [`Self::request_host_snapshot`]
+    /// does.
+    pub fn request_host_write(
+        &self,
+        target: u32,
+        elements: &[SetVpRegistersElement],
+    ) -> WriteReply {
+        self.request_host(target, Work::Write(elements.to_vec()))
+            .into_write()
+    }
+
+    fn request_host(&self, target: u32, work: Work) -> Reply {
         let mut st = self.lock();
         while st.host.busy && st.ended.is_none() {
             st = self.wait(st);
         }
         if st.ended.is_some() {
-            return Err(SnapshotError::Ended);
-        }
-        if let Some(parked) = Self::parked(&st, target) {
-            drop(st);
-            return Ok(parked.with_synthetic(synthetic()));
+            return Reply::ended(&work);
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Err(SnapshotError::Ended);
+            return Reply::ended(&work);
         };
         slot.requests.push(Request {
             requester: Requester::Host,
-            groups,
+            work: work.clone(),
         });
         st.host = HostSlot {
             busy: true,
@@ -437,7 +568,7 @@ impl Rendezvous {
                 break reply;
             }
             if st.ended.is_some() {
-                break Err(SnapshotError::Ended);
+                break Reply::ended(&work);
             }
             st = self.wait(st);
         };
@@ -452,7 +583,7 @@ impl Rendezvous {
     /// every group, from which requests for it are answered without waking
     /// this thread, and serves the requests made before that until the VM
     /// ends.
-    pub fn halt(&self, vp: u32, interrupts_disabled: bool, take: &mut Take<'_>) {
+    pub fn halt(&self, vp: u32, interrupts_disabled: bool, server: &mut dyn Server) {
         let mut st = self.lock();
         if interrupts_disabled {
             st.halted += 1;
@@ -467,7 +598,7 @@ impl Rendezvous {
             // every group for requesters to copy (a failed fetch leaves
             // requests to be served here, as for a running VP).
             drop(st);
-            let parked = take(Groups::ALL).ok();
+            let parked = server.snapshot(Groups::ALL).ok();
             st = self.lock();
             if let Some(slot) = st.vps.get_mut(vp as usize) {
                 slot.parked = parked;
@@ -475,7 +606,7 @@ impl Rendezvous {
         }
         while st.ended.is_none() {
             if Self::has_requests(&st, vp) {
-                st = self.serve(st, vp, take);
+                st = self.serve(st, vp, server);
                 continue;
             }
             st = self.wait(st);
@@ -527,15 +658,13 @@ mod tests {
         assert_eq!(r.ended(), Some(VmExit::Exited(3)));
         assert!(r.wait_end(Duration::from_millis(1)));
         assert!(r.wait_end(Duration::MAX), "no overflow");
-        let mut never = |_: Groups| -> Served { unreachable!() };
-        assert_eq!(r.before_run(0, true, &mut never), Next::Stop);
+        assert_eq!(r.before_run(0, true, &mut Fake::new(0)), Next::Stop);
     }
 
     #[test]
     fn all_halted_ends_the_vm() {
         let r = Rendezvous::new(1);
-        let mut never = |_: Groups| -> Served { unreachable!() };
-        r.halt(0, true, &mut never);
+        r.halt(0, true, &mut Fake::new(0));
         assert_eq!(r.ended(), Some(VmExit::AllHalted));
     }
 
@@ -556,6 +685,47 @@ mod tests {
             .map(|(i, &g)| u64::from(groups.contains(g)) << i)
             .sum();
         Ok(Box::new(VpSnapshot::from_sync(sync, synthetic)))
+    }
+
+    /// A VP thread that serves fake snapshots (counting them) and writes
+    /// that set RAX of the snapshots it serves afterwards.
+    struct Fake<'a> {
+        vp: u32,
+        takes: Option<&'a AtomicU64>,
+        rax: Option<u64>,
+    }
+
+    impl<'a> Fake<'a> {
+        fn new(vp: u32) -> Self {
+            Self {
+                vp,
+                takes: None,
+                rax: None,
+            }
+        }
+    }
+
+    impl Server for Fake<'_> {
+        fn snapshot(&mut self, groups: Groups) -> Served {
+            if let Some(t) = self.takes {
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+            let s = fake_snapshot(self.vp, groups)?;
+            Ok(match self.rax {
+                Some(rax) => {
+                    let mut sync = *s.sync();
+                    sync.regs.rax = rax;
+                    Box::new(VpSnapshot::from_sync(sync, fake_synthetic(self.vp, 0)))
+                }
+                None => s,
+            })
+        }
+        fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
+            for e in elements {
+                self.rax = Some(e.value.as_u64());
+            }
+            Ok(())
+        }
     }
 
     /// The synthetic state a requester reads now, marked by `time`.
@@ -580,10 +750,9 @@ mod tests {
             // VP 1 halts (IF = 1, so the VM does not end).
             s.spawn(move || {
                 r.register(1);
-                r.halt(1, false, &mut |groups| {
-                    takes.fetch_add(1, Ordering::Relaxed);
-                    fake_snapshot(1, groups)
-                });
+                let mut fake = Fake::new(1);
+                fake.takes = Some(takes);
+                r.halt(1, false, &mut fake);
                 r.unregister(1);
             });
             let debug = Groups::NONE.with(Group::Debug);
@@ -640,7 +809,7 @@ mod tests {
                 let r = &r;
                 s.spawn(move || {
                     r.register(vp);
-                    let mut take = |groups| fake_snapshot(vp, groups);
+                    let mut take = Fake::new(vp);
                     // VP 0 asks for the debug group, VP 1 for none.
                     let groups = [Groups::NONE.with(Group::Debug), Groups::NONE][vp as usize];
                     for _ in 0..200 {

@@ -9,7 +9,7 @@
 use hvcall_abi::value::{
     FpControlStatus, FpRegister, InternalActivity, InterruptState, VsmPartitionStatus, VsmVpStatus,
 };
-use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue};
+use hvcall_abi::{msr, HvError, HvRegisterName, HvRegisterValue};
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs, KVM_MP_STATE_HALTED,
     KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
@@ -17,6 +17,7 @@ use kvm_bindings::{
 use kvm_ioctls::VcpuFd;
 
 use crate::cpuid::HypervLeaves;
+use crate::hypercall_page::SlotError;
 use crate::registers::{
     gpr, gpr_mut, pending_interruption, segment_from, segment_value, source_of, table_from,
     table_value, Group, Groups, Seg, Source, Syn, MSR_LIST,
@@ -97,6 +98,23 @@ impl FpuState {
     }
 }
 
+/// The slot of RIP among the general registers of [`Written::Regs`].
+pub const RIP_SLOT: usize = 16;
+/// The slot of RFLAGS among the general registers of [`Written::Regs`].
+pub const RFLAGS_SLOT: usize = 17;
+
+/// What a [`VpSnapshot::write`] left for its caller to do.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Done: the vCPU and the snapshot hold the value.
+    Vcpu,
+    /// General register `n` (0–15 in HV order, [`RIP_SLOT`],
+    /// [`RFLAGS_SLOT`]) changed in the snapshot's `regs` only.
+    Regs(usize),
+    /// This synthetic MSR of the VM is to take this value.
+    SyntheticMsr(u32, u64),
+}
+
 /// Why a register write was not applied (contract §8).
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -109,6 +127,9 @@ pub enum WriteError {
     /// KVM failed on the host side.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The hypercall page could not be moved.
+    #[error(transparent)]
+    Slots(#[from] SlotError),
 }
 
 /// hvcall's synthetic state of one VP, read at snapshot time.
@@ -237,6 +258,11 @@ impl VpSnapshot {
     /// The VP this snapshot is of.
     pub fn vp_index(&self) -> u32 {
         self.synthetic.vp_index
+    }
+
+    /// The sync group: general, control and segment registers, events.
+    pub fn sync(&self) -> &kvm_sync_regs {
+        &self.sync
     }
 
     /// A snapshot of `groups` of a vCPU that is not running (no `KVM_RUN`
@@ -400,18 +426,21 @@ impl VpSnapshot {
         self.value(name).ok_or(HvError::INVALID_PARAMETER)
     }
 
-    /// Writes `value` into register `name` of the vCPU `vcpu` (the VP this
-    /// snapshot is of; it must not be in `KVM_RUN`) and of this snapshot,
-    /// at once: refused values leave both unchanged (contract step 8c,
-    /// never a half-applied register). The synthetic registers are the
-    /// VMM's, not the vCPU's: they are refused here (the caller writes
-    /// GuestOsId and Hypercall through the VM's MSR state).
+    /// Writes `value` into register `name` of this snapshot and, for
+    /// every group but the general registers, of the vCPU `vcpu` (the VP
+    /// this snapshot is of; it must not be in `KVM_RUN`), at once: refused
+    /// values leave both unchanged (contract step 8c, never a half-applied
+    /// register). What the caller still has to do is in the [`Written`]:
+    /// the general registers, RIP and RFLAGS stay in the snapshot (the
+    /// caller commits them, through the sync registers or `KVM_SET_REGS`,
+    /// where its own pending writes are), and the synthetic MSRs are the
+    /// VM's state, not the vCPU's.
     pub fn write(
         &mut self,
         vcpu: &VcpuFd,
         name: HvRegisterName,
         value: HvRegisterValue,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Written, WriteError> {
         let source = source_of(name).ok_or(WriteError::Name)?;
         let group = source.group();
         self.fill(group, vcpu)?;
@@ -435,15 +464,23 @@ impl VpSnapshot {
         };
         match source {
             Source::Gpr(_) | Source::Rip | Source::Rflags => {
-                let mut regs = self.sync.regs;
                 let x = narrow(64)?;
-                match source {
-                    Source::Gpr(i) => *gpr_mut(&mut regs, i).ok_or(WriteError::Name)? = x,
-                    Source::Rip => regs.rip = x,
-                    _ => regs.rflags = x,
-                }
-                vcpu.set_regs(&regs).map_err(refused)?;
-                self.sync.regs = regs;
+                let regs = &mut self.sync.regs;
+                let slot = match source {
+                    Source::Gpr(i) => {
+                        *gpr_mut(regs, i).ok_or(WriteError::Name)? = x;
+                        i
+                    }
+                    Source::Rip => {
+                        regs.rip = x;
+                        RIP_SLOT
+                    }
+                    _ => {
+                        regs.rflags = x;
+                        RFLAGS_SLOT
+                    }
+                };
+                return Ok(Written::Regs(slot));
             }
             Source::Cr(_)
             | Source::Efer
@@ -577,12 +614,18 @@ impl VpSnapshot {
                 vcpu.set_xcrs(&xcrs).map_err(refused)?;
                 self.xcr0 = Some(x);
             }
+            Source::Synthetic(Syn::GuestOsId) => {
+                return Ok(Written::SyntheticMsr(msr::GUEST_OS_ID, narrow(64)?))
+            }
+            Source::Synthetic(Syn::Hypercall) => {
+                return Ok(Written::SyntheticMsr(msr::HYPERCALL, narrow(64)?))
+            }
             Source::PendingInterruption
             | Source::InterruptState
             | Source::Activity
             | Source::Synthetic(_) => return Err(WriteError::Name),
         }
-        Ok(())
+        Ok(Written::Vcpu)
     }
 
     fn synthetic_value(&self, syn: Syn) -> u128 {

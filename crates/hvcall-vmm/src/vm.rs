@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hvcall_abi::name::x64;
 use hvcall_abi::value::InternalActivity;
 
-use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue, SetVpRegistersElement};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 use hvcall_dispatch::{DispatchConfig, SourceError, VpState, WriteFailure};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -333,35 +333,39 @@ impl Vm {
         vp_index: u32,
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
-        let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
-        let vcpus = &self.vcpus;
+        let (created, leaves) = (self.created, self.leaves);
+        let (vcpus, msrs, memslots) = (&self.vcpus, &self.msrs, &self.memslots);
+        let (vm_fd, ram) = (&self.vm_fd, &self.ram);
         let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
         let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
-            let failed = |applied, error| WriteFailure { applied, error };
-            let vcpu = vcpus.get(vp as usize).ok_or_else(|| {
-                failed(
-                    0,
-                    SourceError::Host(SnapshotError::Fetch(format!("no vCPU {vp}"))),
-                )
-            })?;
-            let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
+            let host = |e: String| WriteFailure {
+                applied: 0,
+                error: SourceError::Host(SnapshotError::Fetch(e)),
+            };
+            let vcpu = vcpus
+                .get(vp as usize)
+                .ok_or_else(|| host(format!("no vCPU {vp}")))?;
+            let synthetic = SyntheticState::now(vp, &lock(msrs), created, leaves);
             let mut state = VpSnapshot::capture_stopped(vcpu, synthetic, Groups::NONE)
-                .map_err(|e| failed(0, SourceError::Host(SnapshotError::Fetch(e.to_string()))))?;
-            for (applied, e) in batch.iter().enumerate() {
-                state.write(vcpu, e.name, e.value).map_err(|w| {
-                    failed(
-                        applied,
-                        match w {
-                            WriteError::Name => SourceError::Hv(HvError::INVALID_PARAMETER),
-                            WriteError::Value => SourceError::Hv(HvError::INVALID_REGISTER_VALUE),
-                            WriteError::Fetch(f) => {
-                                SourceError::Host(SnapshotError::Fetch(f.to_string()))
-                            }
-                        },
-                    )
-                })?;
+                .map_err(|e| host(e.to_string()))?;
+            let mut synthetic_msr = |index, value| {
+                let mut m = lock(msrs);
+                let old_page = m.overlay_page();
+                let mut new = *m;
+                new.write(index, vp, value, ram.size())
+                    .map_err(|GeneralProtection| WriteError::Value)?;
+                if new.overlay_page() != old_page {
+                    lock(memslots).set_overlay(vm_fd, ram, new.overlay_page())?;
+                }
+                *m = new;
+                Ok(())
+            };
+            let applied = crate::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
+            if applied.regs != 0 {
+                vcpu.set_regs(&state.sync().regs)
+                    .map_err(|e| host(format!("KVM_SET_REGS: {e}")))?;
             }
-            Ok(())
+            applied.result
         };
         let mut hv = RootHypervisor {
             vp_count: self.config.cpus,
@@ -575,26 +579,27 @@ impl Shared<'_> {
     }
 
     /// A snapshot of `groups` of VP `vp`, taken on its own thread for
-    /// another VP.
+    /// another VP, from its sync registers.
     pub(crate) fn serve_snapshot(&self, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
-        self.serve_snapshot_from(vp, vcpu, vcpu.sync_regs(), groups)
-    }
-
-    /// Like [`Self::serve_snapshot`], with the sync group given: a VP that
-    /// waits in its own hypercall reports its state at the call (RIP on the
-    /// hypercall instruction, RAX not yet written), not the exit's.
-    pub(crate) fn serve_snapshot_from(
-        &self,
-        vp: u32,
-        vcpu: &VcpuFd,
-        sync: kvm_bindings::kvm_sync_regs,
-        groups: Groups,
-    ) -> Served {
-        let snapshot = VpSnapshot::capture_from(sync, vcpu, self.synthetic(vp), groups)
+        let snapshot = VpSnapshot::capture(vcpu, self.synthetic(vp), groups)
             .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
         self.counters.snapshot_served(&snapshot);
         self.counters.flush_ioctls();
         Ok(Box::new(snapshot))
+    }
+
+    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters:
+    /// a value the MSR refuses (a #GP for WRMSR) is refused (step 8c).
+    pub(crate) fn write_synthetic(
+        &self,
+        index: u32,
+        vp: u32,
+        value: u64,
+    ) -> Result<(), WriteError> {
+        match self.write_msr(index, vp, value)? {
+            Ok(()) => Ok(()),
+            Err(GeneralProtection) => Err(WriteError::Value),
+        }
     }
 
     /// Logs (once per code and run) a hypercall hvcall does not implement,

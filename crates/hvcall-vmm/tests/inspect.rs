@@ -166,3 +166,62 @@ fn run_inspected_keeps_the_end_of_a_run_without_reads() {
     let rip = vm.get_vp_registers(1, &[x64::RIP]).unwrap()[0].as_u64();
     assert_eq!(rip, address_of(guests::HALT, &[0xFA, 0xF4]) + 2);
 }
+
+/// One element writing `value` into `name`.
+fn set(name: HvRegisterName, value: u64) -> hvcall_abi::SetVpRegistersElement {
+    hvcall_abi::SetVpRegistersElement::new(name, hvcall_abi::HvRegisterValue::from(value))
+}
+
+#[test]
+fn section_8_host_writes_reach_a_running_vp_and_a_halted_one() {
+    if !kvm_available("section_8_host_writes_reach_a_running_vp_and_a_halted_one") {
+        return;
+    }
+    let mut vm = Vm::new(&config(3)).unwrap();
+    vm.load_elf(&loader::flat_elf(0x10_0000, guests::INSPECT, 0))
+        .unwrap();
+    let halted_at = address_of(guests::INSPECT, &[0xFA, 0xF4]) + 2;
+    let mut seen = Vec::new();
+    let exit = vm
+        .run_inspected(|insp| {
+            // VP1 counts RBX up in its loop: after the write it counts on
+            // from the written value (its loop runs with what was written).
+            const FAR: u64 = 1 << 40;
+            let before = insp.get_vp_registers(1, &[x64::RBX]).unwrap()[0].as_u64();
+            insp.set_vp_registers(1, &[set(x64::RBX, FAR), set(x64::DR1, 0x1234)])
+                .unwrap();
+            let after = insp.get_vp_registers(1, &[x64::RBX, x64::DR1]);
+            seen.push(("running VP1", before, after));
+            // A refused element stops the batch at its index.
+            let refused = insp.set_vp_registers(1, &[set(x64::DR2, 0x22), set(x64::CR8, 16)]);
+            let dr2 = insp.get_vp_registers(1, &[x64::DR2]).unwrap()[0].as_u64();
+            // VP2 halts for good: a write reaches its parked state too.
+            while insp.get_vp_registers(2, &[x64::RIP]).unwrap()[0].as_u64() != halted_at {
+                std::thread::yield_now();
+            }
+            insp.set_vp_registers(2, &[set(x64::DR1, 0x55), set(x64::RSI, 0x66)])
+                .unwrap();
+            let parked = insp.get_vp_registers(2, &[x64::DR1, x64::RSI]);
+            seen.push(("halted VP2", 0, parked));
+            insp.ram().write(GO, &1u64.to_le_bytes()).unwrap();
+            assert!(insp.wait_end(Duration::from_secs(60)));
+            assert_eq!(
+                refused.unwrap_err(),
+                ReadError::Call {
+                    status: HvStatus::INVALID_REGISTER_VALUE,
+                    index: 1
+                }
+            );
+            assert_eq!(dr2, 0x22, "the element before the refused one");
+        })
+        .unwrap();
+    assert_eq!(exit, VmExit::Exited(7));
+    let (_, before, after) = &seen[0];
+    let after = after.as_ref().expect("read after the write");
+    let (rbx, dr1) = (after[0].as_u64(), after[1].as_u64());
+    assert!(*before < 1 << 40, "VP1 started far below the value written");
+    assert!(rbx >= 1 << 40, "RBX {rbx:#x}: the write did not reach VP1");
+    assert_eq!(dr1, 0x1234);
+    let parked = seen[1].2.as_ref().expect("read of halted VP2");
+    assert_eq!((parked[0].as_u64(), parked[1].as_u64()), (0x55, 0x66));
+}

@@ -10,6 +10,10 @@ pub enum Guest {
     Conformance,
     /// Torn-read check: VP0 reads two registers VP1 keeps equal, 10,000 times.
     Torn,
+    /// Torn-write check: VPs write generations across four register groups
+    /// of running VPs, which check they never run with part of an entry's
+    /// writes; writers also write each other.
+    TornWrite,
     /// VP0 and VP1 read each other concurrently.
     Mutual,
     /// Each register group read from self and from a running VP1.
@@ -31,6 +35,7 @@ impl Guest {
             Guest::Demo => include_bytes!(env!("HVCALL_GUEST_DEMO")),
             Guest::Conformance => include_bytes!(env!("HVCALL_GUEST_CONFORMANCE")),
             Guest::Torn => include_bytes!(env!("HVCALL_GUEST_TORN")),
+            Guest::TornWrite => include_bytes!(env!("HVCALL_GUEST_TORNWRITE")),
             Guest::Mutual => include_bytes!(env!("HVCALL_GUEST_MUTUAL")),
             Guest::Groups => include_bytes!(env!("HVCALL_GUEST_GROUPS")),
             Guest::Vmcall => include_bytes!(env!("HVCALL_GUEST_VMCALL")),

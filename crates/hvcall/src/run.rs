@@ -509,6 +509,7 @@ mod tests {
             Guest::Demo,
             Guest::Conformance,
             Guest::Torn,
+            Guest::TornWrite,
             Guest::Mutual,
             Guest::Groups,
             Guest::Vmcall,

@@ -236,11 +236,11 @@ fn trace_hypercalls_prints_one_line_per_entry_with_every_field() {
         "a fast call"
     );
     assert!(
-        has(&|l| l["code"] == "0x0051" && l["status"] == "0x0002"),
-        "0x0051 answered INVALID_HYPERCALL_CODE"
+        has(&|l| l["code"] == "0x0052" && l["status"] == "0x0002"),
+        "0x0052 answered INVALID_HYPERCALL_CODE"
     );
     assert!(
-        run.stderr.contains("hypercall 0x0051 is not implemented"),
+        run.stderr.contains("hypercall 0x0052 is not implemented"),
         "unimplemented calls are logged:\n{}",
         run.stderr
     );

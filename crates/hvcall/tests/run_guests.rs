@@ -39,6 +39,13 @@ fn conformance_passes_with_defaults() {
         // Step 1 from CPL 3 and the 32-bit convention ran.
         assert!(out.contains("ok step 1 "), "{out}");
         assert!(out.contains("ok §4 x86 32-bit"), "{out}");
+        // §8: writes to the caller itself, to running VP1, fast, refused.
+        for row in ["§8 self", "§8 other VP", "§8 fast", "step 8a", "step 8b"] {
+            assert!(out.contains(&format!("ok {row} ")), "{row}:\n{out}");
+        }
+        for row in ["step 8c", "step 8d", "§2 continuation (0x0051)"] {
+            assert!(out.contains(&format!("ok {row} ")), "{row}:\n{out}");
+        }
     }
 }
 
@@ -65,6 +72,7 @@ fn conformance_denies_self_access_without_the_privilege() {
     ) {
         assert!(out.contains("note: AccessVpRegisters withheld"), "{out}");
         assert!(out.contains("ok step 6e"), "{out}");
+        assert!(out.contains("ok step 6e (0x0051)"), "{out}");
     }
 }
 
@@ -99,6 +107,74 @@ fn torn_read_with_one_rep_per_entry_keeps_one_snapshot_across_entries() {
         &["--guest", "torn", "--max-reps-per-entry", "1"],
     ) {
         run.expect_status(0).expect_stdout(" 0 torn");
+    }
+}
+
+/// Runs the torn-write guest with `args` and returns (partial, torn)
+/// summed over its targets, after checking it passed and every target
+/// counted some checks.
+fn torn_write(test: &str, cpus: &str, args: &[&str]) -> Option<(u64, u64)> {
+    let mut all = vec!["--guest", "torn-write", "--cpus", cpus, "--watchdog", "120"];
+    all.extend_from_slice(args);
+    let run = hvcall_run(test, &all)?;
+    run.expect_status(0).expect_stdout("torn-write: ok");
+    let targets: Vec<Vec<u64>> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("VP") && l.ends_with(" torn"))
+        .map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .collect();
+    let cpus: usize = cpus.parse().unwrap_or(0);
+    assert_eq!(
+        targets.len(),
+        cpus / 2,
+        "one line per target:\n{}",
+        run.stdout
+    );
+    // VPt: N writes, C checks, P partial, T torn
+    for t in &targets {
+        assert!(
+            t.len() == 5 && t[2] > 0,
+            "a target that never checked:\n{}",
+            run.stdout
+        );
+    }
+    Some(
+        targets
+            .iter()
+            .fold((0, 0), |(p, t), v| (p + v[3], t + v[4])),
+    )
+}
+
+#[test]
+fn torn_write_section_8_two_vps_never_run_with_part_of_an_entry() {
+    let test = "torn_write_section_8_two_vps_never_run_with_part_of_an_entry";
+    if let Some(seen) = torn_write(test, "2", &[]) {
+        assert_eq!(seen, (0, 0), "(partial, torn) states seen");
+    }
+}
+
+#[test]
+fn torn_write_section_8_four_vps_writing_each_other_never_run_with_part_of_an_entry() {
+    let test = "torn_write_section_8_four_vps_writing_each_other_never_run_with_part_of_an_entry";
+    if let Some(seen) = torn_write(test, "4", &[]) {
+        assert_eq!(seen, (0, 0), "(partial, torn) states seen");
+    }
+}
+
+#[test]
+fn torn_write_section_8_one_element_per_entry_applies_elements_in_order() {
+    // Between the entries of a continued call the target may run with a
+    // prefix of the call written (partial states), never out of order.
+    for cpus in ["2", "4"] {
+        let test = "torn_write_section_8_one_element_per_entry_applies_elements_in_order";
+        if let Some((_, torn)) = torn_write(test, cpus, &["--max-reps-per-entry", "1"]) {
+            assert_eq!(torn, 0, "torn states with {cpus} VPs");
+        }
     }
 }
 

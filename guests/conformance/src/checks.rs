@@ -89,10 +89,10 @@ pub fn run(r: &mut Report, env: &Env) {
             0,
         )
     });
-    for code in [0x0001u64, 0x0051, 0x8001, 0xFFFF] {
+    for code in [0x0001u64, 0x0052, 0x8001, 0xFFFF] {
         r.case(
             "step 4",
-            "unimplemented call code (0x1, 0x51, 0x8001, 0xFFFF) -> INVALID_HYPERCALL_CODE",
+            "unimplemented call code (0x1, 0x52, 0x8001, 0xFFFF) -> INVALID_HYPERCALL_CODE",
             || {
                 rejected(
                     env,

@@ -23,6 +23,7 @@ mod env;
 mod fast;
 mod probe;
 mod report;
+mod set;
 mod values;
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -52,5 +53,6 @@ fn main(vp: u32, vps: u32) {
     values::run(&mut r, &env);
     compat::run(&mut r, &env);
     cpl3::run(&mut r, &env);
+    set::run(&mut r, &env);
     r.finish()
 }

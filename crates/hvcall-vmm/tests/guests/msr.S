@@ -56,8 +56,8 @@
     mov dword ptr [0x300000], 0x90909090
     mov eax, [0x300000]
     mov [0x200030], eax
-    # [56] calling it: HvCallSetVpRegisters is not implemented -> 2
-    mov rcx, 0x51
+    # [56] calling it: call code 0x52 is not implemented -> 2
+    mov rcx, 0x52
     xor edx, edx
     xor r8, r8
     mov rax, 0x300000

@@ -1,6 +1,14 @@
 //! The calls: a seeded, deterministic generator of HvCallGetVpRegisters
 //! calls biased towards the edges of docs/contract.md §1 (every step's
-//! boundary values), and where each call's bytes go in guest RAM.
+//! boundary values), with HvCallSetVpRegisters calls among them (§8), and
+//! where each call's bytes go in guest RAM.
+//!
+//! A write must not break the guest that runs the table, on any VP, so
+//! the writes that can succeed name only registers its code never relies
+//! on ([`HARMLESS`]: DR0–DR3, CR2, CR8, KernelGsBase, XMM6–XMM15) with
+//! values KVM takes; the rest are refused by the dispatcher whatever the
+//! backend (reserved bytes, unknown and read-only names, the caller's own
+//! hypercall registers, bad headers and lists).
 //!
 //! Guest RAM layout (64 MiB; the boot tables below 20 KiB, the guest image
 //! at 2 MiB, 64 KiB of stack per VP at the top): the hypercall page at
@@ -95,6 +103,41 @@ pub const SERVED: &[HvRegisterName] = &[
 const KNOWN_VALUE: &[HvRegisterName] = &[
     x64::VP_INDEX, x64::GUEST_OS_ID, x64::HYPERCALL, x64::RIP, x64::RCX, x64::RDX, x64::R8,
     x64::XMM0, x64::XMM1, x64::XMM2, x64::XMM3, x64::XMM4, x64::XMM5,
+];
+
+/// Registers a chaos write may change (see the module doc).
+#[rustfmt::skip]
+const HARMLESS: &[HvRegisterName] = &[
+    x64::DR0, x64::DR1, x64::DR2, x64::DR3, x64::CR2, x64::CR8, x64::KERNEL_GS_BASE,
+    x64::XMM6, x64::XMM7, x64::XMM8, x64::XMM9, x64::XMM10, x64::XMM11, x64::XMM12,
+    x64::XMM13, x64::XMM14, x64::XMM15,
+];
+
+/// Names every writer refuses (step 8b, contract §8 "read only").
+#[rustfmt::skip]
+const READ_ONLY: &[HvRegisterName] = &[
+    x64::VP_INDEX, x64::TIME_REF_COUNT, x64::VSM_VP_STATUS, x64::VSM_PARTITION_STATUS,
+    common::INTERNAL_ACTIVITY_STATE, common::VP_ASSIST_PAGE, x64::HYPERVISOR_VERSION,
+    x64::FEATURES_INFO,
+];
+
+/// Names no x64 writer serves (the unknown ones of [`NOT_SERVED`]; that
+/// list also holds ARM64 numbers that are x64 names, such as Xfem).
+const UNKNOWN: &[u32] = &[
+    0,
+    0xFFFF_FFFF,
+    0x0002_0012,
+    0x000C_0000,
+    0x0009_0010,
+    0x0003_001A,
+];
+
+/// The caller's own hypercall registers (step 8d), refused when a call
+/// writes its own VP (XMM0–5 only in the fast form: a memory-form call
+/// writes them).
+#[rustfmt::skip]
+const OWN_CALL_REGISTERS: &[HvRegisterName] = &[
+    x64::RAX, x64::RCX, x64::RDX, x64::R8, x64::RIP, x64::XMM0, x64::XMM3, x64::XMM5,
 ];
 
 /// Names the VMM does not serve: unknown numbers, TLFS names hvcall does
@@ -234,11 +277,13 @@ enum Foreign {
 }
 
 fn one(rng: &mut Rng, vp: u32, vps: u32, record: usize) -> Case {
-    let window = ARENA + record as u64 * WINDOW;
     // A clean case passes every check unless a name is not served: enough
     // successes to compare many output values.
     let clean = rng.chance(40);
     let fast = rng.chance(20);
+    if rng.chance(12) {
+        return one_write(rng, vp, vps, record, clean, fast);
+    }
     let foreign = match (clean || fast, rng.below(100)) {
         (false, 0..=3) => Foreign::InputOnBootTables,
         (false, 4..=7) => Foreign::OutputOnGuestState,
@@ -258,7 +303,67 @@ fn one(rng: &mut Rng, vp: u32, vps: u32, record: usize) -> Case {
     for _ in 0..n.min(1100) {
         input.extend_from_slice(&name(rng).to_le_bytes());
     }
-    let control = control(rng, fast, n, clean);
+    let control = control(rng, 0x50, fast, n, clean);
+    place(rng, vp, record, control, input, foreign, clean)
+}
+
+/// A SetVpRegisters case: the header of a read, then 32-byte elements
+/// (see the module doc for which can succeed).
+fn one_write(rng: &mut Rng, vp: u32, vps: u32, record: usize, clean: bool, fast: bool) -> Case {
+    let n = if fast && rng.chance(85) {
+        1 + rng.below(4)
+    } else if clean {
+        1 + rng.below(40)
+    } else {
+        rep_count(rng).min(200)
+    };
+    let mut input = header(rng, clean, vps).to_vec();
+    let partition = u64::from_le_bytes(input[..8].try_into().unwrap_or_default());
+    let target = u32::from_le_bytes(input[8..12].try_into().unwrap_or_default());
+    let own =
+        matches!(partition, partition_id::SELF | 2) && (target == vp_index::SELF || target == vp);
+    for _ in 0..n {
+        let name = match rng.weighted(&[(80, 0), (6, 1), (5, 2), (5, 3), (4, 4)]) {
+            0 => rng.pick(HARMLESS),
+            1 => rng.pick(READ_ONLY),
+            2 => HvRegisterName(rng.pick(UNKNOWN)),
+            3 if own => rng.pick(OWN_CALL_REGISTERS),
+            _ => rng.pick(HARMLESS),
+        };
+        let mut reserved = [0u8; 12];
+        if rng.chance(if clean { 1 } else { 6 }) {
+            reserved[rng.below(12) as usize] = 1 + rng.below(0xFF) as u8;
+        }
+        let low = rng.next();
+        let value: [u64; 2] = match name {
+            x64::CR8 => [low & 0xF, 0],
+            x64::KERNEL_GS_BASE => [low & 0x7FFF_FFFF_FFFF, 0],
+            n if HARMLESS.contains(&n) && !(x64::XMM6.0..=x64::XMM15.0).contains(&n.0) => [low, 0],
+            _ => [low, rng.next()],
+        };
+        input.extend_from_slice(&name.0.to_le_bytes());
+        input.extend_from_slice(&reserved);
+        input.extend_from_slice(&value[0].to_le_bytes());
+        input.extend_from_slice(&value[1].to_le_bytes());
+    }
+    let control = control(rng, 0x51, fast, n, clean);
+    place(rng, vp, record, control, input, Foreign::No, clean)
+}
+
+/// Places a case's input: in the fast registers, or in its window (or
+/// where `foreign` says), and draws the output GPA.
+fn place(
+    rng: &mut Rng,
+    vp: u32,
+    record: usize,
+    control: u64,
+    input: Vec<u8>,
+    foreign: Foreign,
+    clean: bool,
+) -> Case {
+    let window = ARENA + record as u64 * WINDOW;
+    let fast = control & FAST != 0;
+    let n = (control >> 32) & 0xFFF;
     let guard_word = u64::from_le_bytes([guard(vp); 8]);
     let mut regs = [[guard_word; 2]; 7];
     let mut window_bytes = vec![guard(vp); WINDOW as usize];
@@ -317,16 +422,27 @@ fn rep_count(rng: &mut Rng) -> u64 {
     }
 }
 
-fn control(rng: &mut Rng, fast: bool, n: u64, clean: bool) -> u64 {
+/// The control word of a call of `code` (0x50 or 0x51; others are drawn
+/// in for 12% of the cases that are not clean).
+fn control(rng: &mut Rng, code: u64, fast: bool, n: u64, clean: bool) -> u64 {
     if clean {
         let start = if rng.chance(80) { 0 } else { rng.below(n) };
-        return 0x50 | if fast { FAST } else { 0 } | n << 32 | start << 48;
+        return code | if fast { FAST } else { 0 } | n << 32 | start << 48;
     }
     let code = if rng.chance(88) {
-        0x50
+        code
     } else {
+        // Never 0x51 with another call's input: only `one_write` builds
+        // elements a guest survives.
         let any = rng.below(0x1_0000);
-        rng.pick(&[0x51, 0x4F, 0, 1, 0xFFFF, any])
+        rng.pick(&[
+            0x4F,
+            0x52,
+            0,
+            1,
+            0xFFFF,
+            if any == 0x51 { 0x50 } else { any },
+        ])
     };
     let start = match rng.weighted(&[(75, 0), (15, 1), (5, 2), (5, 3)]) {
         0 => 0,

@@ -137,12 +137,36 @@ pub fn describe(case: &Case, want: &Effect, got: &Effect, why: &Mismatch) -> Str
         h[12],
         &h[13..16],
     );
-    let names: Vec<String> = h[16..]
-        .chunks(4)
-        .take(8)
-        .map(|c| format!("{:#x}", c.try_into().map_or(0, u32::from_le_bytes)))
-        .collect();
-    let _ = writeln!(s, "  names {}", names.join(" "));
+    if case.control & 0xFFFF == 0x51 {
+        // SetVpRegisters: 32-byte elements (name, reserved, value).
+        let q = |c: &[u8], at: usize| {
+            c.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let elements: Vec<String> = h[16..]
+            .chunks(32)
+            .take(8)
+            .map(|c| {
+                let name = q(c, 0) as u32;
+                let reserved = q(c, 0) >> 32 | q(c, 8);
+                format!(
+                    "{name:#x}={:#x}:{:#x}{}",
+                    q(c, 24),
+                    q(c, 16),
+                    if reserved != 0 { " (reserved set)" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "  elements {}", elements.join(" "));
+    } else {
+        let names: Vec<String> = h[16..]
+            .chunks(4)
+            .take(8)
+            .map(|c| format!("{:#x}", c.try_into().map_or(0, u32::from_le_bytes)))
+            .collect();
+        let _ = writeln!(s, "  names {}", names.join(" "));
+    }
     if !case.fast() {
         let (i, o) = case.gpas();
         let _ = writeln!(

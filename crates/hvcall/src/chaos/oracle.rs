@@ -68,6 +68,16 @@ fn value(v: u128) -> HvRegisterValue {
     HvRegisterValue::from_parts(v as u64, (v >> 64) as u64)
 }
 
+/// The registers of VP `vp` whose values the test knows (and no write of
+/// a chaos case changes).
+fn known(vp: u32) -> [(HvRegisterName, u128); 3] {
+    [
+        (x64::VP_INDEX, u128::from(vp)),
+        (x64::GUEST_OS_ID, u128::from(GUEST_OS_ID)),
+        (x64::HYPERCALL, u128::from(HYPERCALL_PAGE | 1)),
+    ]
+}
+
 fn mirror(vps: u32, caller: u32, access_vp_registers: bool) -> Model {
     let mut privileges = privilege::ACCESS_HYPERCALL_MSRS | privilege::ACCESS_VP_INDEX;
     if access_vp_registers {
@@ -78,19 +88,12 @@ fn mirror(vps: u32, caller: u32, access_vp_registers: bool) -> Model {
         .partition(VM_PARTITION, ROOT_PARTITION, vps)
         .privileges(VM_PARTITION, privileges)
         .xmm_fast(VM_PARTITION, true, true)
-        // The VMM does not write registers yet: 0x0051 is unimplemented.
-        .writes(false)
         .caller(VM_PARTITION, caller);
     for vp in 0..vps {
         for &name in SERVED {
             builder = builder.register(VM_PARTITION, vp, 0, name, wildcard(vp, name));
         }
-        let known = [
-            (x64::VP_INDEX, u128::from(vp)),
-            (x64::GUEST_OS_ID, u128::from(GUEST_OS_ID)),
-            (x64::HYPERCALL, u128::from(HYPERCALL_PAGE | 1)),
-        ];
-        for (name, v) in known {
+        for (name, v) in known(vp) {
             builder = builder.register(VM_PARTITION, vp, 0, name, value(v));
         }
     }
@@ -103,6 +106,7 @@ pub struct Oracle {
     config: DispatchConfig,
     ram: GuestRam,
     models: Vec<Model>,
+    vps: u32,
 }
 
 impl Oracle {
@@ -125,6 +129,7 @@ impl Oracle {
             config,
             ram,
             models,
+            vps,
         }
     }
 
@@ -173,6 +178,31 @@ impl Oracle {
         out[0] = [regs.gprs[gpr::RDX], regs.gprs[gpr::R8]];
         for k in 0..6 {
             out[k + 1] = [regs.vectors[k] as u64, (regs.vectors[k] >> 64) as u64];
+        }
+        if case.control & 0xFFFF == 0x51 {
+            // A memory-form call may write the caller's own XMM0–5: the
+            // guest records them after the call, so they must hold what
+            // the model now holds.
+            for (k, pair) in out.iter_mut().skip(1).enumerate() {
+                let name = HvRegisterName(x64::XMM0.0 + k as u32);
+                let v = model
+                    .vp(VM_PARTITION, case.vp)
+                    .and_then(|v| v.register(Arch::X64, 0, name));
+                if let Some(v) = v {
+                    let v = v.as_u128();
+                    *pair = [v as u64, (v >> 64) as u64];
+                }
+            }
+            // Other VPs write this VP's registers too, in an order the
+            // mirror does not know: after a write every register holds
+            // "any value" again (its slot is still checked as written).
+            for vp in 0..self.vps {
+                for &name in SERVED {
+                    if !known(vp).iter().any(|(k, _)| *k == name) {
+                        model.set_register(VM_PARTITION, vp, 0, name, wildcard(vp, name));
+                    }
+                }
+            }
         }
         Effect {
             result,
