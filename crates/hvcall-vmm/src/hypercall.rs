@@ -162,22 +162,8 @@ impl InCall<'_> {
             return Ok(());
         };
         *vcpu_sregs = here.sync().sregs;
-        let written = &here.sync().regs;
-        for slot in (0..=RFLAGS_SLOT).filter(|s| self.regs_written & 1 << s != 0) {
-            let name = HvRegisterName(x64::RAX.0 + slot as u32);
-            if convention.is_call_register(fast, name) {
-                continue;
-            }
-            match slot {
-                RIP_SLOT => regs.regs.rip = written.rip,
-                RFLAGS_SLOT => regs.regs.rflags = written.rflags,
-                i => {
-                    if let (Some(to), Some(v)) = (gpr_mut(&mut regs.regs, i), gpr(written, i)) {
-                        *to = v;
-                    }
-                }
-            }
-        }
+        let call = (convention, fast);
+        merge_written(call, &here.sync().regs, self.regs_written, &mut regs.regs);
         // The FPU state the call fetched is older than these writes: keep
         // them, and only the call's own XMM0–5 from its copy.
         if self.fpu_written && regs.fpu_dirty {
@@ -189,6 +175,33 @@ impl InCall<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Copies the general registers written during a call (bit n of
+/// `written_mask`: slot n of [`crate::snapshot::Written::Regs`]) from
+/// `written` into `out`, the registers the call hands back, except those
+/// step 8d names for the call (`call`: its convention, fast or not).
+fn merge_written(
+    call: (Convention, bool),
+    written: &kvm_regs,
+    written_mask: u32,
+    out: &mut kvm_regs,
+) {
+    for slot in (0..=RFLAGS_SLOT).filter(|s| written_mask & 1 << s != 0) {
+        let name = HvRegisterName(x64::RAX.0 + slot as u32);
+        if call.0.is_call_register(call.1, name) {
+            continue;
+        }
+        match slot {
+            RIP_SLOT => out.rip = written.rip,
+            RFLAGS_SLOT => out.rflags = written.rflags,
+            i => {
+                if let (Some(to), Some(v)) = (gpr_mut(out, i), gpr(written, i)) {
+                    *to = v;
+                }
+            }
+        }
     }
 }
 
@@ -459,6 +472,53 @@ mod tests {
     /// Regression: the CPL was taken from CS's selector; in
     /// virtual-8086 mode (selector RPL 0, DPL 3) that called a CPL-3 caller
     /// privileged.
+    /// Contract §8: a write that reached a VP during its call keeps its
+    /// value when the call ends, except in the call's own registers (8d).
+    #[test]
+    fn section_8_writes_during_a_call_win_except_the_calls_own_registers() {
+        let written = kvm_regs {
+            rax: 0xA,
+            rbx: 0xB,
+            rcx: 0xC,
+            rdx: 0xD,
+            r8: 0x8,
+            r12: 0x12,
+            rip: 0x1111,
+            rflags: 0x202,
+            ..Default::default()
+        };
+        let call_end = kvm_regs {
+            rax: 0x50_0000_0000,
+            rbx: 1,
+            rcx: 2,
+            rdx: 3,
+            r8: 4,
+            r9: 5,
+            r12: 6,
+            rip: 0x2222,
+            rflags: 2,
+            ..Default::default()
+        };
+        // Written: RAX, RCX, RDX, RBX, R8, R12, RIP, RFLAGS (not R9).
+        let mask =
+            1 << 0 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 8 | 1 << 12 | 1 << RIP_SLOT | 1 << RFLAGS_SLOT;
+        let mut out = call_end;
+        merge_written((Convention::X64, false), &written, mask, &mut out);
+        let want = kvm_regs {
+            rbx: 0xB,
+            r12: 0x12,
+            rflags: 0x202,
+            ..call_end
+        };
+        assert_eq!(out, want, "x64: RAX, RCX, RDX, R8 and RIP are the call's");
+        // 32-bit callers also own RBX, RSI and RDI.
+        let mut out = call_end;
+        merge_written((Convention::X86, false), &written, mask, &mut out);
+        assert_eq!(out.rbx, 1, "RBX is an x86 call register");
+        assert_eq!(out.r8, 0x8, "R8 is not");
+        assert_eq!(out.r12, 0x12);
+    }
+
     #[test]
     fn the_cpl_is_ss_dpl() {
         let mut s = kvm_bindings::kvm_sregs {

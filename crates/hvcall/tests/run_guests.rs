@@ -84,6 +84,7 @@ fn conformance_raises_ud_for_fast_calls_without_the_xmm_bits() {
         &["--no-xmm-fast"],
     ) {
         assert!(out.contains("ok step 5b"), "{out}");
+        assert!(out.contains("ok step 5b (0x0051)"), "{out}");
     }
 }
 

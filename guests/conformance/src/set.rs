@@ -16,7 +16,10 @@ use hvcall_abi::{partition_id, vp_index, HvInputVtl, HvRegisterName, HvRegisterV
 use hvcall_abi::{HvStatus as S, SetVpRegistersElement};
 use hvcall_guest::set_registers::fast_input;
 
+use rt::fault::UD;
+
 use crate::env::{input, output, page, put64, result, slot, write_input, Env, FAST};
+use crate::probe::{self, reg, CpuState};
 use crate::report::{check, eq, Outcome, Report};
 
 /// HvCallSetVpRegisters.
@@ -364,6 +367,30 @@ pub fn run(r: &mut Report, env: &Env) {
         },
     );
     r.case(
+        "step 5f (0x0051)",
+        "input list beyond RAM -> INVALID_ALIGNMENT",
+        || {
+            result(
+                env.call(control(1, 0), 1 << 40, 0),
+                S::INVALID_ALIGNMENT.0,
+                0,
+            )
+        },
+    );
+    r.case(
+        "§8 (0x0051)",
+        "the output GPA register is ignored (misaligned, beyond RAM): success",
+        || {
+            put_input(input(), partition_id::SELF, me, &[el(n::DR2, 0x0A)]);
+            result(
+                env.call(control(1, 0), input(), (1 << 40) + 3),
+                S::SUCCESS.0,
+                1,
+            )?;
+            eq("DR2", dr(2), 0x0A)
+        },
+    );
+    r.case(
         "step 6b (0x0051)",
         "partition id 5 -> INVALID_PARTITION_ID",
         || {
@@ -402,6 +429,22 @@ fn set_fast(env: &Env, count: u64, elements: &[SetVpRegistersElement]) -> (u16, 
 
 fn fast_cases(r: &mut Report, env: &Env) {
     if !env.features.xmm_fast_input() {
+        r.case(
+            "step 5b (0x0051)",
+            "XMM fast write without the input bit raises #UD, nothing changed",
+            || {
+                let mut before = CpuState::pattern();
+                before.gpr[reg::RCX] = control(1, 0) | FAST;
+                before.gpr[reg::RDX] = partition_id::SELF;
+                before.gpr[reg::R8] = u64::from(vp_index::SELF);
+                before.xmm[0] = [u64::from(n::DR1.0), 0];
+                before.xmm[1] = [0x5B, 0];
+                let mut after = before;
+                let fault = probe::call(env.page_va(), &mut after);
+                eq("exception vector", fault.map_or(u64::MAX, |f| f.vector), UD)?;
+                check("no register changed", after == before)
+            },
+        );
         r.skip(
             "§8 fast",
             "XMM fast writes",
