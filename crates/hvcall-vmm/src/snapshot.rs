@@ -103,6 +103,17 @@ pub const RIP_SLOT: usize = 16;
 /// The slot of RFLAGS among the general registers of [`Written::Regs`].
 pub const RFLAGS_SLOT: usize = 17;
 
+/// Where a [`VpSnapshot::stage`]d value is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Staged {
+    /// In the snapshot's copy of this group: [`VpSnapshot::flush`] it.
+    Group(Group),
+    /// General register `n` (as [`Written::Regs`]), in the snapshot only.
+    Regs(usize),
+    /// This synthetic MSR of the VM is to take this value.
+    SyntheticMsr(u32, u64),
+}
+
 /// What a [`VpSnapshot::write`] left for its caller to do.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Written {
@@ -184,6 +195,8 @@ pub struct VpSnapshot {
     /// `KVM_GET_MP_STATE`.
     mp_state: Option<u32>,
     synthetic: SyntheticState,
+    /// MSRs of [`MSR_LIST`] staged for the next flush (bit i: entry i).
+    msrs_staged: u16,
 }
 
 /// HvRegisterInternalActivityState of a vCPU in KVM MP state `mp_state`:
@@ -220,6 +233,7 @@ impl VpSnapshot {
             xcr0: None,
             mp_state: None,
             synthetic,
+            msrs_staged: 0,
         }
     }
 
@@ -441,19 +455,48 @@ impl VpSnapshot {
         name: HvRegisterName,
         value: HvRegisterValue,
     ) -> Result<Written, WriteError> {
+        let before = self.clone();
+        let staged = self.stage(vcpu, name, value)?;
+        if let Staged::Group(group) = staged {
+            if let Err(e) = self.flush(vcpu, group) {
+                *self = before;
+                return Err(e);
+            }
+            return Ok(Written::Vcpu);
+        }
+        Ok(match staged {
+            Staged::Regs(slot) => Written::Regs(slot),
+            Staged::SyntheticMsr(index, value) => Written::SyntheticMsr(index, value),
+            Staged::Group(_) => Written::Vcpu,
+        })
+    }
+
+    /// The MSRs staged since the last flush (bit i: entry i of
+    /// [`MSR_LIST`]).
+    pub fn msrs_staged(&self) -> u16 {
+        self.msrs_staged
+    }
+
+    /// Marks the MSRs of `mask` (as [`Self::msrs_staged`]) for the next
+    /// flush, with the values this snapshot holds: to put back what an
+    /// earlier flush changed.
+    pub fn restage_msrs(&mut self, mask: u16) {
+        self.msrs_staged |= mask;
+    }
+
+    /// The first half of [`Self::write`]: checks `value` as far as hvcall
+    /// itself can and puts it into this snapshot only (the group fetched
+    /// first if missing). A [`Staged::Group`] reaches the vCPU with
+    /// [`Self::flush`], where KVM may still refuse it.
+    pub fn stage(
+        &mut self,
+        vcpu: &VcpuFd,
+        name: HvRegisterName,
+        value: HvRegisterValue,
+    ) -> Result<Staged, WriteError> {
         let source = source_of(name).ok_or(WriteError::Name)?;
         let group = source.group();
         self.fill(group, vcpu)?;
-        let fault = |source| WriteError::Fetch(FetchError { group, source });
-        // KVM says EINVAL for state it does not accept (step 8c); any other
-        // failure is the host's.
-        let refused = |e: kvm_ioctls::Error| {
-            if e.errno() == libc::EINVAL {
-                WriteError::Value
-            } else {
-                fault(e)
-            }
-        };
         let v = value.as_u128();
         let narrow = |bits: u32| -> Result<u64, WriteError> {
             if bits < 128 && v >> bits != 0 {
@@ -462,11 +505,12 @@ impl VpSnapshot {
                 Ok(v as u64)
             }
         };
+        let sregs = &mut self.sync.sregs;
         match source {
             Source::Gpr(_) | Source::Rip | Source::Rflags => {
                 let x = narrow(64)?;
                 let regs = &mut self.sync.regs;
-                let slot = match source {
+                return Ok(Staged::Regs(match source {
                     Source::Gpr(i) => {
                         *gpr_mut(regs, i).ok_or(WriteError::Name)? = x;
                         i
@@ -479,64 +523,41 @@ impl VpSnapshot {
                         regs.rflags = x;
                         RFLAGS_SLOT
                     }
-                };
-                return Ok(Written::Regs(slot));
+                }));
             }
-            Source::Cr(_)
-            | Source::Efer
-            | Source::ApicBase
-            | Source::Segment(_)
-            | Source::Gdtr
-            | Source::Idtr => {
-                let mut sregs = self.sync.sregs;
-                match source {
-                    Source::Cr(0) => sregs.cr0 = narrow(64)?,
-                    Source::Cr(2) => sregs.cr2 = narrow(64)?,
-                    Source::Cr(3) => sregs.cr3 = narrow(64)?,
-                    Source::Cr(4) => sregs.cr4 = narrow(64)?,
-                    Source::Cr(_) => sregs.cr8 = narrow(4)?,
-                    Source::Efer => sregs.efer = narrow(64)?,
-                    Source::ApicBase => sregs.apic_base = narrow(64)?,
-                    Source::Segment(seg) => {
-                        let k = segment_from(value).ok_or(WriteError::Value)?;
-                        *match seg {
-                            Seg::Es => &mut sregs.es,
-                            Seg::Cs => &mut sregs.cs,
-                            Seg::Ss => &mut sregs.ss,
-                            Seg::Ds => &mut sregs.ds,
-                            Seg::Fs => &mut sregs.fs,
-                            Seg::Gs => &mut sregs.gs,
-                            Seg::Ldtr => &mut sregs.ldt,
-                            Seg::Tr => &mut sregs.tr,
-                        } = k;
-                    }
-                    Source::Gdtr => sregs.gdt = table_from(value).ok_or(WriteError::Value)?,
-                    _ => sregs.idt = table_from(value).ok_or(WriteError::Value)?,
-                }
-                vcpu.set_sregs(&sregs).map_err(refused)?;
-                self.sync.sregs = sregs;
+            Source::Cr(0) => sregs.cr0 = narrow(64)?,
+            Source::Cr(2) => sregs.cr2 = narrow(64)?,
+            Source::Cr(3) => sregs.cr3 = narrow(64)?,
+            Source::Cr(4) => sregs.cr4 = narrow(64)?,
+            Source::Cr(_) => sregs.cr8 = narrow(4)?,
+            Source::Efer => sregs.efer = narrow(64)?,
+            Source::ApicBase => sregs.apic_base = narrow(64)?,
+            Source::Segment(seg) => {
+                let k = segment_from(value).ok_or(WriteError::Value)?;
+                *match seg {
+                    Seg::Es => &mut sregs.es,
+                    Seg::Cs => &mut sregs.cs,
+                    Seg::Ss => &mut sregs.ss,
+                    Seg::Ds => &mut sregs.ds,
+                    Seg::Fs => &mut sregs.fs,
+                    Seg::Gs => &mut sregs.gs,
+                    Seg::Ldtr => &mut sregs.ldt,
+                    Seg::Tr => &mut sregs.tr,
+                } = k;
             }
+            Source::Gdtr => sregs.gdt = table_from(value).ok_or(WriteError::Value)?,
+            Source::Idtr => sregs.idt = table_from(value).ok_or(WriteError::Value)?,
             Source::Msr(i) => {
                 let x = narrow(64)?;
-                let entry = kvm_msr_entry {
-                    index: MSR_LIST[i].1,
-                    data: x,
-                    ..Default::default()
-                };
-                let msrs = Msrs::from_entries(&[entry]).map_err(|_| WriteError::Value)?;
-                // KVM_SET_MSRS returns how many entries it took.
-                if vcpu.set_msrs(&msrs).map_err(fault)? != 1 {
-                    return Err(WriteError::Value);
-                }
-                if let Some(held) = self.msrs.as_mut() {
-                    held[i] = Some(x);
-                }
+                let held = self.msrs.as_mut().ok_or(WriteError::Name)?;
+                held[i] = Some(x);
+                self.msrs_staged |= 1 << i;
             }
             Source::Xmm(_)
             | Source::FpMmx(_)
             | Source::FpControlStatus
             | Source::XmmControlStatus => {
-                let mut fpu = self.fpu.clone().ok_or(WriteError::Name)?;
+                let fpu = self.fpu.as_mut().ok_or(WriteError::Name)?;
                 match source {
                     Source::Xmm(i) => fpu.set_u128_at(160 + 16 * i, v),
                     Source::FpMmx(i) => {
@@ -547,8 +568,7 @@ impl VpSnapshot {
                         fpu.set_u128_at(32 + 16 * i, v);
                     }
                     Source::FpControlStatus => {
-                        let status = FpControlStatus::from(value);
-                        if status.reserved != 0 {
+                        if FpControlStatus::from(value).reserved != 0 {
                             return Err(WriteError::Value);
                         }
                         fpu.set_u128_at(0, v);
@@ -557,14 +577,77 @@ impl VpSnapshot {
                         // FDP u64, MXCSR u32, MXCSR_MASK u32 (read-only):
                         // MXCSR's reserved bits 31:16 must be zero and the
                         // mask is kept.
-                        let mxcsr = (v >> 64) as u32;
-                        if mxcsr >> 16 != 0 {
+                        if (v >> 64) as u32 >> 16 != 0 {
                             return Err(WriteError::Value);
                         }
                         let mask = fpu.u128_at(16) >> 96;
                         fpu.set_u128_at(16, (v & ((1u128 << 96) - 1)) | mask << 96);
                     }
                 }
+            }
+            Source::Dr(_) | Source::Dr6 | Source::Dr7 => {
+                let x = narrow(64)?;
+                let debug = self.debug.as_mut().ok_or(WriteError::Name)?;
+                match source {
+                    Source::Dr(i) => debug.db[i] = x,
+                    Source::Dr6 => debug.dr6 = x,
+                    _ => debug.dr7 = x,
+                }
+            }
+            Source::Xfem => self.xcr0 = Some(narrow(64)?),
+            Source::Synthetic(Syn::GuestOsId) => {
+                return Ok(Staged::SyntheticMsr(msr::GUEST_OS_ID, narrow(64)?))
+            }
+            Source::Synthetic(Syn::Hypercall) => {
+                return Ok(Staged::SyntheticMsr(msr::HYPERCALL, narrow(64)?))
+            }
+            Source::PendingInterruption
+            | Source::InterruptState
+            | Source::Activity
+            | Source::Synthetic(_) => return Err(WriteError::Name),
+        }
+        Ok(Staged::Group(group))
+    }
+
+    /// The second half of [`Self::write`]: sets `group` of the vCPU to
+    /// what this snapshot holds, with one ioctl (for MSRs: the ones
+    /// staged since the last flush). `WriteError::Value` if KVM refuses
+    /// it (`EINVAL`, or an MSR it does not take); the vCPU's group is
+    /// then unchanged.
+    pub fn flush(&mut self, vcpu: &VcpuFd, group: Group) -> Result<(), WriteError> {
+        let fault = |source| WriteError::Fetch(FetchError { group, source });
+        // KVM says EINVAL for state it does not accept (step 8c); any other
+        // failure is the host's.
+        let refused = |e: kvm_ioctls::Error| {
+            if e.errno() == libc::EINVAL {
+                WriteError::Value
+            } else {
+                fault(e)
+            }
+        };
+        count_ioctl();
+        match group {
+            Group::Sync => vcpu.set_sregs(&self.sync.sregs).map_err(refused)?,
+            Group::Msrs => {
+                let held = self.msrs.as_ref().ok_or(WriteError::Name)?;
+                let entries: Vec<kvm_msr_entry> = (0..MSR_LIST.len())
+                    .filter(|i| self.msrs_staged & 1 << i != 0)
+                    .map(|i| kvm_msr_entry {
+                        index: MSR_LIST[i].1,
+                        data: held[i].unwrap_or(0),
+                        ..Default::default()
+                    })
+                    .collect();
+                self.msrs_staged = 0;
+                let msrs = Msrs::from_entries(&entries).map_err(|_| WriteError::Value)?;
+                // KVM_SET_MSRS returns how many entries it took, stopping
+                // at the first it refuses.
+                if vcpu.set_msrs(&msrs).map_err(fault)? != entries.len() {
+                    return Err(WriteError::Value);
+                }
+            }
+            Group::Fpu => {
+                let fpu = self.fpu.as_ref().ok_or(WriteError::Name)?;
                 // Through XSAVE where KVM has it (its other components
                 // kept as they are), else the legacy KVM_SET_FPU.
                 match vcpu.get_xsave() {
@@ -587,45 +670,26 @@ impl VpSnapshot {
                     }
                     Err(_) => vcpu.set_fpu(&fpu.to_fpu()).map_err(refused)?,
                 }
-                self.fpu = Some(fpu);
             }
-            Source::Dr(_) | Source::Dr6 | Source::Dr7 => {
-                let mut debug = self.debug.ok_or(WriteError::Name)?;
-                let x = narrow(64)?;
-                match source {
-                    Source::Dr(i) => debug.db[i] = x,
-                    Source::Dr6 => debug.dr6 = x,
-                    _ => debug.dr7 = x,
-                }
-                vcpu.set_debug_regs(&debug).map_err(refused)?;
-                self.debug = Some(debug);
+            Group::Debug => {
+                let debug = self.debug.as_ref().ok_or(WriteError::Name)?;
+                vcpu.set_debug_regs(debug).map_err(refused)?;
             }
-            Source::Xfem => {
-                let x = narrow(64)?;
+            Group::Xcrs => {
                 let mut xcrs = kvm_bindings::kvm_xcrs {
                     nr_xcrs: 1,
                     ..Default::default()
                 };
                 xcrs.xcrs[0] = kvm_bindings::kvm_xcr {
                     xcr: 0,
-                    value: x,
+                    value: self.xcr0.unwrap_or(0),
                     ..Default::default()
                 };
                 vcpu.set_xcrs(&xcrs).map_err(refused)?;
-                self.xcr0 = Some(x);
             }
-            Source::Synthetic(Syn::GuestOsId) => {
-                return Ok(Written::SyntheticMsr(msr::GUEST_OS_ID, narrow(64)?))
-            }
-            Source::Synthetic(Syn::Hypercall) => {
-                return Ok(Written::SyntheticMsr(msr::HYPERCALL, narrow(64)?))
-            }
-            Source::PendingInterruption
-            | Source::InterruptState
-            | Source::Activity
-            | Source::Synthetic(_) => return Err(WriteError::Name),
+            Group::Activity | Group::Synthetic => return Err(WriteError::Name),
         }
-        Ok(Written::Vcpu)
+        Ok(())
     }
 
     fn synthetic_value(&self, syn: Syn) -> u128 {

@@ -19,9 +19,9 @@ use hvcall_abi::{HvError, SetVpRegistersElement};
 use hvcall_dispatch::{SourceError, WriteFailure};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
-use crate::registers::{group_of, Group};
+use crate::registers::{group_of, Group, Groups};
 use crate::rendezvous::SnapshotError;
-use crate::snapshot::{VpSnapshot, WriteError, Written};
+use crate::snapshot::{Staged, VpSnapshot, WriteError, Written};
 
 /// Sets synthetic MSR `index` of the VM to `value` for the VP written.
 pub(crate) type MsrSink<'a> = dyn FnMut(u32, u64) -> Result<(), WriteError> + 'a;
@@ -41,7 +41,98 @@ pub(crate) struct Batch {
 
 /// Applies `elements` in order to `snapshot`, a snapshot of the VP whose
 /// vCPU is `vcpu` (not running), sending synthetic MSR writes to `msr`.
+///
+/// The elements are first staged into the snapshot and each group they
+/// touch goes to KVM once (one `KVM_SET_SREGS`, one `KVM_SET_MSRS` for all
+/// MSRs, one XSAVE, one `KVM_SET_DEBUGREGS`...). If hvcall or KVM refuses
+/// anything, the groups already set are put back and the batch is applied
+/// again element by element, which stops exactly at the refused one.
+/// Batches that write a synthetic MSR (which may move the hypercall page)
+/// always go element by element.
 pub(crate) fn apply(
+    snapshot: &mut VpSnapshot,
+    vcpu: &VcpuFd,
+    elements: &[SetVpRegistersElement],
+    msr: &mut MsrSink<'_>,
+) -> Batch {
+    let synthetic = elements
+        .iter()
+        .any(|e| group_of(e.name) == Some(Group::Synthetic));
+    let names: Vec<_> = elements.iter().map(|e| e.name).collect();
+    // Every group the batch touches is fetched before it is staged, so
+    // that `before` holds what to put back.
+    let filled = Groups::of(&names)
+        .fetched()
+        .all(|g| snapshot.fill(g, vcpu).is_ok());
+    if elements.len() > 1 && !synthetic && filled {
+        let before = snapshot.clone();
+        match staged(snapshot, vcpu, elements) {
+            Ok(batch) => return batch,
+            Err((flushed, msrs)) => {
+                *snapshot = before;
+                let mut original = snapshot.clone();
+                original.restage_msrs(msrs);
+                for &g in FLUSH_ORDER.iter().filter(|&&g| flushed.contains(g)) {
+                    if let Err(e) = original.flush(vcpu, g) {
+                        return Batch {
+                            regs: 0,
+                            fpu: false,
+                            result: Err(WriteFailure {
+                                applied: 0,
+                                error: source_error(e),
+                            }),
+                        };
+                    }
+                }
+            }
+        }
+    }
+    one_by_one(snapshot, vcpu, elements, msr)
+}
+
+/// The groups a batch may set, in the order they are set.
+const FLUSH_ORDER: [Group; 5] = [
+    Group::Sync,
+    Group::Msrs,
+    Group::Fpu,
+    Group::Debug,
+    Group::Xcrs,
+];
+
+/// Every element staged, then each group touched set once. On a refusal:
+/// the groups set so far and the MSRs staged (to put back).
+fn staged(
+    snapshot: &mut VpSnapshot,
+    vcpu: &VcpuFd,
+    elements: &[SetVpRegistersElement],
+) -> Result<Batch, (Groups, u16)> {
+    let mut batch = Batch {
+        regs: 0,
+        fpu: false,
+        result: Ok(()),
+    };
+    let mut dirty = Groups::NONE;
+    for e in elements {
+        match snapshot.stage(vcpu, e.name, e.value) {
+            Ok(Staged::Regs(slot)) => batch.regs |= 1 << slot,
+            Ok(Staged::Group(g)) => dirty = dirty.with(g),
+            Ok(Staged::SyntheticMsr(..)) | Err(_) => return Err((Groups::NONE, 0)),
+        }
+    }
+    batch.fpu = dirty.contains(Group::Fpu);
+    let msrs = snapshot.msrs_staged();
+    let mut flushed = Groups::NONE;
+    for &g in FLUSH_ORDER.iter().filter(|&&g| dirty.contains(g)) {
+        if snapshot.flush(vcpu, g).is_err() {
+            return Err((flushed, msrs));
+        }
+        flushed = flushed.with(g);
+    }
+    Ok(batch)
+}
+
+/// Each element written on its own, stopping at the first refused one.
+fn one_by_one(
     snapshot: &mut VpSnapshot,
     vcpu: &VcpuFd,
     elements: &[SetVpRegistersElement],

@@ -165,6 +165,36 @@ fn section_8_root_writes_reach_kvm_and_refusals_stop_at_their_element() {
         assert_eq!(after[1], value(0x99), "the element before stays written");
         assert_ne!(after[2], value(0x10), "the element after is not written");
     }
+    // A batch goes to KVM one ioctl per group (control registers, MSRs,
+    // FPU, then debug registers); when KVM refuses one (DR6 with bits
+    // 63:32 set), the groups already set are put back and the batch is
+    // applied element by element: the elements before the refused one stay
+    // written, in its group (DR1) and others (CR2, LSTAR), the ones after
+    // it (XMM4, whose group was set and put back) are not.
+    let before = vm.get_vp_registers(1, &[x64::DR6, x64::XMM4]).unwrap();
+    let batch = [
+        set(x64::CR2, 0xAB_C000),
+        set(x64::LSTAR, 0xFFFF_8000_0000_2000),
+        set(x64::DR1, 0x77),
+        set(x64::DR6, 1 << 40),
+        set(x64::XMM4, 0x44),
+    ];
+    let err = vm.set_vp_registers(1, &batch).unwrap_err();
+    assert_eq!(
+        err,
+        ReadError::Call {
+            status: HvStatus::INVALID_REGISTER_VALUE,
+            index: 3
+        }
+    );
+    let after = vm
+        .get_vp_registers(1, &[x64::CR2, x64::LSTAR, x64::DR1, x64::DR6, x64::XMM4])
+        .unwrap();
+    assert_eq!(after[0], value(0xAB_C000), "CR2, before the refused DR6");
+    assert_eq!(after[1], value(0xFFFF_8000_0000_2000), "LSTAR");
+    assert_eq!(after[2], value(0x77), "DR1");
+    assert_eq!(&after[3..], &before[..], "DR6 and XMM4 unchanged");
+
     // The target checks of a guest's call apply.
     let err = vm.set_vp_registers(2, &writes[..1]).unwrap_err();
     assert_eq!(
