@@ -7,9 +7,12 @@
 mod common;
 
 use hvcall_abi::name::{arm64, common as names_common, x64};
-use hvcall_abi::{Arch, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
+use hvcall_abi::{Arch, HvError, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::registers::RegisterFile;
-use hvcall_dispatch::{dispatch, CallContext, Convention, DispatchConfig, Outcome, VpState};
+use hvcall_dispatch::{
+    dispatch, CallContext, Caller, Convention, DispatchConfig, Outcome, PartitionInfo, Partitions,
+    RegisterSource, SnapshotRequest, SourceError, Target, VpState, WriteFailure,
+};
 use hvcall_model::{GuestRam, Model, VM_PARTITION};
 use zerocopy::IntoBytes;
 
@@ -223,6 +226,113 @@ fn step_8b_unknown_and_read_only_names_are_invalid_parameter() {
             );
             assert_eq!(s.reg(0, names[0]), Some(value(1)));
             assert_eq!(s.reg(0, names_common::VP_INDEX), Some(value(0)));
+        }
+    }
+}
+
+/// The reference model as a backend that refuses one value (as KVM
+/// refuses a CR0 without PE but with PG): writes up to the element holding
+/// it, then INVALID_REGISTER_VALUE (step 8c).
+struct Picky<'a> {
+    model: &'a mut Model,
+    refused: HvRegisterValue,
+}
+
+impl Partitions for Picky<'_> {
+    fn caller(&self) -> Caller {
+        self.model.caller()
+    }
+    fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
+        self.model.partition(partition_id)
+    }
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        self.model.enabled_vtls(partition_id, vp_index)
+    }
+}
+
+impl RegisterSource for Picky<'_> {
+    type Snapshot = hvcall_model::ModelSnapshot;
+    type Error = std::convert::Infallible;
+    fn snapshot(
+        &mut self,
+        request: &SnapshotRequest<'_>,
+    ) -> Result<Self::Snapshot, SourceError<Self::Error>> {
+        self.model.snapshot(request)
+    }
+    fn read(
+        &mut self,
+        snapshot: &mut Self::Snapshot,
+        name: HvRegisterName,
+    ) -> Result<HvRegisterValue, SourceError<Self::Error>> {
+        self.model.read(snapshot, name)
+    }
+    fn write(
+        &mut self,
+        target: &Target,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<Self::Error>> {
+        let bad = elements.iter().position(|e| e.value == self.refused);
+        let good = &elements[..bad.unwrap_or(elements.len())];
+        self.model.write(target, good)?;
+        match bad {
+            Some(applied) => Err(WriteFailure {
+                applied,
+                error: SourceError::Hv(HvError::INVALID_REGISTER_VALUE),
+            }),
+            None => Ok(()),
+        }
+    }
+    fn implements_writes(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn step_8c_a_value_the_backend_refuses_ends_the_call_at_that_element() {
+    for (conv, form) in set_combos(3) {
+        for max in [1, 256] {
+            let mut s = Set::new(conv, form);
+            let names = writable(arch(conv));
+            let before = s.reg(0, names[2]);
+            let elements = [
+                SetVpRegistersElement::new(names[0], value(1)),
+                SetVpRegistersElement::new(names[1], value(0xBAD)),
+                SetVpRegistersElement::new(names[2], value(3)),
+            ];
+            s.call(SELF_PARTITION, SELF_VP, 0, &elements);
+            let ctx = CallContext::new(conv, true, IP);
+            let config = DispatchConfig::default().with_max_reps_per_entry(max);
+            let mut picky = Picky {
+                model: &mut s.model,
+                refused: value(0xBAD),
+            };
+            let mut entries = 0;
+            while dispatch(
+                &ctx,
+                &mut s.regs,
+                &mut s.ram,
+                &mut picky,
+                &mut s.state,
+                &config,
+            )
+            .unwrap_or_else(|never| match never {})
+                == Outcome::Continue
+            {
+                entries += 1;
+                assert!(entries < 10, "a continued call never completed");
+            }
+            assert_eq!(
+                s.result(),
+                (HvStatus::INVALID_REGISTER_VALUE, 1),
+                "{conv:?} {form:?} K = {max}"
+            );
+            assert_eq!(
+                s.reg(0, names[0]),
+                Some(value(1)),
+                "element 0 stays written"
+            );
+            assert_ne!(s.reg(0, names[1]), Some(value(0xBAD)), "the refused value");
+            assert_eq!(s.reg(0, names[2]), before, "element 2 is not written");
         }
     }
 }
