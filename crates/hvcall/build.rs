@@ -13,11 +13,12 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-none";
 /// Every guest to embed.
-const GUESTS: [&str; 10] = [
+const GUESTS: [&str; 11] = [
     "demo",
     "conformance",
     "torn",
     "tornwrite",
+    "spin",
     "mutual",
     "groups",
     "vmcall",

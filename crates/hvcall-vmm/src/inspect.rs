@@ -42,6 +42,9 @@ use std::time::Duration;
 use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 
 use crate::memory::GuestRam;
+use hvcall_dispatch::HostTarget;
+
+use crate::hypercall::VM_PARTITION_ID;
 use crate::rendezvous::SnapshotError;
 use crate::root::{ReadError, RootHypervisor};
 use crate::stats::RunStats;
@@ -77,11 +80,22 @@ impl<'a> Inspector<'a> {
         vp: u32,
         names: &[HvRegisterName],
     ) -> Result<Vec<HvRegisterValue>, ReadError> {
+        self.read(&HostTarget::new(VM_PARTITION_ID, vp), names)
+    }
+
+    /// [`Self::get_vp_registers`] with the whole TLFS target: partition
+    /// id, VP index and VTL selection, checked as a call's header is
+    /// (docs/contract.md step 6).
+    pub fn read(
+        &self,
+        target: &HostTarget,
+        names: &[HvRegisterName],
+    ) -> Result<Vec<HvRegisterValue>, ReadError> {
         let shared = self.shared;
-        let mut snapshot = |target: u32, groups| {
+        let mut snapshot = |vp: u32, groups| {
             shared
                 .rendezvous
-                .request_host_snapshot(target, groups, || shared.synthetic(target))
+                .request_host_snapshot(vp, groups, || shared.synthetic(vp))
                 .map(|s| *s)
         };
         let mut hv = RootHypervisor {
@@ -89,7 +103,7 @@ impl<'a> Inspector<'a> {
             snapshot: &mut snapshot,
             write: None,
         };
-        crate::root::get_vp_registers(&mut hv, vp, names)
+        crate::root::get_vp_registers(&mut hv, target, names)
     }
 
     /// Writes `elements` to VP `vp` as the root partition while it runs,
@@ -103,17 +117,32 @@ impl<'a> Inspector<'a> {
         vp: u32,
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
+        self.write(&HostTarget::new(VM_PARTITION_ID, vp), elements)
+    }
+
+    /// [`Self::set_vp_registers`] with the whole TLFS target.
+    pub fn write(
+        &self,
+        target: &HostTarget,
+        elements: &[SetVpRegistersElement],
+    ) -> Result<(), ReadError> {
         let shared = self.shared;
         let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
-        let mut write = |target: u32, batch: &[SetVpRegistersElement]| {
-            shared.rendezvous.request_host_write(target, batch)
+        let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
+            shared.rendezvous.request_host_write(vp, batch)
         };
         let mut hv = RootHypervisor {
             vp_count: shared.config.cpus,
             snapshot: &mut snapshot,
             write: Some(&mut write),
         };
-        crate::root::set_vp_registers(&mut hv, vp, elements)
+        crate::root::set_vp_registers(&mut hv, target, elements)
+    }
+
+    /// Ends the VM ([`VmExit::Stopped`]) unless it already ended: every
+    /// vCPU leaves `KVM_RUN` and the run returns.
+    pub fn stop(&self) {
+        self.shared.rendezvous.end(VmExit::Stopped);
     }
 
     /// The number of VPs (valid indexes are `0..vp_count()`).

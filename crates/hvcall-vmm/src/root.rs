@@ -118,14 +118,13 @@ impl RegisterSource for RootHypervisor<'_> {
     }
 }
 
-/// Writes `elements` to VP `vp_index` of the VM as the root partition.
+/// Writes `elements` to `target` as the root partition.
 pub(crate) fn set_vp_registers(
     hv: &mut RootHypervisor<'_>,
-    vp_index: u32,
+    target: &HostTarget,
     elements: &[SetVpRegistersElement],
 ) -> Result<(), ReadError> {
-    let target = HostTarget::new(VM_PARTITION_ID, vp_index);
-    write_registers(hv, &target, elements).map_err(host_error)
+    write_registers(hv, target, elements).map_err(host_error)
 }
 
 fn host_error(e: HostError<SnapshotError>) -> ReadError {
@@ -145,14 +144,13 @@ fn host_error(e: HostError<SnapshotError>) -> ReadError {
     }
 }
 
-/// Reads `names` of VP `vp_index` of the VM as the root partition.
+/// Reads `names` of `target` as the root partition.
 pub(crate) fn get_vp_registers(
     hv: &mut RootHypervisor<'_>,
-    vp_index: u32,
+    target: &HostTarget,
     names: &[HvRegisterName],
 ) -> Result<Vec<HvRegisterValue>, ReadError> {
     let mut values = vec![HvRegisterValue::default(); names.len()];
-    let read = HostTarget::new(VM_PARTITION_ID, vp_index);
-    read_registers(hv, &read, names, &mut values).map_err(host_error)?;
+    read_registers(hv, target, names, &mut values).map_err(host_error)?;
     Ok(values)
 }

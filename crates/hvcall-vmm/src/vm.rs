@@ -13,7 +13,7 @@ use hvcall_abi::name::x64;
 use hvcall_abi::value::InternalActivity;
 
 use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
-use hvcall_dispatch::{DispatchConfig, SourceError, VpState, WriteFailure};
+use hvcall_dispatch::{DispatchConfig, HostTarget, SourceError, VpState, WriteFailure};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
@@ -61,6 +61,9 @@ pub enum VmExit {
     /// The guest reset the machine (the i8042's "reset CPU" command, which
     /// is how Linux reboots a PC without ACPI): status 3.
     Reset,
+    /// The host stopped the VM ([`crate::Inspector::stop`]; `hvcall run`
+    /// does on SIGINT or SIGTERM): status 130.
+    Stopped,
 }
 
 impl VmExit {
@@ -72,6 +75,7 @@ impl VmExit {
     /// assert_eq!(VmExit::AllHalted.status(), 0);
     /// assert_eq!(VmExit::Watchdog.status(), 124);
     /// assert_eq!(VmExit::Reset.status(), 3);
+    /// assert_eq!(VmExit::Stopped.status(), 130);
     /// assert_eq!(VmExit::Fault { vp: 0, reason: String::new() }.status(), 125);
     /// ```
     pub fn status(&self) -> u8 {
@@ -81,6 +85,7 @@ impl VmExit {
             VmExit::Fault { .. } => 125,
             VmExit::Watchdog => 124,
             VmExit::Reset => 3,
+            VmExit::Stopped => 130,
         }
     }
 }
@@ -93,6 +98,7 @@ impl std::fmt::Display for VmExit {
             VmExit::Fault { vp, reason } => write!(f, "VP {vp} faulted: {reason}"),
             VmExit::Watchdog => write!(f, "watchdog: the guest was still running and was stopped"),
             VmExit::Reset => write!(f, "the guest reset the machine"),
+            VmExit::Stopped => write!(f, "stopped by the host"),
         }
     }
 }
@@ -307,7 +313,8 @@ impl Vm {
             snapshot: &mut snapshot,
             write: None,
         };
-        crate::root::get_vp_registers(&mut hv, vp_index, names)
+        let target = HostTarget::new(crate::hypercall::VM_PARTITION_ID, vp_index);
+        crate::root::get_vp_registers(&mut hv, &target, names)
     }
 
     /// Writes registers of VP `vp_index` as the root partition (the VM's
@@ -372,7 +379,8 @@ impl Vm {
             snapshot: &mut snapshot,
             write: Some(&mut write),
         };
-        crate::root::set_vp_registers(&mut hv, vp_index, elements)
+        let target = HostTarget::new(crate::hypercall::VM_PARTITION_ID, vp_index);
+        crate::root::set_vp_registers(&mut hv, &target, elements)
     }
 
     /// What the VM did so far (all runs).

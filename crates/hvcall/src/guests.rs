@@ -14,6 +14,10 @@ pub enum Guest {
     /// of running VPs, which check they never run with part of an entry's
     /// writes; writers also write each other.
     TornWrite,
+    /// Every VP spins holding a known register pattern, forever (no
+    /// watchdog unless asked), and reports on COM1 when its R12 is changed
+    /// from outside: a target for `hvcall regs`.
+    Spin,
     /// VP0 and VP1 read each other concurrently.
     Mutual,
     /// Each register group read from self and from a running VP1.
@@ -36,6 +40,7 @@ impl Guest {
             Guest::Conformance => include_bytes!(env!("HVCALL_GUEST_CONFORMANCE")),
             Guest::Torn => include_bytes!(env!("HVCALL_GUEST_TORN")),
             Guest::TornWrite => include_bytes!(env!("HVCALL_GUEST_TORNWRITE")),
+            Guest::Spin => include_bytes!(env!("HVCALL_GUEST_SPIN")),
             Guest::Mutual => include_bytes!(env!("HVCALL_GUEST_MUTUAL")),
             Guest::Groups => include_bytes!(env!("HVCALL_GUEST_GROUPS")),
             Guest::Vmcall => include_bytes!(env!("HVCALL_GUEST_VMCALL")),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hvcall_abi::name::{self, Arch, RegisterEntry};
 use hvcall_abi::{HvRegisterName, HvRegisterValue};
-use hvcall_vmm::{Inspector, ReadError, Vm, VmConfig, VmExit, VmmError};
+use hvcall_vmm::{Inspector, ReadError, VmConfig};
 
 /// The default time between samples.
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
@@ -93,15 +93,9 @@ impl InspectArgs {
 }
 
 impl Sampler {
-    /// Runs `vm` (built and loaded), sampling until it ends.
-    pub fn run(&self, vm: &mut Vm) -> Result<VmExit, VmmError> {
-        let start = Instant::now();
-        vm.run_inspected(|inspector| self.sample(inspector, start))
-    }
-
     /// Samples every interval until the VM ends (or a read fails, which
-    /// is reported once).
-    fn sample(&self, inspector: &Inspector<'_>, start: Instant) {
+    /// is reported once); times are from `start`.
+    pub fn sample(&self, inspector: &Inspector<'_>, start: Instant) {
         let numbers: Vec<HvRegisterName> = self.names.iter().map(|e| e.number).collect();
         loop {
             match inspector.get_vp_registers(self.vp, &numbers) {

@@ -4,5 +4,8 @@
 //! and comparison: it checks the VMM against the reference model on every
 //! row of the hvcall contract a guest can reach (`docs/contract.md` in the
 //! repository, <https://github.com/hvcall/hvcall/blob/main/docs/contract.md>).
+//! [`api`] is the API socket of `hvcall run --api-socket` (protocol, server
+//! and client), which `hvcall regs` talks to.
 
+pub mod api;
 pub mod chaos;

@@ -11,6 +11,8 @@
 //!   `--guest chaos` runs `hvcall::chaos` (the library half).
 //! - `hvcall bench [--json] [--quick]` ([`bench`]): what a hypercall costs
 //!   in the VMM, as ratios to a floor measured in the same run.
+//! - `hvcall regs --api-socket PATH ...` ([`regs`]): reads and writes a
+//!   running VM's registers through its API socket (`hvcall::api`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ mod bench;
 mod guests;
 mod inspect;
 mod registers;
+mod regs;
 mod run;
 mod soak;
 
@@ -43,6 +46,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Measure what hypercalls cost in the VMM (ratios to a null call).
     Bench(bench::BenchArgs),
+    /// Read or write registers of a running VM through its API socket.
+    Regs(regs::RegsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         Command::Registers(args) => registers::main(args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::main(&args, started),
+        Command::Regs(args) => regs::main(&args),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use hvcall::api::ApiSocket;
 use hvcall::chaos;
 use hvcall_vmm::linux::{KernelKind, DEFAULT_CMDLINE};
 use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
@@ -55,11 +56,15 @@ pub struct RunArgs {
     /// Withhold both XMM fast hypercall CPUID bits (docs/contract.md step 5b).
     #[arg(long)]
     pub no_xmm_fast: bool,
-    /// Stop a guest still running after this many seconds [default: 10;
-    /// none for a Linux kernel; with --guest soak at least the soak plus
-    /// 30 s].
-    #[arg(long, value_name = "SECS")]
-    pub watchdog: Option<f64>,
+    /// Stop a guest still running after this many seconds, or `off`
+    /// [default: 10; off for a Linux kernel and --guest spin; with --guest
+    /// soak at least the soak plus 30 s].
+    #[arg(long, value_name = "SECS|off", value_parser = parse_watchdog)]
+    pub watchdog: Option<Duration>,
+    /// Serve the VM's registers on a Unix socket at PATH (mode 0600; the
+    /// path must not exist and is removed on exit), for `hvcall regs`.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
     /// How long the soak runs (--guest soak only) [default: 10].
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
@@ -84,6 +89,10 @@ impl RunArgs {
             config.irqchip = true;
             config.watchdog = Duration::MAX;
         }
+        if self.guest == Guest::Spin && self.kernel.is_none() {
+            // It runs until stopped, for tools to attach to.
+            config.watchdog = Duration::MAX;
+        }
         if self.trace_hypercalls {
             config.hypercall_trace = Some(Console::Stderr);
         }
@@ -98,8 +107,8 @@ impl RunArgs {
         }
         config.access_vp_registers = !self.no_access_vp_registers;
         config.xmm_fast = !self.no_xmm_fast;
-        if let Some(secs) = self.watchdog {
-            config.watchdog = watchdog(secs)?;
+        if let Some(watchdog) = self.watchdog {
+            config.watchdog = watchdog;
         }
         if let Some(soak) = self.soak()? {
             soak::configure(&mut config, soak)?;
@@ -122,6 +131,18 @@ impl RunArgs {
 
 /// Exit status when the VM could not be set up (no /dev/kvm, bad ELF, ...).
 pub const SETUP_FAILED: u8 = 1;
+
+/// `--watchdog SECS|off`: `off` (never), or any positive number of
+/// seconds (see [`watchdog`]).
+fn parse_watchdog(text: &str) -> Result<Duration, String> {
+    if text == "off" {
+        return Ok(Duration::MAX);
+    }
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?}: expected seconds or `off`"))?;
+    watchdog(secs)
+}
 
 /// `--watchdog SECS`: any positive number of seconds; below a nanosecond
 /// it is one nanosecond, beyond what a `Duration` holds it is never.
@@ -216,6 +237,9 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
+    if args.api_socket.is_some() && args.soak()?.is_some() {
+        return Err("--api-socket cannot be combined with --guest soak".into());
+    }
     let setup = |e: VmmError| format!("VM setup failed: {e}");
     let mut vm = Vm::new(&config).map_err(setup)?;
     if linux {
@@ -230,9 +254,31 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         report(&exit, &config);
         return Ok(ExitCode::from(outcome.finish(&exit)));
     }
-    let exit = match &sampler {
-        Some(sampler) => sampler.run(&mut vm),
-        None => vm.run(),
+    // Bound before the VM's threads exist (see `ApiSocket::bind`); removed
+    // when this returns.
+    let api = match &args.api_socket {
+        Some(path) => Some(ApiSocket::bind(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if api.is_some() {
+        // So that Ctrl-C (or a kill) ends the VM cleanly and the socket's
+        // path is removed.
+        install_stop_signals()?;
+    }
+    let exit = if sampler.is_none() && api.is_none() {
+        vm.run()
+    } else {
+        let start = Instant::now();
+        vm.run_inspected(|inspector| {
+            std::thread::scope(|s| {
+                if let Some(api) = &api {
+                    s.spawn(|| api.serve(inspector, &stop_requested));
+                }
+                if let Some(sampler) = &sampler {
+                    sampler.sample(inspector, start);
+                }
+            })
+        })
     }
     .map_err(setup)?;
     report(&exit, &config);
@@ -370,6 +416,43 @@ impl chaos::Report for ChaosPrinter {
     }
 }
 
+/// Set by SIGINT and SIGTERM once [`install_stop_signals`] ran.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether SIGINT or SIGTERM arrived.
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// SIGINT and SIGTERM set [`STOP`] instead of killing the process: the
+/// API server sees it and stops the VM. (vmm-sys-util's signal helpers
+/// are for the real-time signals the VMM kicks with; these two are plain
+/// `sigaction`.)
+fn install_stop_signals() -> Result<(), String> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores to
+        // an atomic, which is async-signal-safe.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if installed != 0 {
+            return Err(format!(
+                "cannot handle signal {signal}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Explains on stderr a VM end that is not the guest's own choice.
 fn report(exit: &VmExit, config: &VmConfig) {
     match exit {
@@ -380,6 +463,10 @@ fn report(exit: &VmExit, config: &VmConfig) {
         )),
         VmExit::Fault { vp, reason } => say(format_args!(
             "guest fault on VP{vp}: {reason} (exit status {})",
+            exit.status()
+        )),
+        VmExit::Stopped => say(format_args!(
+            "stopped (SIGINT or SIGTERM; exit status {})",
             exit.status()
         )),
         VmExit::Watchdog => say(format_args!(
@@ -501,6 +588,11 @@ mod tests {
         assert_eq!(watchdog("18446744073709551615"), Duration::MAX);
         assert_eq!(watchdog("inf"), Duration::MAX);
         assert_eq!(watchdog("0.25"), Duration::from_millis(250));
+        assert_eq!(watchdog("off"), Duration::MAX);
+        assert!(parse(&["--watchdog", "never"]).is_err());
+        assert!(parse(&["--watchdog", "0"]).is_err());
+        let spin = parse(&["--guest", "spin"]).expect("parses");
+        assert_eq!(spin.config(false).expect("valid").watchdog, Duration::MAX);
     }
 
     #[test]
@@ -510,6 +602,7 @@ mod tests {
             Guest::Conformance,
             Guest::Torn,
             Guest::TornWrite,
+            Guest::Spin,
             Guest::Mutual,
             Guest::Groups,
             Guest::Vmcall,

@@ -1,0 +1,4 @@
+//! Links this guest at the fixed address of the shared linker script.
+fn main() {
+    link::configure();
+}
