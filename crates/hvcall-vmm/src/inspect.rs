@@ -45,7 +45,7 @@ use crate::memory::GuestRam;
 use hvcall_dispatch::HostTarget;
 
 use crate::hypercall::VM_PARTITION_ID;
-use crate::rendezvous::SnapshotError;
+use crate::rendezvous::{DebugEvent, SnapshotError};
 use crate::root::{ReadError, RootHypervisor};
 use crate::stats::RunStats;
 use crate::vm::Shared;
@@ -137,6 +137,41 @@ impl<'a> Inspector<'a> {
             write: Some(&mut write),
         };
         crate::root::set_vp_registers(&mut hv, target, elements)
+    }
+
+    /// Stops every VP for a debugger: none runs until
+    /// [`Self::debug_resume`]; reads and writes keep working. Returns once
+    /// no VP is running.
+    pub fn debug_stop(&self) {
+        self.shared.rendezvous.debug_stop();
+    }
+
+    /// Lets every VP run again (`only` = `None`), or only the VPs of the
+    /// mask `only` (bit n: VP n); VP `step` runs one instruction (KVM's
+    /// single-step), after which the VM stops again with
+    /// [`DebugEvent::Stepped`].
+    pub fn debug_resume(&self, only: Option<u64>, step: Option<u32>) {
+        self.shared.rendezvous.debug_resume(only, step);
+    }
+
+    /// Waits at most `timeout` for the VM to stop for the debugger on its
+    /// own (a breakpoint, a step done); then no VP runs.
+    pub fn debug_wait(&self, timeout: Duration) -> Option<DebugEvent> {
+        self.shared.rendezvous.debug_wait(timeout)
+    }
+
+    /// Marks guest (virtual) address `addr` as a debugger breakpoint
+    /// (`on`) or not: a VP whose `int3` at `addr` traps (this host's CPL-0
+    /// emulator reports it to the VMM) stops the VM with
+    /// [`DebugEvent::Breakpoint`] instead of taking #BP. Putting the
+    /// `int3` byte in memory is the debugger's job.
+    pub fn set_breakpoint(&self, addr: u64, on: bool) {
+        let mut set = crate::vm::lock(&self.shared.breakpoints);
+        if on {
+            set.insert(addr);
+        } else {
+            set.remove(&addr);
+        }
     }
 
     /// Ends the VM ([`VmExit::Stopped`]) unless it already ended: every

@@ -70,6 +70,7 @@ mod write;
 pub use config::VmConfig;
 pub use console::Console;
 pub use inspect::Inspector;
+pub use rendezvous::DebugEvent;
 pub use root::ReadError;
 pub use stats::{GroupFetches, RunStats};
 pub use vm::{Vm, VmExit};

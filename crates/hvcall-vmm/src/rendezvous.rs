@@ -164,9 +164,38 @@ struct HostSlot {
     reply: Option<Reply>,
 }
 
+/// Why a debugger's hold began (see [`Rendezvous::debug_stop`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DebugEvent {
+    /// VP n reached a software breakpoint the debugger set (its RIP is on
+    /// the `int3`, not yet executed).
+    Breakpoint(u32),
+    /// VP n executed the one instruction it was resumed for.
+    Stepped(u32),
+}
+
+/// A debugger's hold on the VM: while `held`, only the VPs of `running`
+/// enter `KVM_RUN`, `step` among them for one instruction (then the hold
+/// is back for every VP).
+#[derive(Debug, Default)]
+struct Hold {
+    held: bool,
+    running: u64,
+    step: Option<u32>,
+    event: Option<DebugEvent>,
+}
+
+impl Hold {
+    fn may_run(&self, vp: u32) -> bool {
+        !self.held || (vp < 64 && self.running & 1 << vp != 0)
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     ended: Option<VmExit>,
+    /// The debugger's hold.
+    hold: Hold,
     vps: Vec<VpSlot>,
     host: HostSlot,
     /// vCPU threads inside (or committed to enter) `KVM_RUN`.
@@ -185,6 +214,8 @@ pub enum Next {
     Run {
         /// Set `kvm_run.immediate_exit` before entering.
         immediate_exit: bool,
+        /// The debugger resumed this VP for one instruction.
+        single_step: bool,
     },
     /// The VM ended: leave the run loop.
     Stop,
@@ -405,13 +436,16 @@ impl Rendezvous {
                 st = self.serve(st, vp, server);
                 continue;
             }
-            if st.paused {
+            if st.paused || !st.hold.may_run(vp) {
                 st = self.wait(st);
                 continue;
             }
             let immediate_exit = Self::has_requests(&st, vp);
             st.in_run += 1;
-            return Next::Run { immediate_exit };
+            return Next::Run {
+                immediate_exit,
+                single_step: st.hold.step == Some(vp),
+            };
         }
     }
 
@@ -419,7 +453,7 @@ impl Rendezvous {
     pub fn after_run(&self) {
         let mut st = self.lock();
         st.in_run = st.in_run.saturating_sub(1);
-        if st.paused {
+        if st.paused || st.hold.held {
             self.changed.notify_all();
         }
     }
@@ -611,6 +645,84 @@ impl Rendezvous {
             }
             st = self.wait(st);
         }
+    }
+
+    /// A debugger stops the VM: from now on no VP enters `KVM_RUN`; the VPs
+    /// inside it are kicked out, and this returns once none is inside (or
+    /// the VM ended). They keep serving reads and writes.
+    pub fn debug_stop(&self) {
+        let mut st = self.lock();
+        st.hold = Hold {
+            held: true,
+            running: 0,
+            step: None,
+            event: st.hold.event,
+        };
+        self.changed.notify_all();
+        for vp in 0..st.vps.len() {
+            self.kick(vp);
+        }
+        while st.in_run > 0 && st.ended.is_none() {
+            st = self.wait(st);
+        }
+    }
+
+    /// A debugger lets the VM run again: every VP (`only` = `None`), or
+    /// the VPs of the mask `only` while the others stay stopped; VP `step`
+    /// (in `only` or not) runs one instruction, after which it reports
+    /// [`DebugEvent::Stepped`] and the hold is back for every VP.
+    pub fn debug_resume(&self, only: Option<u64>, step: Option<u32>) {
+        let mut st = self.lock();
+        let step_bit = step.filter(|&vp| vp < 64).map_or(0, |vp| 1u64 << vp);
+        st.hold = Hold {
+            held: only.is_some() || step.is_some(),
+            running: only.unwrap_or(0) | step_bit,
+            step,
+            event: None,
+        };
+        self.changed.notify_all();
+    }
+
+    /// Called by VP `vp`'s thread when it stopped for the debugger: the
+    /// hold begins (every other VP is kicked out of `KVM_RUN`) and
+    /// [`Self::debug_wait`] returns `event`.
+    pub fn debug_event(&self, vp: u32, event: DebugEvent) {
+        let mut st = self.lock();
+        tracing::debug!(vp, ?event, "stopped for the debugger");
+        if st.hold.event.is_none() {
+            st.hold.event = Some(event);
+        }
+        st.hold.held = true;
+        st.hold.running = 0;
+        st.hold.step = None;
+        self.changed.notify_all();
+        for other in 0..st.vps.len() {
+            if other != vp as usize {
+                self.kick(other);
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for a VP to stop for the debugger, then
+    /// waits until no VP is in `KVM_RUN` and returns why (once).
+    pub fn debug_wait(&self, timeout: Duration) -> Option<DebugEvent> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while st.hold.event.is_none() && st.ended.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        while st.in_run > 0 && st.ended.is_none() {
+            st = self.wait(st);
+        }
+        st.hold.event.take()
     }
 
     /// Runs `f` while no vCPU is inside `KVM_RUN` (the caller, a vCPU

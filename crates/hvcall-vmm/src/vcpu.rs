@@ -16,15 +16,17 @@ use std::time::Instant;
 
 use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{Outcome, VpState};
+use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use crate::devices::PortEffect;
 use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
 use crate::kick::Registration;
 use crate::registers::Groups;
-use crate::rendezvous::{Next, Served, Server, WriteReply};
+use crate::rendezvous::{DebugEvent, Next, Served, Server, WriteReply};
 use crate::snapshot::VpSnapshot;
 use crate::stats::count_ioctl;
+use crate::vm::lock;
 use crate::vm::Shared;
 use crate::write;
 use crate::VmExit;
@@ -42,6 +44,8 @@ const EMULATION_FAILURE: u32 = 1;
 /// What to do after an exit, once the exit's borrow of the vCPU ended.
 enum Action {
     Continue,
+    /// `KVM_EXIT_DEBUG` (a single step done).
+    Debug,
     Interrupted,
     /// A write of this many bytes to the hypercall port, and when
     /// `KVM_RUN` returned with it.
@@ -105,6 +109,8 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
     vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
     let mut consistent = false;
+    // KVM_GUESTDBG_SINGLESTEP is set on this vCPU.
+    let mut stepping = false;
     let mut call_site = CallSite::default();
     // When the last hypercall's exit happened, until the next KVM_RUN.
     let mut call_exit: Option<Instant> = None;
@@ -114,9 +120,23 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
             .before_run(vp, consistent, &mut Between { shared, vp, vcpu });
         match next {
             Next::Stop => break,
-            Next::Run { immediate_exit } => {
+            Next::Run {
+                immediate_exit,
+                single_step,
+            } => {
                 if immediate_exit {
                     vcpu.set_kvm_immediate_exit(1);
+                }
+                if single_step != stepping {
+                    stepping = single_step;
+                    if let Err(e) = set_single_step(vcpu, single_step) {
+                        // Stop at once rather than run freely: the
+                        // debugger sees the step end where it began.
+                        tracing::warn!(vp, "KVM_SET_GUEST_DEBUG: {e}: cannot single-step");
+                        shared.rendezvous.debug_event(vp, DebugEvent::Stepped(vp));
+                        consistent = true;
+                        continue;
+                    }
                 }
             }
         }
@@ -128,6 +148,12 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
         let action = run_once(shared, vp, vcpu);
         match action {
             Action::Continue => {}
+            Action::Debug => {
+                if stepping {
+                    shared.rendezvous.debug_event(vp, DebugEvent::Stepped(vp));
+                }
+                consistent = true;
+            }
             Action::Interrupted => {
                 vcpu.set_kvm_immediate_exit(0);
                 consistent = true;
@@ -161,7 +187,8 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so
                 // `internal` is the active member of the exit union.
                 let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                if suberror == EMULATION_FAILURE && complete_emulation(shared, vcpu) {
+                if suberror == EMULATION_FAILURE && complete_emulation(shared, vp, vcpu) {
+                    consistent = true;
                     continue;
                 }
                 let rip = vcpu.sync_regs().regs.rip;
@@ -191,9 +218,16 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
 ///   self-test runs one);
 /// - `fwait`: #MF (vector 16) if the x87 status word has an unmasked
 ///   exception pending, else RIP past it (distribution kernels run one).
-fn complete_emulation(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
+fn complete_emulation(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> bool {
     let rip = vcpu.sync_regs().regs.rip;
     match code_at(shared, vcpu, rip, 1).first() {
+        Some(&INT3) if lock(&shared.breakpoints).contains(&rip) => {
+            // The debugger's: the VM stops with RIP on the int3.
+            shared
+                .rendezvous
+                .debug_event(vp, DebugEvent::Breakpoint(vp));
+            true
+        }
         Some(&INT3) => {
             inject_exception(vcpu, rip.wrapping_add(1), BP_VECTOR);
             tracing::debug!(rip, "int3: #BP injected");
@@ -214,6 +248,21 @@ fn complete_emulation(shared: &Shared<'_>, vcpu: &mut VcpuFd) -> bool {
         }
         _ => false,
     }
+}
+
+/// Turns KVM's single-stepping of `vcpu` on or off (the debugger's step).
+fn set_single_step(vcpu: &VcpuFd, on: bool) -> Result<(), kvm_ioctls::Error> {
+    let control = if on {
+        KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP
+    } else {
+        0
+    };
+    let debug = kvm_guest_debug {
+        control,
+        ..Default::default()
+    };
+    count_ioctl();
+    vcpu.set_guest_debug(&debug)
 }
 
 /// Up to `len` bytes of guest code at virtual address `rip`, as far as
@@ -307,6 +356,7 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             Action::Continue
         }
         Ok(VcpuExit::Hlt) => Action::Halt,
+        Ok(VcpuExit::Debug(_)) => Action::Debug,
         Ok(VcpuExit::Shutdown) => Action::End(VmExit::Fault {
             vp,
             reason: "triple fault (KVM_EXIT_SHUTDOWN)".into(),

@@ -431,6 +431,7 @@ impl Vm {
             counters: &self.counters,
             unimplemented: Mutex::new(BTreeSet::new()),
             msr_writes: Mutex::new(()),
+            breakpoints: Mutex::new(BTreeSet::new()),
         };
         let shared = &shared;
         std::thread::scope(|s| {
@@ -539,7 +540,7 @@ fn all_halted(inspector: &Inspector<'_>) -> bool {
     halted > 0
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -573,6 +574,9 @@ pub struct Shared<'a> {
     /// Held by the one VP writing a synthetic MSR (see
     /// [`Shared::write_msr`]).
     msr_writes: Mutex<()>,
+    /// Guest addresses of the debugger's software breakpoints: an `int3`
+    /// there stops the VM for the debugger instead of raising #BP.
+    pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
 }
 
 impl Shared<'_> {

@@ -201,7 +201,10 @@ impl Request {
                 )
             }
             c if c == u32::from(SET_VP_REGISTERS) => {
-                if list.is_empty() || !list.len().is_multiple_of(32) || list.len() / 32 > MAX_ELEMENTS {
+                if list.is_empty()
+                    || !list.len().is_multiple_of(32)
+                    || list.len() / 32 > MAX_ELEMENTS
+                {
                     return Err(RequestError::List(list.len(), MAX_ELEMENTS));
                 }
                 Call::Set(

@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
+mod gdb;
 mod guests;
 mod inspect;
 mod registers;

@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// path must not exist and is removed on exit), for `hvcall regs`.
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
+    /// Serve a GDB remote stub on 127.0.0.1:PORT (VPs are threads; the VM
+    /// stops while gdb is attached): `gdb -ex 'target remote :PORT'`.
+    #[arg(long, value_name = "PORT")]
+    pub gdb: Option<u16>,
     /// How long the soak runs (--guest soak only) [default: 10].
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
@@ -237,8 +241,8 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    if args.api_socket.is_some() && args.soak()?.is_some() {
-        return Err("--api-socket cannot be combined with --guest soak".into());
+    if (args.api_socket.is_some() || args.gdb.is_some()) && args.soak()?.is_some() {
+        return Err("--api-socket and --gdb cannot be combined with --guest soak".into());
     }
     let setup = |e: VmmError| format!("VM setup failed: {e}");
     let mut vm = Vm::new(&config).map_err(setup)?;
@@ -260,12 +264,24 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         Some(path) => Some(ApiSocket::bind(path).map_err(|e| e.to_string())?),
         None => None,
     };
-    if api.is_some() {
+    let gdb = match args.gdb {
+        Some(port) => Some(
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .map_err(|e| format!("--gdb {port}: cannot listen on 127.0.0.1:{port}: {e}"))?,
+        ),
+        None => None,
+    };
+    if api.is_some() || gdb.is_some() {
         // So that Ctrl-C (or a kill) ends the VM cleanly and the socket's
         // path is removed.
         install_stop_signals()?;
     }
-    let exit = if sampler.is_none() && api.is_none() {
+    if let Some(port) = args.gdb {
+        say(format_args!(
+            "gdb: waiting on 127.0.0.1:{port} (gdb -ex 'target remote :{port}')"
+        ));
+    }
+    let exit = if sampler.is_none() && api.is_none() && gdb.is_none() {
         vm.run()
     } else {
         let start = Instant::now();
@@ -273,6 +289,9 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
             std::thread::scope(|s| {
                 if let Some(api) = &api {
                     s.spawn(|| api.serve(inspector, &stop_requested));
+                }
+                if let Some(gdb) = &gdb {
+                    s.spawn(|| crate::gdb::serve(gdb, inspector, &stop_requested));
                 }
                 if let Some(sampler) = &sampler {
                     sampler.sample(inspector, start);
