@@ -307,6 +307,10 @@ impl RegisterSource for VpHypervisor<'_> {
         let group = group_of(name).ok_or(HvError::INVALID_PARAMETER)?;
         // Only the caller's own snapshot fills lazily; another VP's holds
         // what its call named and is never fetched from again.
+        if group == Group::Activity && snapshot.vp_index() == self.call.vp {
+            // The caller is running (it is executing this call).
+            snapshot.fill_activity_running();
+        }
         if !snapshot.has(group) && snapshot.vp_index() == self.call.vp {
             snapshot
                 .fill(group, self.call.vcpu)

@@ -23,13 +23,13 @@
 //! (the Linux boot protocol), [`mptable`], [`devices`] (COM1, i8042,
 //! exit port, irqchip), [`cpuid`],
 //! [`msr`] (synthetic MSRs), [`hypercall_page`] (the overlay),
-//! [`registers`] (HV register names → KVM state) and [`snapshot`] (one
-//! VP's state), [`rendezvous`] (cross-vCPU coordination), [`hypercall`]
-//! (dispatcher glue for a guest's call), [`root`] (host-side reads as the
-//! parent partition), [`inspect`] (the same reads of a running VM),
-//! [`vm`] (the VM and its run), [`trace`] (the hypercall trace), [`stats`],
-//! and the
-//! private `vcpu` (run loop and exits) and `kick` (signals) modules.
+//! [`registers`] (HV register names → KVM state), [`inspect`] (the host's
+//! reads, writes and debugger control of a running VM), [`vm`] (the VM and
+//! its run), [`trace`] (the hypercall trace) and [`stats`]. Private:
+//! `vcpu` (run loop and exits), `hypercall` (dispatcher glue for a guest's
+//! call), `snapshot` (one VP's state), `write` (applying a batch of
+//! writes), `root` (the root partition's view for host reads and writes)
+//! and `rendezvous` (the cross-VP path: requests, kicks, serving).
 //!
 //! Host side of a run, with the root partition's view afterwards:
 //!
@@ -48,19 +48,18 @@ pub mod config;
 pub mod console;
 pub mod cpuid;
 pub mod devices;
-pub mod hypercall;
+mod hypercall;
 pub mod hypercall_page;
 pub mod inspect;
-mod kick;
 pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod mptable;
 pub mod msr;
 pub mod registers;
-pub mod rendezvous;
-pub mod root;
-pub mod snapshot;
+mod rendezvous;
+mod root;
+mod snapshot;
 pub mod stats;
 pub mod trace;
 mod vcpu;
@@ -69,6 +68,7 @@ mod write;
 
 pub use config::VmConfig;
 pub use console::Console;
+pub use hypercall::{ROOT_PARTITION_ID, VM_PARTITION_ID};
 pub use inspect::Inspector;
 pub use rendezvous::DebugEvent;
 pub use root::ReadError;

@@ -12,7 +12,8 @@ use hvcall_abi::value::{
 use hvcall_abi::{msr, HvError, HvRegisterName, HvRegisterValue};
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs, KVM_MP_STATE_HALTED,
-    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_SIPI_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SIPI_RECEIVED,
+    KVM_MP_STATE_UNINITIALIZED,
 };
 use kvm_ioctls::VcpuFd;
 
@@ -300,6 +301,13 @@ impl VpSnapshot {
             s.fill(g, vcpu)?;
         }
         Ok(s)
+    }
+
+    /// Fills the activity group of a VP known to be running (the caller of
+    /// the hypercall being handled: it is executing the call), without
+    /// `KVM_GET_MP_STATE`.
+    pub fn fill_activity_running(&mut self) {
+        self.mp_state.get_or_insert(KVM_MP_STATE_RUNNABLE);
     }
 
     /// Whether `group` is already fetched.

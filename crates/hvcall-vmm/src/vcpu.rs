@@ -14,21 +14,18 @@
 
 use std::time::Instant;
 
-use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{Outcome, VpState};
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use crate::devices::PortEffect;
 use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
-use crate::kick::Registration;
-use crate::registers::Groups;
-use crate::rendezvous::{DebugEvent, Next, Served, Server, WriteReply};
+use crate::rendezvous::kick::Registration;
+use crate::rendezvous::{Between, DebugEvent, Next};
 use crate::snapshot::VpSnapshot;
 use crate::stats::count_ioctl;
 use crate::vm::lock;
 use crate::vm::Shared;
-use crate::write;
 use crate::VmExit;
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -75,31 +72,6 @@ impl Drop for EndOnPanic<'_> {
     }
 }
 
-/// VP `vp` between two instructions and outside a hypercall, serving
-/// other VPs: reads from its sync registers, writes through them
-/// ([`crate::write`]).
-struct Between<'a, 'b> {
-    shared: &'a Shared<'b>,
-    vp: u32,
-    vcpu: &'a mut VcpuFd,
-}
-
-impl Server for Between<'_, '_> {
-    fn snapshot(&mut self, groups: Groups) -> Served {
-        self.shared.serve_snapshot(self.vp, self.vcpu, groups)
-    }
-
-    fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
-        let (shared, vp) = (self.shared, self.vp);
-        let mut state = VpSnapshot::from_sync(self.vcpu.sync_regs(), shared.synthetic(vp));
-        let batch = write::apply(&mut state, self.vcpu, elements, &mut |index, value| {
-            shared.write_synthetic(index, vp, value)
-        });
-        write::commit_to_sync(self.vcpu, &state, &batch);
-        batch.result
-    }
-}
-
 /// Runs VP `vp` until the VM ends.
 pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<VpSnapshot>) {
     let _guard = EndOnPanic { shared, vp };
@@ -115,9 +87,10 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     // When the last hypercall's exit happened, until the next KVM_RUN.
     let mut call_exit: Option<Instant> = None;
     loop {
-        let next = shared
-            .rendezvous
-            .before_run(vp, consistent, &mut Between { shared, vp, vcpu });
+        let next =
+            shared
+                .rendezvous
+                .before_run(vp, consistent, &mut Between::new(shared, vp, vcpu));
         match next {
             Next::Stop => break,
             Next::Run {
@@ -179,9 +152,11 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
             Action::Halt => {
                 let interrupts_disabled = vcpu.sync_regs().regs.rflags & RFLAGS_IF == 0;
                 tracing::debug!(vp, interrupts_disabled, "halted");
-                shared
-                    .rendezvous
-                    .halt(vp, interrupts_disabled, &mut Between { shared, vp, vcpu });
+                shared.rendezvous.halt(
+                    vp,
+                    interrupts_disabled,
+                    &mut Between::new(shared, vp, vcpu),
+                );
             }
             Action::InternalError => {
                 // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so

@@ -22,12 +22,12 @@ use crate::cpuid::{guest_cpuid, HypervLeaves};
 use crate::devices::{self, Devices};
 use crate::hypercall_page::{Memslots, SlotError};
 use crate::inspect::{EndOnPanic, Inspector};
-use crate::kick;
 use crate::loader::{self, LoadedImage};
 use crate::memory::GuestRam;
 use crate::msr::{self, GeneralProtection, SyntheticMsrs};
 use crate::registers::Groups;
-use crate::rendezvous::{Rendezvous, Served, SnapshotError};
+use crate::rendezvous::kick;
+use crate::rendezvous::{Rendezvous, SnapshotError};
 use crate::root::{ReadError, RootHypervisor};
 use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
 use crate::stats::{Counters, RunStats};
@@ -545,27 +545,27 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What every vCPU thread of one run shares.
-pub struct Shared<'a> {
+pub(crate) struct Shared<'a> {
     /// The configuration.
-    pub config: &'a VmConfig,
+    pub(crate) config: &'a VmConfig,
     /// The VM.
-    pub vm_fd: &'a VmFd,
+    pub(crate) vm_fd: &'a VmFd,
     /// Guest RAM.
-    pub ram: &'a GuestRam,
+    pub(crate) ram: &'a GuestRam,
     /// The port I/O devices.
-    pub devices: &'a Devices,
+    pub(crate) devices: &'a Devices,
     /// Memory slots (the overlay).
-    pub memslots: &'a Mutex<Memslots>,
+    pub(crate) memslots: &'a Mutex<Memslots>,
     /// Synthetic MSRs.
-    pub msrs: &'a Mutex<SyntheticMsrs>,
+    pub(crate) msrs: &'a Mutex<SyntheticMsrs>,
     /// CPUID leaves and privileges.
-    pub leaves: HypervLeaves,
+    pub(crate) leaves: HypervLeaves,
     /// Coordination of the vCPU threads.
-    pub rendezvous: Rendezvous,
+    pub(crate) rendezvous: Rendezvous,
     /// When the VM was created (reference time 0).
-    pub created: Instant,
+    pub(crate) created: Instant,
     /// The dispatcher's tuning.
-    pub dispatch: DispatchConfig,
+    pub(crate) dispatch: DispatchConfig,
     /// Counters.
     pub(crate) counters: &'a Counters,
     /// Call codes answered HV_STATUS_INVALID_HYPERCALL_CODE so far (each is
@@ -588,16 +588,6 @@ impl Shared<'_> {
     /// The synthetic state of VP `vp`, now.
     pub fn synthetic(&self, vp: u32) -> SyntheticState {
         SyntheticState::now(vp, &lock(self.msrs), self.created, self.leaves)
-    }
-
-    /// A snapshot of `groups` of VP `vp`, taken on its own thread for
-    /// another VP, from its sync registers.
-    pub(crate) fn serve_snapshot(&self, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
-        let snapshot = VpSnapshot::capture(vcpu, self.synthetic(vp), groups)
-            .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
-        self.counters.snapshot_served(&snapshot);
-        self.counters.flush_ioctls();
-        Ok(Box::new(snapshot))
     }
 
     /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters:

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use hvcall_abi::call_code::{GET_VP_REGISTERS, SET_VP_REGISTERS};
 use hvcall_abi::{HvInputVtl, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::HostTarget;
-use hvcall_vmm::hypercall::VM_PARTITION_ID;
+use hvcall_vmm::VM_PARTITION_ID;
 use hvcall_vmm::{Inspector, ReadError};
 
 /// Largest request body: the 8-byte API header and one page of TLFS input.

@@ -1,6 +1,23 @@
-//! Cross-thread coordination of the vCPU threads: VM end, reads and
-//! writes of a running VP's registers, pausing every vCPU, and the
+//! The cross-VP path, and the rest of the coordination of the vCPU
+//! threads: VM end, pausing every vCPU, the debugger's hold and the
 //! all-halted rule.
+//!
+//! # Reading or writing another VP, end to end
+//!
+//! 1. A requester: a VP inside its hypercall (`crate::hypercall`'s
+//!    `VpHypervisor`, for the dispatcher's snapshot and write calls) or
+//!    the host ([`crate::inspect::Inspector`]) calls
+//!    [`Rendezvous::request_snapshot`] / [`Rendezvous::request_write`] (or
+//!    their host forms) here.
+//! 2. The request is queued for the target VP, whose thread is kicked out
+//!    of `KVM_RUN` with a real-time signal ([`kick`]).
+//! 3. The target's thread serves it ([`serve`]) at the next point where
+//!    the VP is between two instructions: [`Between`] outside a hypercall,
+//!    `crate::hypercall::InCall` inside its own. A read is a
+//!    [`crate::snapshot::VpSnapshot`] of the groups asked; a write is
+//!    applied by [`crate::write`].
+//! 4. The reply goes back through the requester's slot here; a VP halted
+//!    for good is read from a copy parked at its halt, without waking it.
 //!
 //! All coordination state sits behind one mutex with one condition
 //! variable (plus the additions for speed described below). vCPU ioctls
@@ -43,13 +60,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub(crate) mod kick;
+mod serve;
+
+pub(crate) use serve::{Between, Server};
+
 use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{SourceError, WriteFailure};
 
-use crate::kick::Kicker;
 use crate::registers::Groups;
 use crate::snapshot::{SyntheticState, VpSnapshot};
 use crate::VmExit;
+use kick::Kicker;
 
 /// Why a snapshot could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,21 +85,11 @@ pub enum SnapshotError {
 }
 
 /// What the thread that serves a read hands back.
-pub type Served = Result<Box<VpSnapshot>, SnapshotError>;
+pub(crate) type Served = Result<Box<VpSnapshot>, SnapshotError>;
 
 /// What the thread that serves a write hands back: every element applied,
 /// or where and why the batch stopped.
-pub type WriteReply = Result<(), WriteFailure<SnapshotError>>;
-
-/// A VP's thread, serving the requests addressed to its VP on that thread
-/// (where its vCPU's ioctls may be made), at a point where the VP is
-/// between two instructions.
-pub trait Server {
-    /// A snapshot of the VP holding at least `groups`.
-    fn snapshot(&mut self, groups: Groups) -> Served;
-    /// Applies `elements` to the VP in order, as one batch (contract §8).
-    fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply;
-}
+pub(crate) type WriteReply = Result<(), WriteFailure<SnapshotError>>;
 
 /// What a request asks of the target VP's thread.
 #[derive(Clone, Debug)]
@@ -208,7 +220,7 @@ struct State {
 
 /// What a vCPU thread does next.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Enter `KVM_RUN`; with `immediate_exit` set if a request waits for a
     /// state that only re-entry can make consistent.
     Run {
@@ -223,7 +235,7 @@ pub enum Next {
 
 /// The coordination point of one VM run.
 #[derive(Debug)]
-pub struct Rendezvous {
+pub(crate) struct Rendezvous {
     state: Mutex<State>,
     changed: Condvar,
     /// Signalled only when the VM ends, for [`Self::wait_end`]: the
@@ -258,7 +270,7 @@ impl State {
 
 impl Rendezvous {
     /// For `cpus` VPs.
-    pub fn new(cpus: u32) -> Self {
+    pub(crate) fn new(cpus: u32) -> Self {
         let state = State {
             vps: (0..cpus).map(|_| VpSlot::default()).collect(),
             ..State::default()
@@ -296,7 +308,7 @@ impl Rendezvous {
     }
 
     /// Called by VP `vp`'s thread when it starts.
-    pub fn register(&self, vp: u32) {
+    pub(crate) fn register(&self, vp: u32) {
         if let Some(mut k) = self.kicker(vp as usize) {
             *k = Some(Kicker::current());
         }
@@ -304,7 +316,7 @@ impl Rendezvous {
 
     /// Called by VP `vp`'s thread just before it returns: no kick reaches
     /// it afterwards, and requests it can no longer answer fail.
-    pub fn unregister(&self, vp: u32) {
+    pub(crate) fn unregister(&self, vp: u32) {
         if let Some(mut k) = self.kicker(vp as usize) {
             *k = None;
         }
@@ -320,7 +332,7 @@ impl Rendezvous {
     }
 
     /// Ends the VM with `exit` unless it already ended; kicks every vCPU.
-    pub fn end(&self, exit: VmExit) {
+    pub(crate) fn end(&self, exit: VmExit) {
         let mut st = self.lock();
         if st.ended.is_none() {
             tracing::debug!(?exit, "VM ends");
@@ -334,13 +346,13 @@ impl Rendezvous {
     }
 
     /// How the VM ended, if it did.
-    pub fn ended(&self) -> Option<VmExit> {
+    pub(crate) fn ended(&self) -> Option<VmExit> {
         self.lock().ended.clone()
     }
 
     /// Waits until the VM ends or `timeout` passes; true if it ended. A
     /// timeout too long to represent waits for the end.
-    pub fn wait_end(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait_end(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         while st.ended.is_none() {
@@ -426,7 +438,7 @@ impl Rendezvous {
     /// Called by VP `vp`'s thread before `KVM_RUN`. `consistent` says
     /// whether its state is between two instructions now (no exit awaits
     /// completion by re-entry); `server` serves requests for it.
-    pub fn before_run(&self, vp: u32, consistent: bool, server: &mut dyn Server) -> Next {
+    pub(crate) fn before_run(&self, vp: u32, consistent: bool, server: &mut dyn Server) -> Next {
         let mut st = self.lock();
         loop {
             if st.ended.is_some() {
@@ -450,7 +462,7 @@ impl Rendezvous {
     }
 
     /// Called by a vCPU thread when `KVM_RUN` returned.
-    pub fn after_run(&self) {
+    pub(crate) fn after_run(&self) {
         let mut st = self.lock();
         st.in_run = st.in_run.saturating_sub(1);
         if st.paused || st.hold.held {
@@ -463,7 +475,7 @@ impl Rendezvous {
     /// `groups`. `server` serves requests addressed to `requester`
     /// meanwhile; `synthetic` is the target's synthetic state now, for a
     /// target halted for good (read from its parked snapshot).
-    pub fn request_snapshot(
+    pub(crate) fn request_snapshot(
         &self,
         requester: u32,
         target: u32,
@@ -482,7 +494,7 @@ impl Rendezvous {
     /// write `elements` to VP `target` (another VP) as one batch, applied
     /// by the target's thread between two of its instructions. `server`
     /// serves requests addressed to `requester` meanwhile.
-    pub fn request_write(
+    pub(crate) fn request_write(
         &self,
         requester: u32,
         target: u32,
@@ -550,7 +562,7 @@ impl Rendezvous {
     /// serve, so it only waits: for an earlier host request to finish, then
     /// for its reply or the VM's end ([`SnapshotError::Ended`], also for a
     /// `target` that does not exist).
-    pub fn request_host_snapshot(
+    pub(crate) fn request_host_snapshot(
         &self,
         target: u32,
         groups: Groups,
@@ -565,7 +577,7 @@ impl Rendezvous {
     /// Called by a host thread (not a VP) to write `elements` to VP
     /// `target` as one batch; waits as [`Self::request_host_snapshot`]
     /// does.
-    pub fn request_host_write(
+    pub(crate) fn request_host_write(
         &self,
         target: u32,
         elements: &[SetVpRegistersElement],
@@ -617,7 +629,7 @@ impl Rendezvous {
     /// every group, from which requests for it are answered without waking
     /// this thread, and serves the requests made before that until the VM
     /// ends.
-    pub fn halt(&self, vp: u32, interrupts_disabled: bool, server: &mut dyn Server) {
+    pub(crate) fn halt(&self, vp: u32, interrupts_disabled: bool, server: &mut dyn Server) {
         let mut st = self.lock();
         if interrupts_disabled {
             st.halted += 1;
@@ -650,7 +662,7 @@ impl Rendezvous {
     /// A debugger stops the VM: from now on no VP enters `KVM_RUN`; the VPs
     /// inside it are kicked out, and this returns once none is inside (or
     /// the VM ended). They keep serving reads and writes.
-    pub fn debug_stop(&self) {
+    pub(crate) fn debug_stop(&self) {
         let mut st = self.lock();
         st.hold = Hold {
             held: true,
@@ -671,7 +683,7 @@ impl Rendezvous {
     /// the VPs of the mask `only` while the others stay stopped; VP `step`
     /// (in `only` or not) runs one instruction, after which it reports
     /// [`DebugEvent::Stepped`] and the hold is back for every VP.
-    pub fn debug_resume(&self, only: Option<u64>, step: Option<u32>) {
+    pub(crate) fn debug_resume(&self, only: Option<u64>, step: Option<u32>) {
         let mut st = self.lock();
         let step_bit = step.filter(|&vp| vp < 64).map_or(0, |vp| 1u64 << vp);
         st.hold = Hold {
@@ -686,7 +698,7 @@ impl Rendezvous {
     /// Called by VP `vp`'s thread when it stopped for the debugger: the
     /// hold begins (every other VP is kicked out of `KVM_RUN`) and
     /// [`Self::debug_wait`] returns `event`.
-    pub fn debug_event(&self, vp: u32, event: DebugEvent) {
+    pub(crate) fn debug_event(&self, vp: u32, event: DebugEvent) {
         let mut st = self.lock();
         tracing::debug!(vp, ?event, "stopped for the debugger");
         if st.hold.event.is_none() {
@@ -705,7 +717,7 @@ impl Rendezvous {
 
     /// Waits at most `timeout` for a VP to stop for the debugger, then
     /// waits until no VP is in `KVM_RUN` and returns why (once).
-    pub fn debug_wait(&self, timeout: Duration) -> Option<DebugEvent> {
+    pub(crate) fn debug_wait(&self, timeout: Duration) -> Option<DebugEvent> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         while st.hold.event.is_none() && st.ended.is_none() {
@@ -727,7 +739,7 @@ impl Rendezvous {
 
     /// Runs `f` while no vCPU is inside `KVM_RUN` (the caller, a vCPU
     /// thread, is outside too). Returns `None` if the VM ended first.
-    pub fn with_all_paused<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+    pub(crate) fn with_all_paused<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let mut st = self.lock();
         while st.paused {
             if st.ended.is_some() {
@@ -854,7 +866,7 @@ mod tests {
 
     #[test]
     fn a_halted_vp_is_read_from_its_parked_snapshot_and_requests_are_woken_by_the_end() {
-        crate::kick::install_handler().unwrap();
+        kick::install_handler().unwrap();
         let r = Rendezvous::new(2);
         let takes = AtomicU64::new(0);
         std::thread::scope(|s| {
@@ -914,7 +926,7 @@ mod tests {
     fn mutual_requests_between_threads_finish() {
         // Two "VPs" that only ever wait in request_snapshot or halt: each
         // must serve the other while it waits.
-        crate::kick::install_handler().unwrap();
+        kick::install_handler().unwrap();
         let r = Rendezvous::new(2);
         std::thread::scope(|s| {
             for vp in 0..2u32 {
