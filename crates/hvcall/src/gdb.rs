@@ -47,8 +47,8 @@ use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 use hvcall_vmm::{DebugEvent, Inspector};
 
 /// The general registers in gdb's order (rax, rbx, rcx, rdx, rsi, rdi,
-/// rbp, rsp, r8–r15).
-const GPRS: [HvRegisterName; 16] = [
+/// rbp, rsp, r8–r15), which `hvcall regs` shows too.
+pub const GPRS: [HvRegisterName; 16] = [
     x64::RAX,
     x64::RBX,
     x64::RCX,

@@ -74,26 +74,7 @@ fn group(name: &str) -> Option<Vec<&'static RegisterEntry>> {
             .collect()
     };
     Some(match name {
-        "gpr" => pick(&[
-            x64::RAX,
-            x64::RBX,
-            x64::RCX,
-            x64::RDX,
-            x64::RSI,
-            x64::RDI,
-            x64::RBP,
-            x64::RSP,
-            x64::R8,
-            x64::R9,
-            x64::R10,
-            x64::R11,
-            x64::R12,
-            x64::R13,
-            x64::R14,
-            x64::R15,
-            x64::RIP,
-            x64::RFLAGS,
-        ]),
+        "gpr" => pick(&[&crate::gdb::GPRS[..], &[x64::RIP, x64::RFLAGS]].concat()),
         "cr" => pick(&[x64::CR0, x64::CR2, x64::CR3, x64::CR4, x64::CR8, x64::EFER]),
         "seg" => pick(&[
             x64::CS,
