@@ -55,6 +55,9 @@ pub struct RunStats {
     /// decoding, dispatching, any wait for another VP's snapshot, and
     /// writing the result.
     pub hypercall_vmm_ns: u64,
+    /// When a vCPU first entered `KVM_RUN` (the guest's first
+    /// instruction), if one did.
+    pub first_entry: Option<std::time::Instant>,
 }
 
 /// The live counters.
@@ -68,6 +71,7 @@ pub(crate) struct Counters {
     served_fetches: [AtomicU64; 5],
     state_ioctls: AtomicU64,
     hypercall_vmm_ns: AtomicU64,
+    first_entry: std::sync::OnceLock<std::time::Instant>,
 }
 
 thread_local! {
@@ -134,6 +138,13 @@ impl Counters {
             },
             state_ioctls: self.state_ioctls.load(Ordering::Relaxed),
             hypercall_vmm_ns: self.hypercall_vmm_ns.load(Ordering::Relaxed),
+            first_entry: self.first_entry.get().copied(),
         }
+    }
+
+    /// Records that a vCPU is about to enter `KVM_RUN` for the first time
+    /// (only the first call of the VM's life counts).
+    pub(crate) fn entering(&self) {
+        self.first_entry.get_or_init(std::time::Instant::now);
     }
 }

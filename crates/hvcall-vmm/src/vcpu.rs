@@ -81,6 +81,8 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
     vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
     vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
     let mut consistent = false;
+    // This thread entered KVM_RUN before.
+    let mut entered = false;
     // KVM_GUESTDBG_SINGLESTEP is set on this vCPU.
     let mut stepping = false;
     let mut call_site = CallSite::default();
@@ -117,6 +119,10 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
         shared.counters.flush_ioctls();
         if let Some(exited) = call_exit.take() {
             shared.counters.hypercall_time(exited.elapsed());
+        }
+        if !entered {
+            entered = true;
+            shared.counters.entering();
         }
         let action = run_once(shared, vp, vcpu);
         match action {
