@@ -68,11 +68,11 @@ fn bench_json_quick_prints_every_key() {
         assert_eq!(f.len(), 4, "{figure} has other keys\n{out}");
     }
     assert_eq!(object["null_exit"]["ratio"].as_f64(), Some(1.0), "{out}");
-    for key in ["startup_us", "rss_overhead_kib"] {
+    for key in ["startup_us", "guest_main_us", "rss_overhead_kib"] {
         assert!(
             object.get(key).is_some_and(|v| v.is_number()),
             "no number {key}\n{out}"
         );
     }
-    assert_eq!(object.len(), FIGURES.len() + 2, "unexpected keys\n{out}");
+    assert_eq!(object.len(), FIGURES.len() + 3, "unexpected keys\n{out}");
 }
