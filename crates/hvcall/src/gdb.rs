@@ -506,7 +506,14 @@ impl<'a, 'b> run_blocking::BlockingEventLoop for EventLoop<'a, 'b> {
 
     fn on_interrupt(target: &mut Self::Target) -> Result<Option<Self::StopReason>, &'static str> {
         target.insp.debug_stop();
-        Ok(Some(MultiThreadStopReason::Signal(Signal::SIGINT)))
+        // Reported on VP 0, so gdb knows which thread it is on.
+        Ok(Some(match Tid::new(1) {
+            Some(tid) => MultiThreadStopReason::SignalWithThread {
+                tid,
+                signal: Signal::SIGINT,
+            },
+            None => MultiThreadStopReason::Signal(Signal::SIGINT),
+        }))
     }
 }
 

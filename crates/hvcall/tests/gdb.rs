@@ -106,8 +106,42 @@ fn gdb_attaches_reads_writes_steps_and_breaks_on_a_running_vm() {
     let out = gdb.output().expect("run gdb");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    // The VM runs on after the detach: give VP1 time to print.
-    std::thread::sleep(Duration::from_millis(500));
+    // The VM runs on after the detach, and the stub serves the next gdb:
+    // `continue`, then Ctrl-C (SIGINT to gdb, which sends the interrupt).
+    let mut second = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex"])
+        .arg(format!("target remote 127.0.0.1:{port}"))
+        .args([
+            "-ex",
+            "continue",
+            "-ex",
+            "echo @@interrupted\\n",
+            "-ex",
+            "info threads",
+            "-ex",
+            "detach",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gdb");
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill() with a child's pid has no memory effects.
+    unsafe { libc::kill(second.id() as i32, libc::SIGINT) };
+    let mut interrupted = String::new();
+    second
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut interrupted)
+        .unwrap();
+    second.wait().expect("gdb ends");
+    assert!(
+        interrupted.contains("received signal SIGINT"),
+        "{interrupted}"
+    );
+    assert!(interrupted.contains("@@interrupted"), "{interrupted}");
+    assert!(interrupted.contains("Thread 1.2"), "{interrupted}");
     // SAFETY: kill() with a child's pid has no memory effects.
     unsafe { libc::kill(vm.id() as i32, libc::SIGTERM) };
     let mut console = String::new();
