@@ -448,6 +448,17 @@ impl Rendezvous {
                 st = self.serve(st, vp, server);
                 continue;
             }
+            if !consistent && !st.hold.may_run(vp) {
+                // Held by the debugger but an exit awaits completion by
+                // re-entry: enter with immediate_exit, which completes it
+                // and runs no guest instruction, so that the VP can be
+                // read and written while held.
+                st.in_run += 1;
+                return Next::Run {
+                    immediate_exit: true,
+                    single_step: false,
+                };
+            }
             if st.paused || !st.hold.may_run(vp) {
                 st = self.wait(st);
                 continue;
@@ -783,6 +794,51 @@ mod tests {
         assert!(r.wait_end(Duration::from_millis(1)));
         assert!(r.wait_end(Duration::MAX), "no overflow");
         assert_eq!(r.before_run(0, true, &mut Fake::new(0)), Next::Stop);
+    }
+
+    #[test]
+    fn a_held_vp_runs_only_to_settle_an_exit_or_its_step() {
+        let r = Rendezvous::new(2);
+        r.debug_stop();
+        // An exit awaiting completion by re-entry: in, complete, out.
+        let settle = r.before_run(0, false, &mut Fake::new(0));
+        assert_eq!(
+            settle,
+            Next::Run {
+                immediate_exit: true,
+                single_step: false
+            }
+        );
+        r.after_run();
+        // VP 1 alone steps; VP 0 stays held until the debugger resumes.
+        r.debug_resume(Some(0), Some(1));
+        let step = r.before_run(1, true, &mut Fake::new(1));
+        assert_eq!(
+            step,
+            Next::Run {
+                immediate_exit: false,
+                single_step: true
+            }
+        );
+        r.after_run();
+        r.debug_event(1, DebugEvent::Stepped(1));
+        assert_eq!(
+            r.debug_wait(Duration::from_secs(5)),
+            Some(DebugEvent::Stepped(1))
+        );
+        let entered = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            let (r, entered) = (&r, &entered);
+            s.spawn(move || {
+                let next = r.before_run(0, true, &mut Fake::new(0));
+                entered.store(1, Ordering::SeqCst);
+                next
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(entered.load(Ordering::SeqCst), 0, "a held VP ran");
+            r.debug_resume(None, None);
+        });
+        assert_eq!(entered.load(Ordering::SeqCst), 1);
     }
 
     #[test]
