@@ -20,8 +20,9 @@
 //! not offered.
 //!
 //! Registers gdb writes: the general registers, RIP, RFLAGS and XMM0–15
-//! (only those that changed). Segment selectors and the x87 state are
-//! shown but not written (a selector alone is not a segment).
+//! (only those that changed). Segment selectors, the x87 state and MXCSR
+//! are shown but not written (a selector alone is not a segment): a write
+//! that changes them fails in gdb and changes nothing.
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -147,6 +148,12 @@ fn changes(old: &X86_64CoreRegs, new: &X86_64CoreRegs) -> Vec<SetVpRegistersElem
         }
     }
     w
+}
+
+/// Whether `new` differs from `old` only in registers the stub writes
+/// (not in segment selectors, the x87 registers or MXCSR).
+fn writable_only(old: &X86_64CoreRegs, new: &X86_64CoreRegs) -> bool {
+    old.segments == new.segments && old.st == new.st && old.fpu == new.fpu && old.mxcsr == new.mxcsr
 }
 
 /// The paging state an address is translated with.
@@ -295,7 +302,13 @@ impl MultiThreadBase for VmTarget<'_, '_> {
             .insp
             .get_vp_registers(vp, &names())
             .map_err(|_| TargetError::NonFatal)?;
-        let writes = changes(&regs_from(&values), regs);
+        let now = regs_from(&values);
+        if !writable_only(&now, regs) {
+            // A selector or x87 change the stub cannot make: gdb reports
+            // the write as failed, and nothing is written.
+            return Err(TargetError::NonFatal);
+        }
+        let writes = changes(&now, regs);
         if !writes.is_empty() {
             self.insp
                 .set_vp_registers(vp, &writes)
@@ -633,10 +646,17 @@ mod tests {
         let mut new = r.clone();
         new.regs[12] = 5;
         new.xmm[3] = 7;
-        new.segments.ds = 0x30; // not written
+        assert!(writable_only(&r, &new));
         let w = changes(&r, &new);
         let got: Vec<(HvRegisterName, u128)> =
             w.iter().map(|e| (e.name, e.value.as_u128())).collect();
         assert_eq!(got, [(x64::R12, 5), (x64::XMM3, 7)]);
+        // A selector or x87 change is refused as a whole.
+        let mut seg = new.clone();
+        seg.segments.ds = 0x30;
+        assert!(!writable_only(&r, &seg));
+        let mut x87 = new;
+        x87.st[0][0] ^= 1;
+        assert!(!writable_only(&r, &x87));
     }
 }

@@ -80,6 +80,9 @@ fn gdb_attaches_reads_writes_steps_and_breaks_on_a_running_vm() {
         "info registers rip r12 rbx r15 rax".into(),
         "echo @@table\\n".into(),
         "x/2gx $rax".into(),
+        "set $ds = 0x30".into(),
+        "echo @@ds\\n".into(),
+        "info registers ds".into(),
         "set $r12 = 0x5151".into(),
         "echo @@step0\\n".into(),
         "info registers rip".into(),
@@ -171,6 +174,9 @@ fn gdb_attaches_reads_writes_steps_and_breaks_on_a_running_vm() {
         table.contains("0x0000000000000000\t0x1111111111111111"),
         "{text}"
     );
+    // A selector write is refused (the stub does not write segments).
+    assert!(text.contains("Could not write registers"), "{text}");
+    assert_eq!(reg_after(&text, "@@ds\n", "ds"), Some(0x10), "{text}");
     // The write reached VP1, which reported it.
     assert!(
         console.contains("spin: VP1: r12 changed from 0x1212000000000001 to 0x0000000000005151"),
