@@ -126,6 +126,8 @@ pub struct InCall<'a> {
     regs_written: u32,
     /// An FPU/SSE register was written during the call.
     fpu_written: bool,
+    /// Some write reached the VP during the call.
+    wrote: bool,
 }
 
 impl InCall<'_> {
@@ -147,8 +149,8 @@ impl InCall<'_> {
 
     /// Carries what was written during the call into what the call hands
     /// back: `regs` (general registers at the call's end, for a call of
-    /// `convention`, `fast` or not) and the sync area's copy of the
-    /// control and segment registers. If FPU/SSE writes reached the VP
+    /// `convention`, `fast` or not); returns the control and segment
+    /// registers for the sync area's copy if writes reached the VP. If FPU/SSE writes reached the VP
     /// while the call's own XMM output is pending, the call's FPU copy is
     /// refetched and keeps only its XMM0–5.
     fn merge(
@@ -156,12 +158,10 @@ impl InCall<'_> {
         convention: Convention,
         fast: bool,
         regs: &mut CallerRegs,
-        vcpu_sregs: &mut kvm_bindings::kvm_sregs,
-    ) -> Result<(), kvm_ioctls::Error> {
-        let Some(here) = &self.here else {
-            return Ok(());
+    ) -> Result<Option<kvm_bindings::kvm_sregs>, kvm_ioctls::Error> {
+        let Some(here) = self.here.as_ref().filter(|_| self.wrote) else {
+            return Ok(None);
         };
-        *vcpu_sregs = here.sync().sregs;
         let call = (convention, fast);
         merge_written(call, &here.sync().regs, self.regs_written, &mut regs.regs);
         // The FPU state the call fetched is older than these writes: keep
@@ -174,7 +174,7 @@ impl InCall<'_> {
                 *mine = now;
             }
         }
-        Ok(())
+        Ok(Some(here.sync().sregs))
     }
 }
 
@@ -222,6 +222,7 @@ impl Server for InCall<'_> {
         let batch = crate::write::apply(self.here(), vcpu, elements, &mut |index, value| {
             shared.write_synthetic(index, vp, value)
         });
+        self.wrote = true;
         self.regs_written |= batch.regs;
         self.fpu_written |= batch.fpu;
         batch.result
@@ -380,8 +381,7 @@ pub fn handle(
     at_call.regs.rip = instruction;
 
     let fault = |message: String| HypercallFault { vp, message };
-    let mut sregs = sync.sregs;
-    let (outcome, mut regs, traced) = {
+    let (outcome, mut regs, traced, written_sregs) = {
         let vcpu_ref: &VcpuFd = vcpu;
         let mut regs = CallerRegs::new(sync.regs);
         let control = ctx.convention.control(&regs);
@@ -412,6 +412,7 @@ pub fn handle(
                 here: None,
                 regs_written: 0,
                 fpu_written: false,
+                wrote: false,
             },
         };
         let outcome = dispatch(
@@ -424,8 +425,9 @@ pub fn handle(
         );
         let outcome = outcome.map_err(|e| fault(e.to_string()))?;
         let fast = HypercallControl::from_bits(control).fast();
-        hv.call
-            .merge(ctx.convention, fast, &mut regs, &mut sregs)
+        let written_sregs = hv
+            .call
+            .merge(ctx.convention, fast, &mut regs)
             .map_err(|e| fault(format!("KVM_GET_FPU: {e}")))?;
         if regs.fpu_dirty {
             if let Some(f) = &regs.fpu {
@@ -435,7 +437,7 @@ pub fn handle(
                     .map_err(|e| fault(format!("KVM_SET_FPU: {e}")))?;
             }
         }
-        (outcome, regs.regs, traced)
+        (outcome, regs.regs, traced, written_sregs)
     };
     tracing::trace!(vp, ?outcome, rax = regs.rax, "hypercall");
     {
@@ -453,8 +455,10 @@ pub fn handle(
         }
     }
     let sync_out = vcpu.sync_regs_mut();
-    // A copy: the control and segment registers are in KVM already.
-    sync_out.sregs = sregs;
+    if let Some(sregs) = written_sregs {
+        // A copy: the control and segment registers are in KVM already.
+        sync_out.sregs = sregs;
+    }
     match outcome {
         Outcome::Complete => sync_out.regs = regs,
         Outcome::Continue => {

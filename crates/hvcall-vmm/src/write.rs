@@ -58,13 +58,7 @@ pub(crate) fn apply(
     let synthetic = elements
         .iter()
         .any(|e| group_of(e.name) == Some(Group::Synthetic));
-    let names: Vec<_> = elements.iter().map(|e| e.name).collect();
-    // Every group the batch touches is fetched before it is staged, so
-    // that `before` holds what to put back.
-    let filled = Groups::of(&names)
-        .fetched()
-        .all(|g| snapshot.fill(g, vcpu).is_ok());
-    if elements.len() > 1 && !synthetic && filled {
+    if elements.len() > 1 && !synthetic && fill_touched(snapshot, vcpu, elements) {
         let before = snapshot.clone();
         match staged(snapshot, vcpu, elements) {
             Ok(batch) => return batch,
@@ -88,6 +82,19 @@ pub(crate) fn apply(
         }
     }
     one_by_one(snapshot, vcpu, elements, msr)
+}
+
+/// Fetches every group `elements` touch into `snapshot` (so that a copy
+/// taken before staging holds what to put back); false if one failed.
+fn fill_touched(
+    snapshot: &mut VpSnapshot,
+    vcpu: &VcpuFd,
+    elements: &[SetVpRegistersElement],
+) -> bool {
+    let names: Vec<_> = elements.iter().map(|e| e.name).collect();
+    Groups::of(&names)
+        .fetched()
+        .all(|g| snapshot.fill(g, vcpu).is_ok())
 }
 
 /// The groups a batch may set, in the order they are set.

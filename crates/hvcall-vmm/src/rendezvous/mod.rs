@@ -105,23 +105,31 @@ enum Work {
 enum Reply {
     Read(Served),
     Write(WriteReply),
+    /// A read of a VP halted for good: a copy of its parked snapshot,
+    /// whose synthetic state the requester refreshes (never delivered).
+    Parked(Box<VpSnapshot>),
 }
 
 impl Reply {
-    /// The reply to `work` when nothing can serve it any more.
-    fn ended(work: &Work) -> Self {
-        match work {
-            Work::Read(_) => Reply::Read(Err(SnapshotError::Ended)),
-            Work::Write(_) => Reply::Write(Err(WriteFailure {
+    /// The reply to a read (`write` false) or a write when nothing can
+    /// serve it any more.
+    fn ended(write: bool) -> Self {
+        if write {
+            Reply::Write(Err(WriteFailure {
                 applied: 0,
                 error: SourceError::Host(SnapshotError::Ended),
-            })),
+            }))
+        } else {
+            Reply::Read(Err(SnapshotError::Ended))
         }
     }
 
-    fn into_read(self) -> Served {
+    /// The snapshot of a read; `synthetic` is the target's synthetic
+    /// state now, for a parked copy.
+    fn into_read(self, synthetic: impl FnOnce() -> SyntheticState) -> Served {
         match self {
             Reply::Read(r) => r,
+            Reply::Parked(parked) => Ok(parked.with_synthetic(synthetic())),
             Reply::Write(_) => Err(SnapshotError::Fetch("a write reply to a read".into())),
         }
     }
@@ -129,7 +137,7 @@ impl Reply {
     fn into_write(self) -> WriteReply {
         match self {
             Reply::Write(r) => r,
-            Reply::Read(_) => Err(WriteFailure {
+            Reply::Read(_) | Reply::Parked(_) => Err(WriteFailure {
                 applied: 0,
                 error: SourceError::Host(SnapshotError::Fetch("a read reply to a write".into())),
             }),
@@ -326,7 +334,7 @@ impl Rendezvous {
             None => Vec::new(),
         };
         for r in requests {
-            st.deliver(r.requester, Reply::ended(&r.work));
+            st.deliver(r.requester, Reply::ended(matches!(r.work, Work::Write(_))));
         }
         self.changed.notify_all();
     }
@@ -494,11 +502,8 @@ impl Rendezvous {
         server: &mut dyn Server,
         synthetic: impl FnOnce() -> SyntheticState,
     ) -> Served {
-        if let Some(parked) = self.parked(target) {
-            return Ok(parked.with_synthetic(synthetic()));
-        }
         self.request(requester, target, Work::Read(groups), server)
-            .into_read()
+            .into_read(synthetic)
     }
 
     /// Called by VP `requester`'s thread (stopped at its hypercall) to
@@ -516,27 +521,23 @@ impl Rendezvous {
             .into_write()
     }
 
-    /// A copy of VP `target`'s parked snapshot if it halted for good and
-    /// the VM runs.
-    fn parked(&self, target: u32) -> Option<Box<VpSnapshot>> {
-        let st = self.lock();
-        if st.ended.is_some() {
-            return None;
-        }
-        Self::parked_in(&st, target)
-    }
-
     fn request(&self, requester: u32, target: u32, work: Work, server: &mut dyn Server) -> Reply {
+        let write = matches!(work, Work::Write(_));
         let mut st = self.lock();
         if st.ended.is_some() {
-            return Reply::ended(&work);
+            return Reply::ended(write);
+        }
+        if !write {
+            if let Some(parked) = Self::parked_in(&st, target) {
+                return Reply::Parked(parked);
+            }
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Reply::ended(&work);
+            return Reply::ended(write);
         };
         slot.requests.push(Request {
             requester: Requester::Vp(requester),
-            work: work.clone(),
+            work,
         });
         self.changed.notify_all();
         let replies = self.replies.load(Ordering::Relaxed);
@@ -558,7 +559,7 @@ impl Rendezvous {
                 return reply;
             }
             if st.ended.is_some() {
-                return Reply::ended(&work);
+                return Reply::ended(write);
             }
             if Self::has_requests(&st, requester) {
                 st = self.serve(st, requester, server);
@@ -579,10 +580,8 @@ impl Rendezvous {
         groups: Groups,
         synthetic: impl FnOnce() -> SyntheticState,
     ) -> Served {
-        if let Some(parked) = self.parked(target) {
-            return Ok(parked.with_synthetic(synthetic()));
-        }
-        self.request_host(target, Work::Read(groups)).into_read()
+        self.request_host(target, Work::Read(groups))
+            .into_read(synthetic)
     }
 
     /// Called by a host thread (not a VP) to write `elements` to VP
@@ -598,19 +597,25 @@ impl Rendezvous {
     }
 
     fn request_host(&self, target: u32, work: Work) -> Reply {
+        let write = matches!(work, Work::Write(_));
         let mut st = self.lock();
         while st.host.busy && st.ended.is_none() {
             st = self.wait(st);
         }
         if st.ended.is_some() {
-            return Reply::ended(&work);
+            return Reply::ended(write);
+        }
+        if !write {
+            if let Some(parked) = Self::parked_in(&st, target) {
+                return Reply::Parked(parked);
+            }
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Reply::ended(&work);
+            return Reply::ended(write);
         };
         slot.requests.push(Request {
             requester: Requester::Host,
-            work: work.clone(),
+            work,
         });
         st.host = HostSlot {
             busy: true,
@@ -625,7 +630,7 @@ impl Rendezvous {
                 break reply;
             }
             if st.ended.is_some() {
-                break Reply::ended(&work);
+                break Reply::ended(write);
             }
             st = self.wait(st);
         };
