@@ -266,8 +266,16 @@ pub fn main(args: &BenchArgs, started: Instant) -> ExitCode {
             } else {
                 table(&report)
             };
-            let _ = write!(std::io::stdout().lock(), "{text}");
-            ExitCode::SUCCESS
+            // The report is the command's product: if it cannot be
+            // written (a full disk, a closed pipe) the run failed.
+            let mut stdout = std::io::stdout().lock();
+            match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    say(format_args!("cannot write the report: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             say(format_args!("{e}"));

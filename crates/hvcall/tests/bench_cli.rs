@@ -76,3 +76,26 @@ fn bench_json_quick_prints_every_key() {
     }
     assert_eq!(object.len(), FIGURES.len() + 3, "unexpected keys\n{out}");
 }
+
+#[test]
+fn bench_fails_when_its_report_cannot_be_written() {
+    let test = "bench_fails_when_its_report_cannot_be_written";
+    if !kvm_available(test) {
+        return;
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let output = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .args(["bench", "--json", "--quick"])
+        .stdout(full)
+        .output()
+        .expect("run the hvcall binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exit 0 with no report\n{stderr}");
+    assert!(
+        stderr.contains("cannot write the report"),
+        "stderr: {stderr}"
+    );
+}
