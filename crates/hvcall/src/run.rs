@@ -58,7 +58,8 @@ pub struct RunArgs {
     pub no_xmm_fast: bool,
     /// Stop a guest still running after this many seconds, or `off`
     /// [default: 10; off for a Linux kernel and --guest spin; with --guest
-    /// soak at least the soak plus 30 s].
+    /// soak at least the soak plus 30 s; with --guest chaos it bounds the
+    /// whole run, default off].
     #[arg(long, value_name = "SECS|off", value_parser = parse_watchdog)]
     pub watchdog: Option<Duration>,
     /// Serve the VM's registers on a Unix socket at PATH (mode 0600; the
@@ -332,7 +333,9 @@ fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
     settings.vps = config.cpus;
     settings.max_reps_per_entry = config.max_reps_per_entry;
     settings.access_vp_registers = config.access_vp_registers;
-    settings.watchdog = config.watchdog;
+    // --watchdog bounds the whole run; each batch's VM keeps the
+    // default guard against a hung guest.
+    settings.time_limit = args.watchdog.filter(|&w| w != Duration::MAX);
     out(format_args!(
         "chaos: seed {}, {} calls on {} VPs, {} reps per entry{}",
         settings.seed,
@@ -346,7 +349,18 @@ fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
         }
     ));
     let mut printer = ChaosPrinter::new(settings.calls);
-    let summary = chaos::run(&settings, &mut printer).map_err(|e| format!("chaos: {e}"))?;
+    let summary = match chaos::run(&settings, &mut printer) {
+        Ok(summary) => summary,
+        Err(e @ chaos::ChaosError::TimeLimit { .. }) => {
+            printer.clear_progress();
+            say(format_args!(
+                "chaos: {e} (exit status {})",
+                VmExit::Watchdog.status()
+            ));
+            return Ok(ExitCode::from(VmExit::Watchdog.status()));
+        }
+        Err(e) => return Err(format!("chaos: {e}")),
+    };
     printer.clear_progress();
     let statuses: Vec<String> = summary
         .statuses

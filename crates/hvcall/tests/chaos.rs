@@ -159,3 +159,28 @@ fn section_5_fast_self_read_of_an_output_xmm_register_sees_it_at_the_call() {
         assert_eq!(compare::compare(&batch.cases[0], &want, got), None);
     }
 }
+
+#[test]
+fn chaos_watchdog_bounds_the_whole_run() {
+    let test = "chaos_watchdog_bounds_the_whole_run";
+    if !support::kvm_available(test) {
+        return;
+    }
+    // Far more calls than 2 s allow: the run must stop at its limit, not
+    // restart the limit with every batch.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .args(["run", "--guest", "chaos", "--calls", "100000000"])
+        .args(["--watchdog", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the hvcall binary");
+    let status = support::wait_within(&mut child, std::time::Duration::from_secs(30));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let status = status.unwrap_or_else(|| panic!("still running after 30 s\n{stderr}"));
+    assert_eq!(status.code(), Some(124), "stderr: {stderr}");
+    assert!(stderr.contains("time limit"), "stderr: {stderr}");
+}

@@ -58,8 +58,14 @@ pub struct Settings {
     pub max_reps_per_entry: u16,
     /// Whether the VM has AccessVpRegisters (docs/contract.md step 6e).
     pub access_vp_registers: bool,
-    /// How long one batch may run before its VM is stopped.
+    /// How long one batch's VM may run before it is stopped (a guard
+    /// against a hung guest).
     pub watchdog: Duration,
+    /// How long the whole run may take (`hvcall run --guest chaos
+    /// --watchdog S`); `None`: no limit. Each batch's VM gets at most what
+    /// is left, and a run that reaches the limit ends with
+    /// [`ChaosError::TimeLimit`].
+    pub time_limit: Option<Duration>,
 }
 
 impl Settings {
@@ -74,6 +80,7 @@ impl Settings {
             max_reps_per_entry: vm.max_reps_per_entry,
             access_vp_registers: vm.access_vp_registers,
             watchdog: vm.watchdog,
+            time_limit: None,
         }
     }
 }
@@ -118,6 +125,14 @@ pub enum ChaosError {
         /// What the guest printed.
         console: String,
     },
+    /// The run's time limit ([`Settings::time_limit`]) passed.
+    #[error("stopped after {limit:?} (the run's time limit), {calls} calls compared")]
+    TimeLimit {
+        /// The limit.
+        limit: Duration,
+        /// Calls compared before it.
+        calls: u64,
+    },
     /// More VPs than the table holds.
     #[error("{0} VPs: the chaos guest's table holds at most {max}", max = cases::MAX_VPS)]
     TooManyVps(u32),
@@ -137,14 +152,42 @@ pub fn run(settings: &Settings, report: &mut dyn Report) -> Result<Summary, Chao
         settings.access_vp_registers,
     );
     let mut summary = Summary::default();
+    let deadline = settings.time_limit.map(|limit| (limit, started.checked_add(limit)));
     while summary.calls < settings.calls {
+        let mut batch_settings = settings.clone();
+        if let Some((limit, end)) = deadline {
+            let time_left = end.map_or(Duration::MAX, |end| {
+                end.saturating_duration_since(Instant::now())
+            });
+            if time_left.is_zero() {
+                return Err(ChaosError::TimeLimit {
+                    limit,
+                    calls: summary.calls,
+                });
+            }
+            batch_settings.watchdog = settings.watchdog.min(time_left);
+        }
         let left = settings.calls - summary.calls;
         let batch = Batch::generate(
             &mut rng,
             settings.vps,
             usize::try_from(left).unwrap_or(usize::MAX),
         );
-        let executed = execute(&batch, settings)?;
+        let executed = match execute(&batch, &batch_settings) {
+            Err(ChaosError::Guest {
+                exit: VmExit::Watchdog,
+                ..
+            }) if batch_settings.watchdog < settings.watchdog => {
+                // Stopped by what was left of the run's time, not by the
+                // batch's own guard.
+                let limit = deadline.map_or(Duration::ZERO, |(limit, _)| limit);
+                return Err(ChaosError::TimeLimit {
+                    limit,
+                    calls: summary.calls,
+                });
+            }
+            other => other?,
+        };
         oracle.set_ram(BOOT_TABLES.0, &executed.boot_tables);
         for (case, got) in batch.cases.iter().zip(&executed.effects) {
             let want = oracle.replay(case);

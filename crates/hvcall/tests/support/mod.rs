@@ -93,3 +93,23 @@ pub fn trace_lines(stderr: &str) -> Vec<std::collections::BTreeMap<String, Strin
         })
         .collect()
 }
+
+/// Waits for `child` at most `limit`; kills it and returns None if it is
+/// still running then.
+pub fn wait_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
