@@ -28,6 +28,7 @@ mod inspect;
 mod registers;
 mod regs;
 mod run;
+mod signals;
 mod soak;
 
 /// Hyper-V HvCallGetVpRegisters on KVM, end to end.

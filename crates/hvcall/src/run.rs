@@ -15,7 +15,7 @@ use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
 
 use crate::guests::Guest;
 use crate::inspect::InspectArgs;
-use crate::soak;
+use crate::{signals, soak};
 
 /// Options of `hvcall run`.
 #[derive(Debug, clap::Args)]
@@ -259,6 +259,9 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         report(&exit, &config);
         return Ok(ExitCode::from(outcome.finish(&exit)));
     }
+    // Ctrl-C, a closed terminal or a kill end the VM cleanly, and the
+    // sockets' paths are removed (crate::signals).
+    signals::install()?;
     // Bound before the VM's threads exist (see `ApiSocket::bind`); removed
     // when this returns.
     let api = match &args.api_socket {
@@ -272,35 +275,40 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         ),
         None => None,
     };
-    if api.is_some() || gdb.is_some() {
-        // So that Ctrl-C (or a kill) ends the VM cleanly and the socket's
-        // path is removed.
-        install_stop_signals()?;
-    }
     if let Some(port) = args.gdb {
         say(format_args!(
             "gdb: waiting on 127.0.0.1:{port} (gdb -ex 'target remote :{port}')"
         ));
     }
-    let exit = if sampler.is_none() && api.is_none() && gdb.is_none() {
-        vm.run()
-    } else {
-        let start = Instant::now();
-        vm.run_inspected(|inspector| {
+    let start = Instant::now();
+    // The host's threads: the API and gdb servers, the sampler, and on the
+    // inspector's own thread the watch for stop signals.
+    let exit = vm
+        .run_inspected(|inspector| {
             std::thread::scope(|s| {
-                if let Some(api) = &api {
-                    s.spawn(|| api.serve(inspector, &stop_requested));
+                let thread = |name: &str| std::thread::Builder::new().name(name.into());
+                let spawned = [
+                    api.as_ref().map(|api| {
+                        thread("api")
+                            .spawn_scoped(s, || api.serve(inspector, &signals::stop_requested))
+                    }),
+                    gdb.as_ref().map(|gdb| {
+                        thread("gdb").spawn_scoped(s, || {
+                            crate::gdb::serve(gdb, inspector, &signals::stop_requested)
+                        })
+                    }),
+                    sampler.as_ref().map(|sampler| {
+                        thread("sampler").spawn_scoped(s, || sampler.sample(inspector, start))
+                    }),
+                ];
+                if let Some(Err(e)) = spawned.into_iter().flatten().find(Result::is_err) {
+                    say(format_args!("cannot start a host thread: {e}"));
+                    inspector.stop();
                 }
-                if let Some(gdb) = &gdb {
-                    s.spawn(|| crate::gdb::serve(gdb, inspector, &stop_requested));
-                }
-                if let Some(sampler) = &sampler {
-                    sampler.sample(inspector, start);
-                }
+                signals::watch(inspector);
             })
         })
-    }
-    .map_err(setup)?;
+        .map_err(setup)?;
     report(&exit, &config);
     Ok(ExitCode::from(exit.status()))
 }
@@ -449,43 +457,6 @@ impl chaos::Report for ChaosPrinter {
     }
 }
 
-/// Set by SIGINT and SIGTERM once [`install_stop_signals`] ran.
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    // Async-signal-safe: one atomic store.
-    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Whether SIGINT or SIGTERM arrived.
-fn stop_requested() -> bool {
-    STOP.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// SIGINT and SIGTERM set [`STOP`] instead of killing the process: the
-/// API server sees it and stops the VM. (vmm-sys-util's signal helpers
-/// are for the real-time signals the VMM kicks with; these two are plain
-/// `sigaction`.)
-fn install_stop_signals() -> Result<(), String> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid; the handler only stores to
-        // an atomic, which is async-signal-safe.
-        let installed = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_stop_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut())
-        };
-        if installed != 0 {
-            return Err(format!(
-                "cannot handle signal {signal}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Explains on stderr a VM end that is not the guest's own choice.
 fn report(exit: &VmExit, config: &VmConfig) {
     match exit {
@@ -499,7 +470,8 @@ fn report(exit: &VmExit, config: &VmConfig) {
             exit.status()
         )),
         VmExit::Stopped => say(format_args!(
-            "stopped (SIGINT or SIGTERM; exit status {})",
+            "stopped by {} (exit status {})",
+            signals::received().map_or_else(|| "the host".to_string(), signals::name),
             exit.status()
         )),
         VmExit::Watchdog => say(format_args!(

@@ -152,7 +152,9 @@ pub fn run(settings: &Settings, report: &mut dyn Report) -> Result<Summary, Chao
         settings.access_vp_registers,
     );
     let mut summary = Summary::default();
-    let deadline = settings.time_limit.map(|limit| (limit, started.checked_add(limit)));
+    let deadline = settings
+        .time_limit
+        .map(|limit| (limit, started.checked_add(limit)));
     while summary.calls < settings.calls {
         let mut batch_settings = settings.clone();
         if let Some((limit, end)) = deadline {

@@ -113,3 +113,75 @@ pub fn wait_within(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A directory of a test's own under the system's temp dir, removed on
+/// drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// `hvcall-TEST-PID`, empty.
+    pub fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("hvcall-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test's temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `hvcall run ARGS` with stdout and stderr piped and waits (30 s
+/// at most) until `path` exists: a socket the run creates.
+pub fn spawn_until_exists(args: &[&str], path: &Path) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .arg("run")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the hvcall binary");
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("hvcall ended ({status}) before creating {}", path.display());
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{} not created in 30 s",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
+}
+
+/// Sends `signal` to `child`, then waits for it at most `limit`; its exit
+/// status (None if it was still running and had to be killed), and its
+/// stderr.
+pub fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: i32,
+    limit: std::time::Duration,
+) -> (
+    Option<std::process::ExitStatus>,
+    std::time::Duration,
+    String,
+) {
+    let pid = i32::try_from(child.id()).expect("a pid fits i32");
+    // SAFETY: kill(2) has no memory effects; the pid is our own child's,
+    // not yet reaped.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "kill({pid}, {signal})");
+    let start = std::time::Instant::now();
+    let status = wait_within(child, limit);
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    (status, took, stderr)
+}
