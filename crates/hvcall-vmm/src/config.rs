@@ -5,6 +5,7 @@ use std::time::Duration;
 use hvcall_dispatch::DispatchConfig;
 
 use crate::console::Console;
+use crate::seccomp::SeccompMode;
 
 /// How to build a VM.
 ///
@@ -40,6 +41,14 @@ pub struct VmConfig {
     /// Where to write one line per hypercall entry (default: nowhere); see
     /// [`crate::trace`].
     pub hypercall_trace: Option<Console>,
+    /// seccomp filters ([`crate::seccomp`]) for the vCPU threads and the
+    /// console writers (default off: the embedding program decides).
+    pub seccomp: SeccompMode,
+    /// Also filter the thread that calls [`crate::Vm::run`] (the main
+    /// role), once the vCPU threads are started and before they run the
+    /// guest. The filter stays after the run: for a program that runs one
+    /// VM on that thread and then exits (default false).
+    pub seccomp_caller: bool,
 }
 
 impl Default for VmConfig {
@@ -54,6 +63,8 @@ impl Default for VmConfig {
             console: Console::Stdout,
             irqchip: false,
             hypercall_trace: None,
+            seccomp: SeccompMode::Off,
+            seccomp_caller: false,
         }
     }
 }

@@ -13,6 +13,8 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::seccomp::{self, SeccompMode, ThreadRole};
+
 /// Most bytes a [`Console::Buffer`] keeps; later bytes are dropped.
 pub const CONSOLE_BUFFER_LIMIT: usize = 16 << 20;
 /// Most bytes waiting for stdout or stderr; later bytes are dropped.
@@ -39,6 +41,18 @@ impl Console {
     pub fn buffer() -> (Self, Arc<Mutex<Vec<u8>>>) {
         let b = Arc::new(Mutex::new(Vec::new()));
         (Console::Buffer(b.clone()), b)
+    }
+
+    /// Starts this console's writer thread if it has none yet, under
+    /// the console filter of `mode` (the first start decides: the writers
+    /// live as long as the process). A VM starts its consoles before its
+    /// vCPU threads, which may not start threads.
+    pub(crate) fn start(&self, mode: SeccompMode) {
+        match self {
+            Console::Stdout => drop(Stream::stdout_with(mode)),
+            Console::Stderr => drop(Stream::stderr_with(mode)),
+            Console::Buffer(_) => {}
+        }
     }
 
     /// Writes bytes without blocking: a stream's queue or the buffer keeps
@@ -89,19 +103,33 @@ struct Stream {
 }
 
 impl Stream {
+    /// The stdout stream (started unfiltered if no VM started it).
     fn stdout() -> &'static Stream {
-        static STDOUT: OnceLock<&'static Stream> = OnceLock::new();
-        STDOUT.get_or_init(|| Stream::start("stdout", || Box::new(std::io::stdout())))
+        Self::stdout_with(SeccompMode::Off)
     }
 
+    fn stdout_with(mode: SeccompMode) -> &'static Stream {
+        static STDOUT: OnceLock<&'static Stream> = OnceLock::new();
+        STDOUT.get_or_init(|| Stream::start("stdout", mode, || Box::new(std::io::stdout())))
+    }
+
+    /// The stderr stream (started unfiltered if no VM started it).
     fn stderr() -> &'static Stream {
+        Self::stderr_with(SeccompMode::Off)
+    }
+
+    fn stderr_with(mode: SeccompMode) -> &'static Stream {
         static STDERR: OnceLock<&'static Stream> = OnceLock::new();
-        STDERR.get_or_init(|| Stream::start("stderr", || Box::new(std::io::stderr())))
+        STDERR.get_or_init(|| Stream::start("stderr", mode, || Box::new(std::io::stderr())))
     }
 
     /// A stream whose writer thread writes to `open()`. The stream lives
     /// as long as the process (one per process stream).
-    fn start(name: &'static str, open: fn() -> Box<dyn Write + Send>) -> &'static Stream {
+    fn start(
+        name: &'static str,
+        mode: SeccompMode,
+        open: fn() -> Box<dyn Write + Send>,
+    ) -> &'static Stream {
         let stream: &'static Stream = Box::leak(Box::new(Stream {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
@@ -109,7 +137,14 @@ impl Stream {
         }));
         let spawned = std::thread::Builder::new()
             .name(format!("hvcall-{name}"))
-            .spawn(move || stream.write_forever(open()));
+            .spawn(move || {
+                if let Err(e) = seccomp::install(ThreadRole::Console, mode) {
+                    // Output is not worth an unfiltered thread.
+                    tracing::error!(%e, name, "console writer not started");
+                    return;
+                }
+                stream.write_forever(open());
+            });
         if let Err(e) = spawned {
             // Without a writer the queue fills and bytes are dropped.
             tracing::warn!(%e, name, "no writer thread: output will be dropped");
@@ -202,7 +237,7 @@ mod tests {
                 Ok(())
             }
         }
-        let stream = Stream::start("test", || Box::new(Stuck));
+        let stream = Stream::start("test", SeccompMode::Off, || Box::new(Stuck));
         for _ in 0..3 {
             stream.push(&vec![b'x'; STREAM_QUEUE_LIMIT]);
         }

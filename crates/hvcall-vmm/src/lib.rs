@@ -59,6 +59,7 @@ pub mod msr;
 pub mod registers;
 mod rendezvous;
 mod root;
+pub mod seccomp;
 mod snapshot;
 pub mod stats;
 pub mod trace;
@@ -116,6 +117,9 @@ pub enum VmmError {
     /// The port I/O devices or the in-kernel irqchip.
     #[error(transparent)]
     Devices(#[from] devices::DeviceError),
+    /// A thread's seccomp filter could not be installed.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// A vCPU thread could not be started.
     #[error("starting a vCPU thread: {0}")]
     Thread(std::io::Error),

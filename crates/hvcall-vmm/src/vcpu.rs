@@ -22,6 +22,7 @@ use crate::devices::PortEffect;
 use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
 use crate::rendezvous::kick::Registration;
 use crate::rendezvous::{Between, DebugEvent, Next};
+use crate::seccomp::{self, ThreadRole};
 use crate::snapshot::VpSnapshot;
 use crate::stats::count_ioctl;
 use crate::vm::lock;
@@ -75,6 +76,17 @@ impl Drop for EndOnPanic<'_> {
 /// Runs VP `vp` until the VM ends.
 pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<VpSnapshot>) {
     let _guard = EndOnPanic { shared, vp };
+    if let Err(e) = seccomp::install(ThreadRole::Vcpu, shared.config.seccomp) {
+        shared.rendezvous.end(VmExit::Fault {
+            vp,
+            reason: e.to_string(),
+        });
+        return;
+    }
+    // Not before the thread running the VM is filtered too.
+    if !shared.start.pass() {
+        return;
+    }
     shared.rendezvous.register(vp);
     let registration = Registration::register_current_thread(vcpu.get_kvm_run());
     vcpu.set_sync_valid_reg(SyncReg::Register);

@@ -29,6 +29,7 @@ use crate::registers::Groups;
 use crate::rendezvous::kick;
 use crate::rendezvous::{Rendezvous, SnapshotError};
 use crate::root::{ReadError, RootHypervisor};
+use crate::seccomp::{self, ThreadRole};
 use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
 use crate::stats::{Counters, RunStats};
 use crate::{linux, mptable};
@@ -416,6 +417,11 @@ impl Vm {
             return Err(VmmError::Config("no image loaded".into()));
         }
         kick::install_handler().map_err(|e| VmmError::Signal(e.to_string()))?;
+        // Before any vCPU thread (which may not start threads) writes.
+        self.config.console.start(self.config.seccomp);
+        if let Some(trace) = &self.config.hypercall_trace {
+            trace.start(self.config.seccomp);
+        }
         let shared = Shared {
             config: &self.config,
             vm_fd: &self.vm_fd,
@@ -432,6 +438,7 @@ impl Vm {
             unimplemented: Mutex::new(BTreeSet::new()),
             msr_writes: Mutex::new(()),
             breakpoints: Mutex::new(BTreeSet::new()),
+            start: StartGate::default(),
         };
         let shared = &shared;
         std::thread::scope(|s| {
@@ -452,6 +459,7 @@ impl Vm {
                         vp: vp as u32,
                         reason,
                     });
+                    shared.start.open(false);
                     return Err(VmmError::Thread(e));
                 }
             }
@@ -465,9 +473,22 @@ impl Vm {
                 if let Err(e) = spawned {
                     let reason = format!("cannot start the inspector thread: {e}");
                     shared.rendezvous.end(VmExit::Fault { vp: 0, reason });
+                    shared.start.open(false);
                     return Err(VmmError::Thread(e));
                 }
             }
+            // The caller's own filter, before any vCPU runs the guest.
+            if self.config.seccomp_caller {
+                if let Err(e) = seccomp::install(ThreadRole::Main, self.config.seccomp) {
+                    shared.start.open(false);
+                    shared.rendezvous.end(VmExit::Fault {
+                        vp: 0,
+                        reason: e.to_string(),
+                    });
+                    return Err(e.into());
+                }
+            }
+            shared.start.open(true);
             supervise(shared);
             Ok(())
         })?;
@@ -577,6 +598,36 @@ pub(crate) struct Shared<'a> {
     /// Guest addresses of the debugger's software breakpoints: an `int3`
     /// there stops the VM for the debugger instead of raising #BP.
     pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
+    /// Where the vCPU threads wait before their first `KVM_RUN` until the
+    /// thread running the VM took its own filter.
+    pub(crate) start: StartGate,
+}
+
+/// A one-time gate: closed until [`StartGate::open`] says whether the
+/// threads waiting at it go on.
+#[derive(Default)]
+pub(crate) struct StartGate {
+    state: Mutex<Option<bool>>,
+    opened: std::sync::Condvar,
+}
+
+impl StartGate {
+    /// Lets the waiting threads go on (`true`) or give up (`false`).
+    pub(crate) fn open(&self, go: bool) {
+        *lock(&self.state) = Some(go);
+        self.opened.notify_all();
+    }
+
+    /// Waits until the gate opens; whether to go on.
+    pub(crate) fn pass(&self) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(go) = *state {
+                return go;
+            }
+            state = self.opened.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl Shared<'_> {

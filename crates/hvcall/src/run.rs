@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use hvcall::api::ApiSocket;
 use hvcall::chaos;
 use hvcall_vmm::linux::{KernelKind, DEFAULT_CMDLINE};
-use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
+use hvcall_vmm::seccomp::{self, SeccompMode, ThreadRole};
+use hvcall_vmm::{Console, Inspector, Vm, VmConfig, VmExit, VmmError};
 
 use crate::guests::Guest;
 use crate::inspect::InspectArgs;
@@ -70,6 +71,18 @@ pub struct RunArgs {
     /// stops while gdb is attached): `gdb -ex 'target remote :PORT'`.
     #[arg(long, value_name = "PORT")]
     pub gdb: Option<u16>,
+    /// System-call filters: every thread of the run (main and watchdog,
+    /// vCPUs, console writers, API and gdb servers, the inspector) under
+    /// an allow-list of its own, installed before the guest's first
+    /// instruction. `on`: a call outside the list ends hvcall with exit
+    /// status 159 and a message naming the thread and the call; `log`: the
+    /// kernel logs it and lets it through; `off`: no filter.
+    #[arg(long, value_name = "on|off|log", default_value = "on")]
+    pub seccomp: SeccompMode,
+    /// Test hook: the named host thread (`host`, `api`) makes a system
+    /// call outside its list once it is filtered.
+    #[arg(long, hide = true, value_name = "THREAD")]
+    pub seccomp_probe: Option<String>,
     /// How long the soak runs (--guest soak only) [default: 10].
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
@@ -111,6 +124,9 @@ impl RunArgs {
             config.max_reps_per_entry = k;
         }
         config.access_vp_registers = !self.no_access_vp_registers;
+        // One VM per process: the thread running it is filtered too.
+        config.seccomp = self.seccomp;
+        config.seccomp_caller = true;
         config.xmm_fast = !self.no_xmm_fast;
         if let Some(watchdog) = self.watchdog {
             config.watchdog = watchdog;
@@ -255,7 +271,7 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         vm.load_elf(image).map_err(setup)?;
     }
     if let Some(duration) = args.soak()? {
-        let (exit, outcome) = soak::run(&mut vm, duration).map_err(setup)?;
+        let (exit, outcome) = soak::run(&mut vm, duration, args.seccomp).map_err(setup)?;
         report(&exit, &config);
         return Ok(ExitCode::from(outcome.finish(&exit)));
     }
@@ -281,36 +297,71 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         ));
     }
     let start = Instant::now();
+    let mode = args.seccomp;
+    let probe = args.seccomp_probe.as_deref();
     // The host's threads: the API and gdb servers, the sampler, and on the
-    // inspector's own thread the watch for stop signals.
+    // inspector's own thread the watch for stop signals; each takes its
+    // filter first.
     let exit = vm
         .run_inspected(|inspector| {
             std::thread::scope(|s| {
                 let thread = |name: &str| std::thread::Builder::new().name(name.into());
                 let spawned = [
                     api.as_ref().map(|api| {
-                        thread("api")
-                            .spawn_scoped(s, || api.serve(inspector, &signals::stop_requested))
+                        thread("api").spawn_scoped(s, move || {
+                            if filtered(inspector, ThreadRole::Api, mode, probe) {
+                                api.serve(inspector, &signals::stop_requested);
+                            }
+                        })
                     }),
                     gdb.as_ref().map(|gdb| {
-                        thread("gdb").spawn_scoped(s, || {
-                            crate::gdb::serve(gdb, inspector, &signals::stop_requested)
+                        thread("gdb").spawn_scoped(s, move || {
+                            if filtered(inspector, ThreadRole::Gdb, mode, probe) {
+                                crate::gdb::serve(gdb, inspector, &signals::stop_requested);
+                            }
                         })
                     }),
                     sampler.as_ref().map(|sampler| {
-                        thread("sampler").spawn_scoped(s, || sampler.sample(inspector, start))
+                        thread("sampler").spawn_scoped(s, move || {
+                            if filtered(inspector, ThreadRole::Host, mode, None) {
+                                sampler.sample(inspector, start);
+                            }
+                        })
                     }),
                 ];
                 if let Some(Err(e)) = spawned.into_iter().flatten().find(Result::is_err) {
                     say(format_args!("cannot start a host thread: {e}"));
                     inspector.stop();
                 }
-                signals::watch(inspector);
+                if filtered(inspector, ThreadRole::Host, mode, probe) {
+                    signals::watch(inspector);
+                }
             })
         })
         .map_err(setup)?;
     report(&exit, &config);
     Ok(ExitCode::from(exit.status()))
+}
+
+/// Puts the calling host thread under `role`'s filter; if that fails the
+/// VM is stopped and false returned. With `probe` naming this role, then
+/// makes a call outside the list (the `--seccomp-probe` test hook).
+fn filtered(
+    inspector: &Inspector<'_>,
+    role: ThreadRole,
+    mode: SeccompMode,
+    probe: Option<&str>,
+) -> bool {
+    if let Err(e) = seccomp::install(role, mode) {
+        say(format_args!("{e}; stopping the VM"));
+        inspector.stop();
+        return false;
+    }
+    if probe == Some(role.name()) {
+        // SAFETY: getppid has no memory effects; no role's list allows it.
+        unsafe { libc::getppid() };
+    }
+    true
 }
 
 /// `hvcall run --guest chaos`: the settings line, each disagreement,
@@ -341,6 +392,7 @@ fn run_chaos(args: &RunArgs) -> Result<ExitCode, String> {
     settings.vps = config.cpus;
     settings.max_reps_per_entry = config.max_reps_per_entry;
     settings.access_vp_registers = config.access_vp_registers;
+    settings.seccomp = args.seccomp;
     // --watchdog bounds the whole run; each batch's VM keeps the
     // default guard against a hung guest.
     settings.time_limit = args.watchdog.filter(|&w| w != Duration::MAX);

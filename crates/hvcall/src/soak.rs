@@ -31,6 +31,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use hvcall_vmm::memory::GuestRam;
+use hvcall_vmm::seccomp::{self, SeccompMode, ThreadRole};
 use hvcall_vmm::{Inspector, Vm, VmConfig, VmExit, VmmError};
 
 use crate::run::say;
@@ -236,9 +237,18 @@ impl Outcome {
 
 /// Runs `vm` (loaded with the soak guest, configured with [`configure`])
 /// for `soak`, watching it from the inspector thread.
-pub fn run(vm: &mut Vm, soak: Duration) -> Result<(VmExit, Outcome), VmmError> {
+/// The watching thread takes the host filter of `mode` first.
+pub fn run(vm: &mut Vm, soak: Duration, mode: SeccompMode) -> Result<(VmExit, Outcome), VmmError> {
     let mut outcome = None;
-    let exit = vm.run_inspected(|inspector| outcome = Some(watch(inspector, soak)))?;
+    let mut filter = Ok(());
+    let exit = vm.run_inspected(|inspector| {
+        filter = seccomp::install(ThreadRole::Host, mode);
+        match &filter {
+            Ok(()) => outcome = Some(watch(inspector, soak)),
+            Err(_) => inspector.stop(),
+        }
+    })?;
+    filter?;
     let outcome = outcome.unwrap_or(Outcome {
         stopped: false,
         elapsed: Duration::ZERO,

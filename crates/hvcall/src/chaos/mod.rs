@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use hvcall_dispatch::DispatchConfig;
 use hvcall_vmm::boot;
 use hvcall_vmm::memory::RamError;
+use hvcall_vmm::seccomp::SeccompMode;
 use hvcall_vmm::{Console, Vm, VmConfig, VmExit, VmmError};
 
 use cases::{Batch, Case, Rng, BOOT_TABLES, COUNTS_OFFSET, RECORD_SIZE, TABLE_GPA};
@@ -66,6 +67,9 @@ pub struct Settings {
     /// is left, and a run that reaches the limit ends with
     /// [`ChaosError::TimeLimit`].
     pub time_limit: Option<Duration>,
+    /// seccomp filters for each batch VM's vCPU threads (the thread that
+    /// runs the batches starts one VM after another and is not filtered).
+    pub seccomp: SeccompMode,
 }
 
 impl Settings {
@@ -81,6 +85,7 @@ impl Settings {
             access_vp_registers: vm.access_vp_registers,
             watchdog: vm.watchdog,
             time_limit: None,
+            seccomp: vm.seccomp,
         }
     }
 }
@@ -232,6 +237,7 @@ pub fn execute(batch: &Batch, settings: &Settings) -> Result<Executed, ChaosErro
         max_reps_per_entry: settings.max_reps_per_entry,
         access_vp_registers: settings.access_vp_registers,
         watchdog: settings.watchdog,
+        seccomp: settings.seccomp,
         console,
         ..VmConfig::default()
     };
