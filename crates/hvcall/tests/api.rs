@@ -436,3 +436,79 @@ fn sigterm_ends_hvcall_within_2_s_whatever_the_api_clients_do() {
         assert!(!socket.exists(), "the socket is removed on exit");
     });
 }
+
+/// `hvcall regs ARGS` against a fake server that answers its first
+/// request with `reply`: (exit status, stdout, stderr). Needs no KVM.
+fn regs_against(test: &str, reply: &Reply, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = TempDir::new(test);
+    let socket = dir.0.join("fake.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_frame(&mut stream, MAX_REQUEST).unwrap();
+            write_frame(&mut stream, &reply.encode()).unwrap();
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+            .arg("regs")
+            .arg("--api-socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run hvcall regs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+}
+
+/// Issue 16 item 10: a server's text reaches the terminal with its
+/// control characters (escape sequences) escaped.
+#[test]
+fn regs_escapes_a_servers_refusal_text() {
+    let reply = Reply::Refused("no\x1b]0;owned\x07\x1b[2J\r".into());
+    let (status, _, err) = regs_against("regs_escapes_a_servers_refusal_text", &reply, &["rip"]);
+    assert_eq!(status, Some(1));
+    assert!(err.contains(r"refused: no\u{1b}]0;owned\u{7}\u{1b}[2J\r"), "{err:?}");
+    assert!(!err.trim_end().chars().any(|c| c.is_control()), "{err:?}");
+}
+
+/// Issue 16 item 10: a SUCCESS reply to a read without a value per name
+/// is refused as malformed, not printed as an empty table.
+#[test]
+fn regs_refuses_a_success_reply_without_a_value_per_name() {
+    let reply = Reply::Result {
+        status: HvStatus::SUCCESS,
+        reps: 2,
+        values: Vec::new(),
+    };
+    let (status, out, err) = regs_against(
+        "regs_refuses_a_success_reply_without_a_value_per_name",
+        &reply,
+        &["rip", "rsp"],
+    );
+    assert_eq!(status, Some(1), "{out}");
+    assert!(err.contains("malformed reply"), "{err}");
+    assert!(out.is_empty(), "{out}");
+}
+
+/// Issue 16 item 10: a failure at a rep count past the names asked for is
+/// the server's inconsistency, not some register's failure.
+#[test]
+fn regs_reports_a_failure_at_an_element_not_asked_for_as_inconsistent() {
+    let reply = Reply::Result {
+        status: HvStatus::INVALID_PARAMETER,
+        reps: 7,
+        values: Vec::new(),
+    };
+    let (status, _, err) = regs_against(
+        "regs_reports_a_failure_at_an_element_not_asked_for_as_inconsistent",
+        &reply,
+        &["rip", "rsp"],
+    );
+    assert_eq!(status, Some(1));
+    assert!(err.contains("inconsistent"), "{err}");
+    assert!(!err.contains("reading"), "no register is blamed: {err}");
+}
