@@ -626,7 +626,10 @@ mod tests {
             assert!(e.to_string().contains("init_size"), "{e}");
         }
         let bz = bzimage(0x020F, XLF_64, 0x1000, fits as u32);
-        assert!(load(&ram, &bz, "", None).is_ok(), "all of RAM above the load address");
+        assert!(
+            load(&ram, &bz, "", None).is_ok(),
+            "all of RAM above the load address"
+        );
     }
 
     /// Issue 16 item 6: with an initrd, a bad kernel used to be reported
@@ -656,12 +659,18 @@ mod tests {
         for version in [0x0200, 0x0206, 0x020A, 0x020B] {
             let bz = bzimage(version, XLF_64, 0x1000, 0x40_0000);
             let e = load(&ram, &bz, "", None).unwrap_err();
-            assert!(matches!(e, LinuxError::OldProtocol(v) if v == version), "{e}");
+            assert!(
+                matches!(e, LinuxError::OldProtocol(v) if v == version),
+                "{e}"
+            );
         }
         let e = LinuxError::OldProtocol(0x020B).to_string();
         assert!(e.contains("protocol 2.11 is not supported"), "{e}");
         let bz = bzimage(0x020C, 0, 0x1000, 0x40_0000);
-        assert!(matches!(load(&ram, &bz, "", None), Err(LinuxError::No64BitEntry)));
+        assert!(matches!(
+            load(&ram, &bz, "", None),
+            Err(LinuxError::No64BitEntry)
+        ));
     }
 
     proptest::proptest! {

@@ -538,7 +538,12 @@ fn client(service: &Service<'_>, mut stream: UnixStream, limits: Limits) {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(refused) => {
-                let _ = send(service, &mut stream, &Reply::Refused(refused).encode(), limits);
+                let _ = send(
+                    service,
+                    &mut stream,
+                    &Reply::Refused(refused).encode(),
+                    limits,
+                );
                 return;
             }
         };
@@ -641,9 +646,7 @@ impl Frame {
                         return Ok(Filled::Ended);
                     }
                     match self.first_byte {
-                        None if self.waiting.elapsed() >= limits.idle => {
-                            return Ok(Filled::None)
-                        }
+                        None if self.waiting.elapsed() >= limits.idle => return Ok(Filled::None),
                         Some(first) if first.elapsed() >= limits.idle => {
                             return Err(format!(
                                 "a request must arrive whole within {} ms of its first byte",
@@ -675,8 +678,7 @@ fn send(
     let mut ended: Option<Instant> = None;
     let mut at = 0;
     while at < frame.len() {
-        if !service.running() && ended.get_or_insert_with(Instant::now).elapsed() >= limits.poll
-        {
+        if !service.running() && ended.get_or_insert_with(Instant::now).elapsed() >= limits.poll {
             return Err(io::Error::other("the VM ended"));
         }
         if started.elapsed() >= limits.idle {
@@ -945,7 +947,10 @@ mod tests {
             flood(&ours);
             assert!(!server.is_finished(), "blocked on its write, not gone");
             let waited = finishes_within(server, Duration::from_secs(5)).expect("gave up");
-            assert!(waited <= SHORT.idle + Duration::from_millis(500), "{waited:?}");
+            assert!(
+                waited <= SHORT.idle + Duration::from_millis(500),
+                "{waited:?}"
+            );
         });
     }
 

@@ -517,8 +517,14 @@ mod tests {
         let ok = judge(0, Op::Read, &names, result(HvStatus::SUCCESS, 2, 2), false);
         assert_eq!(ok.unwrap().map(|v| v.len()), Some(2));
         for (reps, values) in [(2, 0), (2, 1), (2, 3), (1, 2), (3, 2)] {
-            let e = judge(0, Op::Read, &names, result(HvStatus::SUCCESS, reps, values), false)
-                .unwrap_err();
+            let e = judge(
+                0,
+                Op::Read,
+                &names,
+                result(HvStatus::SUCCESS, reps, values),
+                false,
+            )
+            .unwrap_err();
             assert!(e.contains("malformed reply"), "{reps} {values}: {e}");
         }
         let write = judge(0, Op::Write, &names, result(HvStatus::SUCCESS, 2, 0), false);

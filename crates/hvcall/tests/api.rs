@@ -471,7 +471,10 @@ fn regs_escapes_a_servers_refusal_text() {
     let reply = Reply::Refused("no\x1b]0;owned\x07\x1b[2J\r".into());
     let (status, _, err) = regs_against("regs_escapes_a_servers_refusal_text", &reply, &["rip"]);
     assert_eq!(status, Some(1));
-    assert!(err.contains(r"refused: no\u{1b}]0;owned\u{7}\u{1b}[2J\r"), "{err:?}");
+    assert!(
+        err.contains(r"refused: no\u{1b}]0;owned\u{7}\u{1b}[2J\r"),
+        "{err:?}"
+    );
     assert!(!err.trim_end().chars().any(|c| c.is_control()), "{err:?}");
 }
 
