@@ -586,15 +586,13 @@ mod tests {
         f
     }
 
-    const XLF_64: u16 = XLF_KERNEL_64 as u16;
-
     #[test]
     fn a_well_formed_bzimage_enters_at_0x200_of_its_payload() {
         let ram = GuestRam::new(64).unwrap();
-        let bz = bzimage(0x020F, XLF_64, 0x1000, 0x40_0000);
+        let bz = bzimage(0x020F, XLF_KERNEL_64, 0x1000, 0x40_0000);
         let entry = load(&ram, &bz, "", Some(&[1; 10])).unwrap();
         assert_eq!(entry.entry, BZIMAGE_LOAD_ADDRESS + 0x200);
-        let minimal = bzimage(0x020C, XLF_64, BZIMAGE_MIN_PAYLOAD as usize, 0);
+        let minimal = bzimage(0x020C, XLF_KERNEL_64, BZIMAGE_MIN_PAYLOAD as usize, 0);
         assert!(load(&ram, &minimal, "", None).is_ok());
     }
 
@@ -604,7 +602,7 @@ mod tests {
     fn a_bzimage_too_short_for_its_64_bit_entry_is_refused() {
         let ram = GuestRam::new(64).unwrap();
         for payload in [0, 1, 0x200, BZIMAGE_MIN_PAYLOAD as usize - 1] {
-            let bz = bzimage(0x020F, XLF_64, payload, 0x40_0000);
+            let bz = bzimage(0x020F, XLF_KERNEL_64, payload, 0x40_0000);
             let e = load(&ram, &bz, "", None).unwrap_err();
             assert!(
                 matches!(e, LinuxError::PayloadTooShort(p) if p == payload as u64),
@@ -620,12 +618,12 @@ mod tests {
         let ram = GuestRam::new(64).unwrap();
         let fits = (64 << 20) - BZIMAGE_LOAD_ADDRESS;
         for init_size in [u32::MAX, fits as u32 + 1, 0x8000_0000] {
-            let bz = bzimage(0x020F, XLF_64, 0x1000, init_size);
+            let bz = bzimage(0x020F, XLF_KERNEL_64, 0x1000, init_size);
             let e = load(&ram, &bz, "", None).unwrap_err();
             assert!(matches!(e, LinuxError::InitSize { .. }), "{e}");
             assert!(e.to_string().contains("init_size"), "{e}");
         }
-        let bz = bzimage(0x020F, XLF_64, 0x1000, fits as u32);
+        let bz = bzimage(0x020F, XLF_KERNEL_64, 0x1000, fits as u32);
         assert!(
             load(&ram, &bz, "", None).is_ok(),
             "all of RAM above the load address"
@@ -638,9 +636,9 @@ mod tests {
     fn with_an_initrd_a_bad_bzimage_blames_the_kernel() {
         let ram = GuestRam::new(64).unwrap();
         let bad = [
-            bzimage(0x020F, XLF_64, 0x1000, u32::MAX),
-            bzimage(0x020F, XLF_64, 0, 0x40_0000),
-            bzimage(0x020B, XLF_64, 0x1000, 0x40_0000),
+            bzimage(0x020F, XLF_KERNEL_64, 0x1000, u32::MAX),
+            bzimage(0x020F, XLF_KERNEL_64, 0, 0x40_0000),
+            bzimage(0x020B, XLF_KERNEL_64, 0x1000, 0x40_0000),
             bzimage(0x020F, 0, 0x1000, 0x40_0000),
         ];
         for bz in bad {
@@ -657,7 +655,7 @@ mod tests {
     fn a_bzimage_older_than_protocol_2_12_is_refused() {
         let ram = GuestRam::new(64).unwrap();
         for version in [0x0200, 0x0206, 0x020A, 0x020B] {
-            let bz = bzimage(version, XLF_64, 0x1000, 0x40_0000);
+            let bz = bzimage(version, XLF_KERNEL_64, 0x1000, 0x40_0000);
             let e = load(&ram, &bz, "", None).unwrap_err();
             assert!(
                 matches!(e, LinuxError::OldProtocol(v) if v == version),

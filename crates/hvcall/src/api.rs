@@ -425,10 +425,10 @@ impl ApiSocket {
         // before the VM's threads have noticed a stop.
         let closing = AtomicBool::new(false);
         let running = || !closing.load(Ordering::Acquire) && inspector.is_running();
-        let answer = |request: &Request| answer(inspector, request);
+        let reply = |request: &Request| answer(inspector, request);
         let service = Service {
             running: &running,
-            answer: &answer,
+            answer: &reply,
         };
         std::thread::scope(|s| {
             while inspector.is_running() {

@@ -592,7 +592,8 @@ mod tests {
             ("18446744073709551615", "at most 65536 MiB"),
             ("-1", "whole number of MiB"),
         ] {
-            let e = parse(&["--memory", mib]).err().expect(mib).to_string();
+            let arg = format!("--memory={mib}");
+            let e = parse(&[&arg]).expect_err(mib).to_string();
             assert!(e.contains(says), "--memory {mib}: {e}");
         }
         assert!(parse(&["--memory", "2"]).is_ok());
