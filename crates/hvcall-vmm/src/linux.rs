@@ -9,6 +9,12 @@
 //!   note named `"Linux"` (every x86 vmlinux carries them);
 //! - anything else is a bare-metal ELF for hvcall's own boot protocol.
 //!
+//! A bzImage is booted only through its 64-bit entry, so it must declare
+//! one (boot protocol 2.12 or later, `XLF_KERNEL_64` in `xloadflags`),
+//! its protected-mode part must reach past that entry (offset `0x200`),
+//! and its `init_size` must fit in RAM above the load address; all of it
+//! is checked before the initrd is placed, so an error names the kernel.
+//!
 //! Guest-physical layout of a Linux boot:
 //!
 //! | GPA | what |
@@ -52,6 +58,12 @@ pub const CMDLINE_MAX: usize = 2047;
 pub const BZIMAGE_LOAD_ADDRESS: u64 = 0x10_0000;
 /// Offset of the 64-bit entry in a bzImage's protected-mode part.
 const BZIMAGE_ENTRY_64_OFFSET: u64 = 0x200;
+/// The shortest protected-mode part accepted: the 64-bit entry and a few
+/// instructions after it (a real kernel's is hundreds of KiB).
+const BZIMAGE_MIN_PAYLOAD: u64 = BZIMAGE_ENTRY_64_OFFSET + 16;
+/// Boot protocol 2.12: the first with `xloadflags`, which says whether
+/// the 64-bit entry exists.
+const PROTOCOL_XLOADFLAGS: u16 = 0x020C;
 /// End of conventional memory below 1 MiB given to Linux as RAM.
 const LOW_RAM_END: u64 = 0x9_FC00;
 const E820_RAM: u32 = 1;
@@ -115,9 +127,39 @@ pub enum LinuxError {
     /// malformed.
     #[error("the vmlinux: {0}")]
     Segments(#[source] crate::loader::LoadError),
+    /// The bzImage's boot protocol predates 2.12, the first to say
+    /// whether the kernel has a 64-bit entry (the only one hvcall uses).
+    #[error(
+        "the bzImage's boot protocol {}.{:02} is not supported: hvcall boots only through \
+         the 64-bit entry, which protocol 2.12 and later declare",
+        .0 >> 8,
+        .0 & 0xFF
+    )]
+    OldProtocol(u16),
     /// The bzImage has no 64-bit entry point.
     #[error("the bzImage has no 64-bit entry (XLF_KERNEL_64 is clear in xloadflags)")]
     No64BitEntry,
+    /// The bzImage's protected-mode part ends before its 64-bit entry's
+    /// code could.
+    #[error(
+        "the bzImage's protected-mode part is {0} bytes: too short to hold the 64-bit entry \
+         at offset {BZIMAGE_ENTRY_64_OFFSET:#x} (at least {BZIMAGE_MIN_PAYLOAD} bytes)"
+    )]
+    PayloadTooShort(u64),
+    /// The bzImage's `init_size` (the memory its decompressor needs) does
+    /// not fit in RAM above the load address.
+    #[error(
+        "the bzImage's init_size ({init_size:#x} bytes from {load:#x}) does not fit in guest \
+         RAM, which ends at {ram_end:#x}: a corrupt header, or give the VM more memory (--memory)"
+    )]
+    InitSize {
+        /// The header's `init_size`.
+        init_size: u32,
+        /// Where the kernel is loaded.
+        load: u64,
+        /// The end of guest RAM.
+        ram_end: u64,
+    },
     /// The command line is too long or has characters Linux cannot take.
     #[error("the kernel command line: {0}")]
     Cmdline(#[source] linux_loader::cmdline::Error),
@@ -211,13 +253,14 @@ pub fn load(
             )
             .map_err(LinuxError::Kernel)?;
             let header = r.setup_header.unwrap_or_default();
-            if header.xloadflags & XLF_KERNEL_64 == 0 {
-                return Err(LinuxError::No64BitEntry);
-            }
-            // The decompressor works in [load, load + init_size).
-            let end = r
-                .kernel_end
-                .max(r.kernel_load.0.saturating_add(u64::from(header.init_size)));
+            // Every check of the image before the initrd is placed, so an
+            // error blames the kernel.
+            let end = check_bzimage(
+                &header,
+                r.kernel_load.0,
+                r.kernel_end.saturating_sub(r.kernel_load.0),
+                ram.size(),
+            )?;
             (r.kernel_load.0 + BZIMAGE_ENTRY_64_OFFSET, header, end)
         }
     };
@@ -258,6 +301,40 @@ pub fn load(
         entry,
         boot_params: ZERO_PAGE,
     })
+}
+
+/// Checks a loaded bzImage's `header` (what linux-loader does not): the
+/// boot protocol declares the 64-bit entry, the protected-mode part of
+/// `payload` bytes loaded at `load` holds it, and `init_size` fits in RAM
+/// (which ends at `ram_end`). Returns where the kernel's memory ends: the
+/// decompressor works in `[load, load + init_size)`.
+fn check_bzimage(
+    header: &setup_header,
+    load: u64,
+    payload: u64,
+    ram_end: u64,
+) -> Result<u64, LinuxError> {
+    // linux-loader has checked the magic and that the version is 2.00+.
+    let version = header.version;
+    if version < PROTOCOL_XLOADFLAGS {
+        return Err(LinuxError::OldProtocol(version));
+    }
+    if header.xloadflags & XLF_KERNEL_64 == 0 {
+        return Err(LinuxError::No64BitEntry);
+    }
+    if payload < BZIMAGE_MIN_PAYLOAD {
+        return Err(LinuxError::PayloadTooShort(payload));
+    }
+    let init_size = header.init_size;
+    let end = load.saturating_add(u64::from(init_size));
+    if end > ram_end {
+        return Err(LinuxError::InitSize {
+            init_size,
+            load,
+            ram_end,
+        });
+    }
+    Ok(end.max(load.saturating_add(payload)))
 }
 
 /// Copies the initrd to the highest page-aligned place that ends at or
@@ -490,6 +567,108 @@ mod tests {
         };
         let (gpa, _) = place_initrd(&ram, &capped, 0x200_0000, &[1; 10]).unwrap();
         assert!(gpa + 10 <= 0x300_0000);
+    }
+
+    /// A bzImage as the boot protocol lays it out: one setup sector after
+    /// the boot sector, the header fields hvcall reads, then `payload`
+    /// bytes of protected-mode code (HLT).
+    fn bzimage(version: u16, xloadflags: u16, payload: usize, init_size: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 2 * 512];
+        f[0x1F1] = 1; // setup_sects
+        f[0x1FE..0x200].copy_from_slice(&0xAA55u16.to_le_bytes());
+        f[0x202..0x206].copy_from_slice(b"HdrS");
+        f[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+        f[0x211] = 1; // loadflags: LOADED_HIGH
+        f[0x214..0x218].copy_from_slice(&(BZIMAGE_LOAD_ADDRESS as u32).to_le_bytes());
+        f[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+        f[0x260..0x264].copy_from_slice(&init_size.to_le_bytes());
+        f.resize(f.len() + payload, 0xF4);
+        f
+    }
+
+    #[test]
+    fn a_well_formed_bzimage_enters_at_0x200_of_its_payload() {
+        let ram = GuestRam::new(64).unwrap();
+        let bz = bzimage(0x020F, XLF_KERNEL_64, 0x1000, 0x40_0000);
+        let entry = load(&ram, &bz, "", Some(&[1; 10])).unwrap();
+        assert_eq!(entry.entry, BZIMAGE_LOAD_ADDRESS + 0x200);
+        let minimal = bzimage(0x020C, XLF_KERNEL_64, BZIMAGE_MIN_PAYLOAD as usize, 0);
+        assert!(load(&ram, &minimal, "", None).is_ok());
+    }
+
+    /// Issue 16 item 6: an empty or tiny protected-mode part used to boot
+    /// into zeroed RAM.
+    #[test]
+    fn a_bzimage_too_short_for_its_64_bit_entry_is_refused() {
+        let ram = GuestRam::new(64).unwrap();
+        for payload in [0, 1, 0x200, BZIMAGE_MIN_PAYLOAD as usize - 1] {
+            let bz = bzimage(0x020F, XLF_KERNEL_64, payload, 0x40_0000);
+            let e = load(&ram, &bz, "", None).unwrap_err();
+            assert!(
+                matches!(e, LinuxError::PayloadTooShort(p) if p == payload as u64),
+                "{payload}: {e}"
+            );
+            assert!(e.to_string().contains("64-bit entry"), "{e}");
+        }
+    }
+
+    /// Issue 16 item 6: `init_size = 0xFFFFFFFF` used to boot silently.
+    #[test]
+    fn an_init_size_beyond_ram_is_refused_naming_init_size() {
+        let ram = GuestRam::new(64).unwrap();
+        let fits = (64 << 20) - BZIMAGE_LOAD_ADDRESS;
+        for init_size in [u32::MAX, fits as u32 + 1, 0x8000_0000] {
+            let bz = bzimage(0x020F, XLF_KERNEL_64, 0x1000, init_size);
+            let e = load(&ram, &bz, "", None).unwrap_err();
+            assert!(matches!(e, LinuxError::InitSize { .. }), "{e}");
+            assert!(e.to_string().contains("init_size"), "{e}");
+        }
+        let bz = bzimage(0x020F, XLF_KERNEL_64, 0x1000, fits as u32);
+        assert!(
+            load(&ram, &bz, "", None).is_ok(),
+            "all of RAM above the load address"
+        );
+    }
+
+    /// Issue 16 item 6: with an initrd, a bad kernel used to be reported
+    /// as an initrd too large for RAM.
+    #[test]
+    fn with_an_initrd_a_bad_bzimage_blames_the_kernel() {
+        let ram = GuestRam::new(64).unwrap();
+        let bad = [
+            bzimage(0x020F, XLF_KERNEL_64, 0x1000, u32::MAX),
+            bzimage(0x020F, XLF_KERNEL_64, 0, 0x40_0000),
+            bzimage(0x020B, XLF_KERNEL_64, 0x1000, 0x40_0000),
+            bzimage(0x020F, 0, 0x1000, 0x40_0000),
+        ];
+        for bz in bad {
+            let e = load(&ram, &bz, "", Some(&[7; 0x1000])).unwrap_err();
+            assert!(!e.to_string().contains("initrd"), "{e}");
+            assert!(e.to_string().contains("bzImage"), "{e}");
+        }
+    }
+
+    /// Issue 16 item 6: xloadflags exists from boot protocol 2.12 on;
+    /// before that its bytes are something else, and the 64-bit entry is
+    /// not declared.
+    #[test]
+    fn a_bzimage_older_than_protocol_2_12_is_refused() {
+        let ram = GuestRam::new(64).unwrap();
+        for version in [0x0200, 0x0206, 0x020A, 0x020B] {
+            let bz = bzimage(version, XLF_KERNEL_64, 0x1000, 0x40_0000);
+            let e = load(&ram, &bz, "", None).unwrap_err();
+            assert!(
+                matches!(e, LinuxError::OldProtocol(v) if v == version),
+                "{e}"
+            );
+        }
+        let e = LinuxError::OldProtocol(0x020B).to_string();
+        assert!(e.contains("protocol 2.11 is not supported"), "{e}");
+        let bz = bzimage(0x020C, 0, 0x1000, 0x40_0000);
+        assert!(matches!(
+            load(&ram, &bz, "", None),
+            Err(LinuxError::No64BitEntry)
+        ));
     }
 
     proptest::proptest! {

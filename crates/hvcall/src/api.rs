@@ -37,16 +37,32 @@
 //!
 //! A refused request changes nothing. A frame longer than [`MAX_REQUEST`]
 //! is refused without being read, and the connection is closed (what
-//! follows cannot be framed); so is a connection that sends nothing for
-//! [`IDLE`] or stops mid-frame for as long. Up to [`MAX_CLIENTS`]
-//! connections are served at once, each on a thread of its own, so a slow
-//! or silent client never holds up the VM or another client.
+//! follows cannot be framed).
+//!
+//! # Limits
+//!
+//! Up to [`MAX_CLIENTS`] connections are served at once, each on a thread
+//! of its own, so a slow or silent client never holds up the VM or another
+//! client; more are refused ("busy"). Time is bounded per request, not per
+//! byte ([`Limits`], [`IDLE`] by default), so no client holds a slot for
+//! ever:
+//! - a connection idle between requests for [`IDLE`] is closed;
+//! - a request frame must arrive whole within [`IDLE`] of its first byte,
+//!   or it is refused and the connection closed (trickling a byte at a
+//!   time does not extend it);
+//! - a reply must be written within [`IDLE`], or the connection is closed
+//!   (a client that stops reading its replies loses them).
+//!
+//! Reads and writes wait at most [`POLL`] at a time and then check
+//! whether the VM still runs: once it has ended (or [`ApiSocket::serve`]
+//! was told to stop), every connection closes within about two polls,
+//! whatever its client does, so the socket never delays the VMM's exit.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hvcall_abi::call_code::{GET_VP_REGISTERS, SET_VP_REGISTERS};
@@ -65,8 +81,13 @@ pub const MAX_ELEMENTS: usize = (4096 - 16) / 32;
 pub const MAX_REPLY: usize = 12 + 16 * MAX_NAMES;
 /// Connections served at once; more are refused.
 pub const MAX_CLIENTS: usize = 32;
-/// How long a connection may stay silent (between or inside requests).
+/// The default of [`Limits::idle`]: how long a connection may stay idle
+/// between requests, a request may take to arrive from its first byte, and
+/// a reply may take to be written.
 pub const IDLE: Duration = Duration::from_secs(30);
+/// The default of [`Limits::poll`]: how often a waiting connection checks
+/// whether the VM still runs.
+pub const POLL: Duration = Duration::from_millis(200);
 
 const REQUEST_MAGIC: &[u8; 4] = b"HVC1";
 const REPLY_MAGIC: &[u8; 4] = b"HVR1";
@@ -380,14 +401,35 @@ impl ApiSocket {
     }
 
     /// Serves clients until the VM ends: each connection on a thread of
-    /// its own (at most [`MAX_CLIENTS`]). Once `stop()` returns true the
-    /// VM is stopped ([`Inspector::stop`]).
+    /// its own (at most [`MAX_CLIENTS`]), with the default [`Limits`].
+    /// Once `stop()` returns true the VM is stopped ([`Inspector::stop`]).
+    /// Returns within about two [`Limits::poll`] of the VM's end or of
+    /// `stop()`, whatever the clients do.
     pub fn serve(&self, inspector: &Inspector<'_>, stop: &(dyn Fn() -> bool + Sync)) {
+        self.serve_with(inspector, stop, Limits::default());
+    }
+
+    /// [`ApiSocket::serve`] with the time limits `limits`.
+    pub fn serve_with(
+        &self,
+        inspector: &Inspector<'_>,
+        stop: &(dyn Fn() -> bool + Sync),
+        limits: Limits,
+    ) {
         if self.listener.set_nonblocking(true).is_err() {
             tracing::warn!("API socket: cannot poll for connections; not served");
             return;
         }
         let clients = AtomicUsize::new(0);
+        // Set when this stops accepting: every connection ends then, even
+        // before the VM's threads have noticed a stop.
+        let closing = AtomicBool::new(false);
+        let running = || !closing.load(Ordering::Acquire) && inspector.is_running();
+        let reply = |request: &Request| answer(inspector, request);
+        let service = Service {
+            running: &running,
+            answer: &reply,
+        };
         std::thread::scope(|s| {
             while inspector.is_running() {
                 if stop() {
@@ -395,19 +437,22 @@ impl ApiSocket {
                     break;
                 }
                 match self.listener.accept() {
-                    Ok((stream, _)) => {
+                    Ok((mut stream, _)) => {
                         if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                             clients.fetch_sub(1, Ordering::AcqRel);
-                            let mut stream = stream;
                             let busy = Reply::Refused(format!(
                                 "busy: {MAX_CLIENTS} connections are being served"
                             ));
-                            let _ = write_frame(&mut stream, &busy.encode());
+                            // A new socket's buffer takes a short frame at
+                            // once; a failure is the client's problem.
+                            if stream.set_nonblocking(true).is_ok() {
+                                let _ = write_frame(&mut stream, &busy.encode());
+                            }
                             continue;
                         }
-                        let clients = &clients;
+                        let (clients, service) = (&clients, &service);
                         s.spawn(move || {
-                            client(inspector, stream);
+                            client(service, stream, limits);
                             clients.fetch_sub(1, Ordering::AcqRel);
                         });
                     }
@@ -420,6 +465,7 @@ impl ApiSocket {
                     }
                 }
             }
+            closing.store(true, Ordering::Release);
         });
     }
 }
@@ -438,29 +484,71 @@ impl Drop for ApiSocket {
     }
 }
 
-/// Serves one connection until it closes, misbehaves, idles or the VM
-/// ends.
-fn client(inspector: &Inspector<'_>, mut stream: UnixStream) {
-    // Short reads so the VM's end is noticed; IDLE counts the silence.
+/// The time limits of a connection ([`ApiSocket::serve_with`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a connection may stay idle between requests, how long a
+    /// request frame may take to arrive counted from its first byte, and
+    /// how long a reply may take to be written: past any of them the
+    /// connection is closed.
+    pub idle: Duration,
+    /// How often a connection waiting to read or write checks whether the
+    /// VM still runs; once it has ended, a connection ends within about
+    /// two of these.
+    pub poll: Duration,
+}
+
+impl Default for Limits {
+    /// [`IDLE`], and a poll of [`POLL`].
+    fn default() -> Self {
+        Self {
+            idle: IDLE,
+            poll: POLL,
+        }
+    }
+}
+
+/// What a connection needs of the VM: whether it still runs, and the
+/// answer to a request.
+struct Service<'a> {
+    running: &'a (dyn Fn() -> bool + Sync),
+    answer: &'a (dyn Fn(&Request) -> Reply + Sync),
+}
+
+impl Service<'_> {
+    fn running(&self) -> bool {
+        (self.running)()
+    }
+}
+
+/// Serves one connection until it closes, misbehaves, idles, exceeds a
+/// limit or the VM ends.
+fn client(service: &Service<'_>, mut stream: UnixStream, limits: Limits) {
+    // Short blocking reads and writes, so that the VM's end is noticed
+    // within a poll; the limits count the time across them.
+    let poll = Some(limits.poll.max(Duration::from_millis(1)));
     if stream.set_nonblocking(false).is_err()
-        || stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .is_err()
-        || stream.set_write_timeout(Some(IDLE)).is_err()
+        || stream.set_read_timeout(poll).is_err()
+        || stream.set_write_timeout(poll).is_err()
     {
         return;
     }
-    loop {
-        let body = match read_request(inspector, &mut stream) {
+    while service.running() {
+        let body = match read_request(service, &mut stream, limits) {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(refused) => {
-                let _ = write_frame(&mut stream, &Reply::Refused(refused).encode());
+                let _ = send(
+                    service,
+                    &mut stream,
+                    &Reply::Refused(refused).encode(),
+                    limits,
+                );
                 return;
             }
         };
         let reply = match Request::decode(&body) {
-            Ok(request) => answer(inspector, &request),
+            Ok(request) => (service.answer)(&request),
             Err(RequestError::HeaderReserved) => Reply::Result {
                 status: HvStatus::INVALID_PARAMETER,
                 reps: 0,
@@ -468,23 +556,30 @@ fn client(inspector: &Inspector<'_>, mut stream: UnixStream) {
             },
             Err(e) => Reply::Refused(e.to_string()),
         };
-        if write_frame(&mut stream, &reply.encode()).is_err() {
+        if send(service, &mut stream, &reply.encode(), limits).is_err() {
             return;
         }
     }
 }
 
-/// One request frame: `Ok(None)` at a clean end (EOF between frames, the
-/// VM ended, silence), `Err` with a message for a frame that cannot be
-/// read (after which the connection closes).
+/// One request frame: `Ok(None)` at a clean end (EOF or [`Limits::idle`]
+/// of silence between frames, the VM's end), `Err` with a message for a
+/// frame that cannot be read (after which the connection closes),
+/// including one that does not arrive whole within [`Limits::idle`] of
+/// its first byte.
 fn read_request(
-    inspector: &Inspector<'_>,
+    service: &Service<'_>,
     stream: &mut UnixStream,
+    limits: Limits,
 ) -> Result<Option<Vec<u8>>, String> {
+    let mut frame = Frame {
+        waiting: Instant::now(),
+        first_byte: None,
+    };
     let mut len = [0u8; 4];
-    match read_full(inspector, stream, &mut len)? {
+    match frame.fill(service, stream, &mut len, limits)? {
         Filled::All => {}
-        Filled::None => return Ok(None),
+        Filled::None | Filled::Ended => return Ok(None),
         Filled::Part => return Err("truncated frame length".into()),
     }
     let len = u32::from_le_bytes(len) as usize;
@@ -494,57 +589,115 @@ fn read_request(
         ));
     }
     let mut body = vec![0u8; len];
-    match read_full(inspector, stream, &mut body)? {
+    match frame.fill(service, stream, &mut body, limits)? {
         Filled::All => Ok(Some(body)),
-        Filled::None if len == 0 => Ok(Some(body)),
-        _ => Err("truncated request".into()),
+        Filled::Ended => Ok(None),
+        Filled::None | Filled::Part => Err("truncated request".into()),
     }
 }
 
 /// How much of a buffer a read filled.
 enum Filled {
+    /// All of it.
     All,
+    /// Nothing: the peer closed, or stayed silent between frames.
     None,
+    /// Some, then the peer closed.
     Part,
+    /// The VM ended.
+    Ended,
 }
 
-fn read_full(
-    inspector: &Inspector<'_>,
-    stream: &mut UnixStream,
-    buf: &mut [u8],
-) -> Result<Filled, String> {
-    let mut at = 0;
-    let mut last = Instant::now();
-    while at < buf.len() {
-        match stream.read(&mut buf[at..]) {
-            Ok(0) => return Ok(if at == 0 { Filled::None } else { Filled::Part }),
-            Ok(n) => {
-                at += n;
-                last = Instant::now();
+/// The clock of one request frame.
+struct Frame {
+    /// Since when the connection waits for the frame.
+    waiting: Instant,
+    /// When its first byte arrived.
+    first_byte: Option<Instant>,
+}
+
+impl Frame {
+    /// Reads all of `buf`, within the frame's deadline.
+    fn fill(
+        &mut self,
+        service: &Service<'_>,
+        stream: &mut UnixStream,
+        buf: &mut [u8],
+        limits: Limits,
+    ) -> Result<Filled, String> {
+        let mut at = 0;
+        let closed = |at: usize| if at == 0 { Filled::None } else { Filled::Part };
+        while at < buf.len() {
+            match stream.read(&mut buf[at..]) {
+                Ok(0) => return Ok(closed(at)),
+                Ok(n) => {
+                    at += n;
+                    self.first_byte.get_or_insert_with(Instant::now);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if !service.running() {
+                        return Ok(Filled::Ended);
+                    }
+                    match self.first_byte {
+                        None if self.waiting.elapsed() >= limits.idle => return Ok(Filled::None),
+                        Some(first) if first.elapsed() >= limits.idle => {
+                            return Err(format!(
+                                "a request must arrive whole within {} ms of its first byte",
+                                limits.idle.as_millis()
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                Err(_) => return Ok(closed(at)),
             }
+        }
+        Ok(Filled::All)
+    }
+}
+
+/// Writes one frame within [`Limits::idle`] in all; once the VM has
+/// ended, gives up after [`Limits::poll`] more (a reader too slow for
+/// that loses its reply). The stream's write timeout is the poll.
+fn send(
+    service: &Service<'_>,
+    stream: &mut UnixStream,
+    body: &[u8],
+    limits: Limits,
+) -> io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame too long"))?;
+    let frame = [&len.to_le_bytes()[..], body].concat();
+    let started = Instant::now();
+    let mut ended: Option<Instant> = None;
+    let mut at = 0;
+    while at < frame.len() {
+        if !service.running() && ended.get_or_insert_with(Instant::now).elapsed() >= limits.poll {
+            return Err(io::Error::other("the VM ended"));
+        }
+        if started.elapsed() >= limits.idle {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        match stream.write(&frame[at..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
-                ) =>
-            {
-                if !inspector.is_running() {
-                    return Ok(if at == 0 { Filled::None } else { Filled::Part });
-                }
-                if last.elapsed() >= IDLE {
-                    return if at == 0 {
-                        Ok(Filled::None)
-                    } else {
-                        Err(format!("no data for {} s inside a frame", IDLE.as_secs()))
-                    };
-                }
-            }
-            Err(_) => return Ok(if at == 0 { Filled::None } else { Filled::Part }),
+                ) => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(Filled::All)
+    Ok(())
 }
 
 /// Writes one frame.
@@ -662,5 +815,200 @@ mod tests {
         let r = Reply::Refused("no".into());
         assert_eq!(Reply::decode(&r.encode()), Ok(r));
         assert!(Reply::decode(b"HVR1\x00\x00").is_err());
+    }
+
+    /// A fake VM for one connection: running until told, answering every
+    /// request with `reply`.
+    struct Fake {
+        running: AtomicBool,
+        reply: Reply,
+    }
+
+    impl Fake {
+        fn new(reply: Reply) -> Self {
+            Self {
+                running: AtomicBool::new(true),
+                reply,
+            }
+        }
+    }
+
+    /// Short limits, so the tests take a second or two.
+    const SHORT: Limits = Limits {
+        idle: Duration::from_millis(600),
+        poll: Duration::from_millis(20),
+    };
+
+    /// Runs `client` on the server end of a socket pair and `test` with
+    /// the other end, the client's thread and the fake; returns once both
+    /// are done.
+    fn with_client(
+        fake: &Fake,
+        limits: Limits,
+        test: impl FnOnce(UnixStream, &std::thread::ScopedJoinHandle<'_, ()>),
+    ) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let running = || fake.running.load(Ordering::Acquire);
+        let answer = |_: &Request| fake.reply.clone();
+        let service = Service {
+            running: &running,
+            answer: &answer,
+        };
+        std::thread::scope(|s| {
+            let server = s.spawn(|| client(&service, theirs, limits));
+            test(ours, &server);
+            // Whatever the test did, the client ends with the VM.
+            fake.running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Waits up to `bound` for `server` to finish; how long it took.
+    fn finishes_within(
+        server: &std::thread::ScopedJoinHandle<'_, ()>,
+        bound: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if server.is_finished() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    fn ok() -> Reply {
+        Reply::Result {
+            status: HvStatus::SUCCESS,
+            reps: 1,
+            values: vec![HvRegisterValue::from(1u64)],
+        }
+    }
+
+    /// Issue 16 item 9: a byte at a time, each well inside the idle time,
+    /// used to hold a slot for ever; the frame's deadline counts from its
+    /// first byte.
+    #[test]
+    fn a_request_must_arrive_whole_within_idle_of_its_first_byte() {
+        let fake = Fake::new(ok());
+        with_client(&fake, SHORT, |mut ours, server| {
+            let start = Instant::now();
+            ours.write_all(&64u32.to_le_bytes()).unwrap();
+            while !server.is_finished() && start.elapsed() < Duration::from_secs(5) {
+                // A byte every third of the idle time: never silent for long.
+                if ours.write_all(b"H").is_err() {
+                    break;
+                }
+                std::thread::sleep(SHORT.idle / 3);
+            }
+            assert!(
+                finishes_within(server, Duration::from_secs(1)).is_some(),
+                "a trickling client still holds its connection after {:?}",
+                start.elapsed()
+            );
+            assert!(start.elapsed() < SHORT.idle * 3, "{:?}", start.elapsed());
+            ours.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let why = match Reply::decode(&read_frame(&mut ours, MAX_REPLY).unwrap()) {
+                Ok(Reply::Refused(why)) => why,
+                other => panic!("{other:?}"),
+            };
+            assert!(why.contains("within 600 ms of its first byte"), "{why}");
+        });
+    }
+
+    #[test]
+    fn a_connection_idle_between_requests_is_closed() {
+        let fake = Fake::new(ok());
+        with_client(&fake, SHORT, |mut ours, server| {
+            ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            for _ in 0..3 {
+                write_frame(&mut ours, &Request::get(0, &[x64::RIP]).encode()).unwrap();
+                let reply = Reply::decode(&read_frame(&mut ours, MAX_REPLY).unwrap());
+                assert_eq!(reply, Ok(ok()));
+            }
+            let waited = finishes_within(server, Duration::from_secs(5)).expect("closed");
+            assert!(waited >= SHORT.idle / 2, "closed too early: {waited:?}");
+            let mut b = [0u8];
+            assert_eq!(ours.read(&mut b).unwrap(), 0, "EOF");
+        });
+    }
+
+    /// Issue 16 item 2: a client that sends requests and never reads its
+    /// replies used to hold a write for 30 s, each.
+    #[test]
+    fn a_client_that_never_reads_loses_its_connection_after_idle() {
+        // Replies of 16 KiB fill the socket's buffers quickly.
+        let big = Reply::Result {
+            status: HvStatus::SUCCESS,
+            reps: 1024,
+            values: vec![HvRegisterValue::from(7u64); 1024],
+        };
+        let fake = Fake::new(big);
+        with_client(&fake, SHORT, |ours, server| {
+            flood(&ours);
+            assert!(!server.is_finished(), "blocked on its write, not gone");
+            let waited = finishes_within(server, Duration::from_secs(5)).expect("gave up");
+            assert!(
+                waited <= SHORT.idle + Duration::from_millis(500),
+                "{waited:?}"
+            );
+        });
+    }
+
+    /// Sends requests on `ours` until the server stops taking them.
+    fn flood(ours: &UnixStream) {
+        ours.set_nonblocking(true).unwrap();
+        let mut request = Vec::new();
+        write_frame(&mut request, &Request::get(0, &[x64::RIP]).encode()).unwrap();
+        let mut stuck = None::<Instant>;
+        let mut ours = ours;
+        while stuck.is_none_or(|t| t.elapsed() < Duration::from_millis(200)) {
+            match ours.write(&request) {
+                Ok(_) => stuck = None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stuck.get_or_insert_with(Instant::now);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Issue 16 item 2: once the VM ends, a connection ends within a few
+    /// polls whatever its client does: silent, inside a frame, or never
+    /// reading.
+    #[test]
+    fn every_connection_ends_soon_after_the_vm() {
+        let big = Reply::Result {
+            status: HvStatus::SUCCESS,
+            reps: 1024,
+            values: vec![HvRegisterValue::from(7u64); 1024],
+        };
+        type Setup = fn(&UnixStream);
+        let cases: [(&str, Setup); 3] = [
+            ("silent", |_| {}),
+            ("mid-frame", |mut s| {
+                s.write_all(&64u32.to_le_bytes()).unwrap();
+                s.write_all(b"HVC1").unwrap();
+            }),
+            ("never reading", flood),
+        ];
+        for (what, setup) in cases {
+            let fake = Fake::new(big.clone());
+            // An idle time far beyond the bound: only the VM's end can
+            // end these connections in time.
+            let limits = Limits {
+                idle: Duration::from_secs(60),
+                ..SHORT
+            };
+            with_client(&fake, limits, |ours, server| {
+                setup(&ours);
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(!server.is_finished(), "{what}: still served");
+                fake.running.store(false, Ordering::Release);
+                finishes_within(server, Duration::from_secs(1))
+                    .unwrap_or_else(|| panic!("{what}: still open 1 s after the VM's end"));
+            });
+        }
     }
 }

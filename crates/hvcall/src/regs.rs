@@ -11,7 +11,11 @@
 //! as a hex string, segments and tables as objects of hex strings.
 //!
 //! Exit status: 0, or 1 if the socket cannot be used or a call fails (the
-//! error on stderr names the VP, the status and the register).
+//! error on stderr names the VP, the status and the register). The
+//! server is not trusted: its text (a refusal) is printed with control
+//! characters escaped, and a reply that does not fit the request (a
+//! success without a value per name, a failure at an element not asked
+//! for) is an error of the server's.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -196,46 +200,24 @@ fn run(args: &RegsArgs) -> Result<(), String> {
         Vps::One(vp) => vec![vp],
         Vps::All => (0..MAX_VPS).collect(),
     };
+    let all = args.vp == Vps::All;
+    let numbers: Vec<HvRegisterName> = names.iter().map(|e| e.number).collect();
+    let written: Vec<HvRegisterName> = writes.iter().map(|w| w.name).collect();
     let mut results = Vec::new();
     for vp in vps {
         if !writes.is_empty() {
-            match call(&Request::set(vp, &writes))? {
-                Reply::Result { status, .. } if status == HvStatus::SUCCESS => {}
-                Reply::Result { status, .. }
-                    if status == HvStatus::INVALID_VP_INDEX && args.vp == Vps::All =>
-                {
-                    break;
-                }
-                Reply::Result { status, reps, .. } => {
-                    let at = writes
-                        .get(reps as usize)
-                        .map_or(HvRegisterName(0), |w| w.name);
-                    return Err(format!("VP {vp}: {status} writing {}", short(at)));
-                }
-                Reply::Refused(why) => return Err(format!("VP {vp}: refused: {why}")),
+            let reply = call(&Request::set(vp, &writes))?;
+            if judge(vp, Op::Write, &written, reply, all)?.is_none() {
+                break;
             }
         }
         if names.is_empty() {
             continue;
         }
-        let numbers: Vec<HvRegisterName> = names.iter().map(|e| e.number).collect();
-        match call(&Request::get(vp, &numbers))? {
-            Reply::Result { status, values, .. } if status == HvStatus::SUCCESS => {
-                results.push((vp, values));
-            }
-            Reply::Result { status, .. }
-                if status == HvStatus::INVALID_VP_INDEX && args.vp == Vps::All =>
-            {
-                break;
-            }
-            Reply::Result { status, reps, .. } => {
-                let at = numbers
-                    .get(reps as usize)
-                    .copied()
-                    .unwrap_or(HvRegisterName(0));
-                return Err(format!("VP {vp}: {status} reading {}", short(at)));
-            }
-            Reply::Refused(why) => return Err(format!("VP {vp}: refused: {why}")),
+        let reply = call(&Request::get(vp, &numbers))?;
+        match judge(vp, Op::Read, &numbers, reply, all)? {
+            Some(values) => results.push((vp, values)),
+            None => break,
         }
     }
     let text = if args.json {
@@ -246,6 +228,83 @@ fn run(args: &RegsArgs) -> Result<(), String> {
     // A closed stdout is not a failure worth a panic.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(())
+}
+
+/// A call `hvcall regs` makes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Op {
+    /// HvCallGetVpRegisters.
+    Read,
+    /// HvCallSetVpRegisters.
+    Write,
+}
+
+/// Judges the server's `reply` to `op` of `names` on VP `vp`: the values
+/// read (none for a write), `None` for a VP that does not exist when
+/// `all` VPs are asked for (the end of the list), or the error to print.
+/// A reply that does not fit the request (a success without a value per
+/// name, a failure at an element that was not asked for) is an error of
+/// the server's, never shown as a register's; the server's text is shown
+/// with its control characters escaped.
+fn judge(
+    vp: u32,
+    op: Op,
+    names: &[HvRegisterName],
+    reply: Reply,
+    all: bool,
+) -> Result<Option<Vec<HvRegisterValue>>, String> {
+    let (status, reps, values) = match reply {
+        Reply::Result {
+            status,
+            reps,
+            values,
+        } => (status, reps, values),
+        Reply::Refused(why) => return Err(format!("VP {vp}: refused: {}", escaped(&why))),
+    };
+    let n = names.len();
+    let (verb, wanted) = match op {
+        Op::Read => ("reading", n),
+        Op::Write => ("writing", 0),
+    };
+    if status == HvStatus::SUCCESS {
+        if reps as usize != n || values.len() != wanted {
+            return Err(format!(
+                "VP {vp}: malformed reply from the server: success {verb} {n} registers \
+                 with {reps} reps and {} values",
+                values.len()
+            ));
+        }
+        return Ok(Some(values));
+    }
+    if status == HvStatus::INVALID_VP_INDEX && all {
+        return Ok(None);
+    }
+    match names.get(reps as usize) {
+        Some(&name) => Err(format!("VP {vp}: {status} {verb} {}", short(name))),
+        None => Err(format!(
+            "VP {vp}: {status}, but the server's reply is inconsistent: it failed at \
+             element {reps} of {n}"
+        )),
+    }
+}
+
+/// `text` with control characters (terminal escapes among them),
+/// invisible formatting characters and backslashes escaped, for printing
+/// text a server chose.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(
+            c,
+            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+        );
+        if c.is_control() || invisible || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn short(name: HvRegisterName) -> String {
@@ -430,5 +489,66 @@ mod tests {
             j.starts_with("{\"vps\":[{\"vp\":1,\"registers\":{\"cs\":{\"selector\":\"0x8\""),
             "{j}"
         );
+    }
+
+    fn result(status: HvStatus, reps: u32, values: usize) -> Reply {
+        Reply::Result {
+            status,
+            reps,
+            values: vec![HvRegisterValue::from(1u64); values],
+        }
+    }
+
+    #[test]
+    fn server_text_is_printed_with_its_control_characters_escaped() {
+        let why = "no\x1b]0;owned\x07\x1b[2J\r\n\u{202E}tset \\ done\u{7f}";
+        let e = judge(3, Op::Read, &[x64::RIP], Reply::Refused(why.into()), false).unwrap_err();
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        assert_eq!(
+            e,
+            "VP 3: refused: no\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\r\\n\\u{202e}tset \\\\ done\\u{7f}"
+        );
+        assert_eq!(escaped("rip: ok, ünïcode"), "rip: ok, ünïcode");
+    }
+
+    #[test]
+    fn a_success_without_a_value_per_name_is_a_malformed_reply() {
+        let names = [x64::RIP, x64::RSP];
+        let ok = judge(0, Op::Read, &names, result(HvStatus::SUCCESS, 2, 2), false);
+        assert_eq!(ok.unwrap().map(|v| v.len()), Some(2));
+        for (reps, values) in [(2, 0), (2, 1), (2, 3), (1, 2), (3, 2)] {
+            let e = judge(
+                0,
+                Op::Read,
+                &names,
+                result(HvStatus::SUCCESS, reps, values),
+                false,
+            )
+            .unwrap_err();
+            assert!(e.contains("malformed reply"), "{reps} {values}: {e}");
+        }
+        let write = judge(0, Op::Write, &names, result(HvStatus::SUCCESS, 2, 0), false);
+        assert_eq!(write.unwrap().map(|v| v.len()), Some(0));
+        let e = judge(0, Op::Write, &names, result(HvStatus::SUCCESS, 2, 1), false).unwrap_err();
+        assert!(e.contains("malformed reply"), "{e}");
+    }
+
+    #[test]
+    fn a_failure_at_an_element_not_asked_for_is_the_servers_inconsistency() {
+        let names = [x64::RIP, x64::RSP];
+        let bad = HvStatus::INVALID_PARAMETER;
+        let e = judge(1, Op::Read, &names, result(bad, 1, 0), false).unwrap_err();
+        assert!(e.ends_with("reading rsp"), "{e}");
+        let e = judge(1, Op::Write, &names, result(bad, 0, 0), false).unwrap_err();
+        assert!(e.ends_with("writing rip"), "{e}");
+        for reps in [2, 3, u32::MAX] {
+            let e = judge(1, Op::Read, &names, result(bad, reps, 0), false).unwrap_err();
+            assert!(e.contains("inconsistent"), "{e}");
+            assert!(!e.contains("reading"), "no register is blamed: {e}");
+        }
+        // INVALID_VP_INDEX ends `--vp all`, and is an error otherwise.
+        let gone = result(HvStatus::INVALID_VP_INDEX, 0, 0);
+        assert_eq!(judge(4, Op::Read, &names, gone.clone(), true), Ok(None));
+        assert!(judge(4, Op::Read, &names, gone, false).is_err());
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hvcall::api::ApiSocket;
 use hvcall::chaos;
 use hvcall_vmm::linux::{KernelKind, DEFAULT_CMDLINE};
+use hvcall_vmm::memory::{MAX_RAM_MIB, MIN_RAM_MIB};
 use hvcall_vmm::seccomp::{self, SeccompMode, ThreadRole};
 use hvcall_vmm::{Console, Inspector, Vm, VmConfig, VmExit, VmmError};
 
@@ -44,8 +45,8 @@ pub struct RunArgs {
     /// Number of virtual processors [default: 2].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: Option<u32>,
-    /// Guest RAM in MiB [default: 64].
-    #[arg(long, value_name = "MiB")]
+    /// Guest RAM in MiB, 2 to 65536 [default: 64].
+    #[arg(long, value_name = "MiB", value_parser = parse_memory)]
     pub memory: Option<u64>,
     /// Work budget of one hypercall entry, in elements (docs/contract.md §2);
     /// smaller values make rep calls continue more often.
@@ -178,6 +179,24 @@ fn watchdog(secs: f64) -> Result<Duration, String> {
         .max(Duration::from_nanos(1)))
 }
 
+/// `--memory MiB`: what the VMM can lay out
+/// ([`MIN_RAM_MIB`]..=[`MAX_RAM_MIB`]).
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let mib: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a whole number of MiB"))?;
+    if mib < MIN_RAM_MIB {
+        return Err(format!("guest memory must be at least {MIN_RAM_MIB} MiB"));
+    }
+    if mib > MAX_RAM_MIB {
+        return Err(format!(
+            "guest memory must be at most {MAX_RAM_MIB} MiB ({} GiB)",
+            MAX_RAM_MIB >> 10
+        ));
+    }
+    Ok(mib)
+}
+
 fn cmdline_help() -> String {
     format!(
         "The Linux kernel's command line (Linux kernels only). Default:\n  {DEFAULT_CMDLINE}\n\
@@ -188,8 +207,15 @@ fn cmdline_help() -> String {
 /// Reads a kernel or initrd file: a regular file no larger than guest RAM
 /// (no larger image could be loaded), read at most that far.
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let file = std::fs::File::open(path).map_err(cannot)?;
+    // Non-blocking, so that opening a FIFO with no writer returns at once
+    // instead of waiting for one; a regular file reads as usual.
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
     // A device or FIFO (/dev/zero, a pipe) could feed bytes forever.
     if !file.metadata().map_err(cannot)?.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
@@ -597,6 +623,19 @@ mod tests {
         assert!(parse(&["--cpus", "0"]).is_err());
         assert!(parse(&["--max-reps-per-entry", "0"]).is_err());
         assert!(parse(&["--guest", "nope"]).is_err());
+        for (mib, says) in [
+            ("0", "at least 2 MiB"),
+            ("1", "at least 2 MiB"),
+            ("65537", "at most 65536 MiB"),
+            ("18446744073709551615", "at most 65536 MiB"),
+            ("-1", "whole number of MiB"),
+        ] {
+            let arg = format!("--memory={mib}");
+            let e = parse(&[&arg]).expect_err(mib).to_string();
+            assert!(e.contains(says), "--memory {mib}: {e}");
+        }
+        assert!(parse(&["--memory", "2"]).is_ok());
+        assert!(parse(&["--memory", "65536"]).is_ok());
         assert!(parse(&["--guest", "torn", "--kernel", "x.elf"]).is_err());
         for secs in ["0", "-1", "NaN", "-inf", "never", ""] {
             let arg = format!("--watchdog={secs}");

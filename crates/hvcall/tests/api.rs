@@ -3,7 +3,7 @@
 //! pattern, table and JSON, a write the guest reports, and the socket's
 //! rules (mode 0600, existing paths refused, removed on exit; malformed,
 //! truncated, oversized, concurrent requests and clients that hang up or
-//! never send).
+//! never send; SIGTERM ends the VM within 2 s whatever clients do).
 
 mod support;
 
@@ -361,4 +361,157 @@ fn the_socket_is_private_refuses_bad_requests_and_serves_many_clients() {
     let (status, _) = spin.stop();
     assert_eq!(status, Some(130));
     assert!(!socket.exists(), "removed on exit");
+}
+
+/// Sends requests on `stream` without reading a reply until the server
+/// stops taking them (it is then stuck writing replies nobody reads).
+fn flood(stream: &mut UnixStream) {
+    stream.set_nonblocking(true).unwrap();
+    let mut request = Vec::new();
+    write_frame(&mut request, &Request::get(0, &[x64::RIP]).encode()).unwrap();
+    let mut stuck: Option<Instant> = None;
+    let start = Instant::now();
+    while stuck.is_none_or(|t| t.elapsed() < Duration::from_millis(500)) {
+        assert!(start.elapsed() < Duration::from_secs(30), "never stuck");
+        match stream.write(&request) {
+            Ok(_) => stuck = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stuck.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("flood: {e}"),
+        }
+    }
+}
+
+/// Issue 16 item 2 (and its "done when"): with a client that floods
+/// requests and never reads, a silent client and 32 clients trickling a
+/// byte every 300 ms attached, SIGTERM ends hvcall within 2 s and the
+/// socket is gone. (A never-reading client used to delay the exit by one
+/// 30 s write timeout per reply.)
+#[test]
+fn sigterm_ends_hvcall_within_2_s_whatever_the_api_clients_do() {
+    let test = "sigterm_ends_hvcall_within_2_s_whatever_the_api_clients_do";
+    let Some(mut spin) = Spin::start(test) else {
+        return;
+    };
+    let mut flooder = raw(&spin.socket);
+    flood(&mut flooder);
+    let _silent = raw(&spin.socket);
+    let mut tricklers: Vec<UnixStream> = (0..32).map(|_| raw(&spin.socket)).collect();
+    for t in &mut tricklers {
+        t.write_all(&100u32.to_le_bytes()).unwrap();
+    }
+    let trickling = std::sync::atomic::AtomicBool::new(true);
+    let socket = spin.socket.clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while trickling.load(std::sync::atomic::Ordering::Relaxed) {
+                for t in &mut tricklers {
+                    // Slots beyond the server's limit were refused and
+                    // closed: their writes fail, which is fine.
+                    let _ = t.write_all(b"H");
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let start = Instant::now();
+        // SAFETY: kill() with a child's pid has no memory effects.
+        unsafe { libc::kill(spin.child.id() as i32, libc::SIGTERM) };
+        let status = loop {
+            if let Some(status) = spin.child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = start.elapsed();
+        trickling.store(false, std::sync::atomic::Ordering::Relaxed);
+        let status = status.expect("hvcall still running 60 s after SIGTERM");
+        assert!(took < Duration::from_secs(2), "exit took {took:?}");
+        assert_eq!(status.code(), Some(130));
+        assert!(!socket.exists(), "the socket is removed on exit");
+    });
+}
+
+/// `hvcall regs ARGS` against a fake server that answers its first
+/// request with `reply`: (exit status, stdout, stderr). Needs no KVM.
+fn regs_against(test: &str, reply: &Reply, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = TempDir::new(test);
+    let socket = dir.0.join("fake.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_frame(&mut stream, MAX_REQUEST).unwrap();
+            write_frame(&mut stream, &reply.encode()).unwrap();
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+            .arg("regs")
+            .arg("--api-socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run hvcall regs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+}
+
+/// Issue 16 item 10: a server's text reaches the terminal with its
+/// control characters (escape sequences) escaped.
+#[test]
+fn regs_escapes_a_servers_refusal_text() {
+    let reply = Reply::Refused("no\x1b]0;owned\x07\x1b[2J\r".into());
+    let (status, _, err) = regs_against("regs_escapes_a_servers_refusal_text", &reply, &["rip"]);
+    assert_eq!(status, Some(1));
+    assert!(
+        err.contains(r"refused: no\u{1b}]0;owned\u{7}\u{1b}[2J\r"),
+        "{err:?}"
+    );
+    assert!(!err.trim_end().chars().any(|c| c.is_control()), "{err:?}");
+}
+
+/// Issue 16 item 10: a SUCCESS reply to a read without a value per name
+/// is refused as malformed, not printed as an empty table.
+#[test]
+fn regs_refuses_a_success_reply_without_a_value_per_name() {
+    let reply = Reply::Result {
+        status: HvStatus::SUCCESS,
+        reps: 2,
+        values: Vec::new(),
+    };
+    let (status, out, err) = regs_against(
+        "regs_refuses_a_success_reply_without_a_value_per_name",
+        &reply,
+        &["rip", "rsp"],
+    );
+    assert_eq!(status, Some(1), "{out}");
+    assert!(err.contains("malformed reply"), "{err}");
+    assert!(out.is_empty(), "{out}");
+}
+
+/// Issue 16 item 10: a failure at a rep count past the names asked for is
+/// the server's inconsistency, not some register's failure.
+#[test]
+fn regs_reports_a_failure_at_an_element_not_asked_for_as_inconsistent() {
+    let reply = Reply::Result {
+        status: HvStatus::INVALID_PARAMETER,
+        reps: 7,
+        values: Vec::new(),
+    };
+    let (status, _, err) = regs_against(
+        "regs_reports_a_failure_at_an_element_not_asked_for_as_inconsistent",
+        &reply,
+        &["rip", "rsp"],
+    );
+    assert_eq!(status, Some(1));
+    assert!(err.contains("inconsistent"), "{err}");
+    assert!(!err.contains("reading"), "no register is blamed: {err}");
 }

@@ -1,6 +1,7 @@
 //! KVM end-to-end tests of `hvcall run` itself: the default demo, the
 //! watchdog, `--kernel` with an arbitrary ELF, and how VM ends map to the
-//! exit status.
+//! exit status; and, without KVM, what is refused before the VM exists
+//! (a FIFO as a file, `--memory` out of range).
 
 mod support;
 
@@ -305,4 +306,97 @@ fn a_guest_printing_into_a_full_pipe_still_ends_by_its_watchdog() {
     let _ = std::fs::remove_file(&path);
     let status = status.expect("hvcall hung on a full stdout pipe");
     assert_eq!(status.code(), Some(124));
+}
+
+/// Runs `hvcall run ARGS`, killing it after 10 s: (exit status, stderr),
+/// or `None` if it was still running (a hang).
+fn run_bounded(args: &[&std::ffi::OsStr]) -> Option<(Option<i32>, String)> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hvcall"))
+        .arg("run")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hvcall");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    Some((status.code(), stderr))
+}
+
+/// Issue 16 item 8: a FIFO as `--kernel` or `--initrd` used to block in
+/// open() for ever, waiting for a writer. Needs no KVM: files are read
+/// before the VM exists.
+#[test]
+fn a_fifo_as_kernel_or_initrd_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("hvcall-test-{}-fifo", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    // A file that looks like a bzImage, so that --initrd is read.
+    let bz = dir.join("bzImage");
+    let mut image = vec![0u8; 0x400];
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    std::fs::write(&bz, &image).expect("write the kernel");
+    let cases: [&[&std::ffi::OsStr]; 2] = [
+        &["--kernel".as_ref(), fifo.as_os_str()],
+        &[
+            "--kernel".as_ref(),
+            bz.as_os_str(),
+            "--initrd".as_ref(),
+            fifo.as_os_str(),
+        ],
+    ];
+    let results: Vec<_> = cases.iter().map(|args| run_bounded(args)).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (args, result) in cases.iter().zip(results) {
+        let (status, stderr) = result.unwrap_or_else(|| panic!("{args:?}: hung on the FIFO"));
+        assert_eq!(status, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("fifo is not a regular file"), "{stderr}");
+    }
+}
+
+/// Issue 16 item 10: `--memory 0 --kernel K` used to say K is larger than
+/// guest RAM; a size out of the VMM's range is refused as such, before
+/// any file is read.
+#[test]
+fn memory_out_of_range_is_refused_with_the_limit() {
+    let path = kernel("memory0", &[0xF4]);
+    let k = path.as_os_str();
+    let results: Vec<_> = [("0", "at least 2 MiB"), ("70000", "at most 65536 MiB")]
+        .iter()
+        .map(|(mib, says)| {
+            (
+                *mib,
+                *says,
+                run_bounded(&["--memory".as_ref(), mib.as_ref(), "--kernel".as_ref(), k]),
+            )
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    for (mib, says, result) in results {
+        let (status, stderr) = result.expect("hvcall hung");
+        assert_eq!(status, Some(2), "--memory {mib}: a usage error: {stderr}");
+        assert!(stderr.contains(says), "--memory {mib}: {stderr}");
+        assert!(!stderr.contains("larger than guest RAM"), "{stderr}");
+    }
 }
