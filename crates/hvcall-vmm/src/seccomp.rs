@@ -310,7 +310,7 @@ pub fn install(role: ThreadRole, mode: SeccompMode) -> Result<(), SeccompError> 
         role: role.name(),
         source,
     })?;
-    install_sigsys_handler()?;
+    prepare_process()?;
     ROLE.with(|r| r.set(Some(role)));
     seccompiler::apply_filter(&program).map_err(|source| SeccompError::Apply {
         role: role.name(),
@@ -318,10 +318,19 @@ pub fn install(role: ThreadRole, mode: SeccompMode) -> Result<(), SeccompError> 
     })
 }
 
-fn install_sigsys_handler() -> Result<(), SeccompError> {
+/// What the process needs once before its first filter: the `SIGSYS`
+/// handler, and a fixed limit on glibc's malloc arenas. Without that limit
+/// glibc computes one the first time a thread needs a new arena, from
+/// `/sys/devices/system/cpu/online`, an `openat` no thread's list allows.
+fn prepare_process() -> Result<(), SeccompError> {
     static ONCE: Once = Once::new();
+    /// Arenas for the threads of one VM (the vCPUs share them).
+    const ARENA_MAX: libc::c_int = 8;
     let mut result = Ok(());
     ONCE.call_once(|| {
+        // SAFETY: mallopt only changes malloc's tuning; it takes malloc's
+        // own locks, so other threads may allocate meanwhile.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) };
         result = vmm_sys_util::signal::register_signal_handler(libc::SIGSYS, on_sigsys)
             .map_err(SeccompError::Signal);
     });
@@ -353,10 +362,17 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
     // Only async-signal-safe work from here: a stack buffer, write, _exit.
     let mut line = Line::default();
-    line.push(b"hvcall: seccomp: the ");
-    let role = ROLE.with(Cell::get).map_or("unfiltered", ThreadRole::name);
-    line.push(role.as_bytes());
-    line.push(b" thread made system call ");
+    match ROLE.with(Cell::get) {
+        Some(role) => {
+            line.push(b"hvcall: seccomp: the ");
+            line.push(role.name().as_bytes());
+            line.push(b" thread");
+        }
+        // A thread started by a filtered one (an API client's) runs under
+        // its parent's filter.
+        None => line.push(b"hvcall: seccomp: a thread under its parent's filter"),
+    }
+    line.push(b" made system call ");
     let nr = i64::from(info.syscall);
     match [BASE, SPAWN, KICK, SOCKET, PROC_READ, TEARDOWN, NOTABLE]
         .iter()
