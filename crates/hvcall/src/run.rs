@@ -65,10 +65,17 @@ pub struct RunArgs {
     /// path must not exist and is removed on exit), for `hvcall regs`.
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
-    /// Serve a GDB remote stub on 127.0.0.1:PORT (VPs are threads; the VM
-    /// stops while gdb is attached): `gdb -ex 'target remote :PORT'`.
+    /// Serve a GDB remote stub on a Unix socket at PATH (mode 0600; the
+    /// path must not exist and is removed on exit): `gdb -ex 'target
+    /// remote PATH'`. VPs are threads; the VM stops while gdb is attached.
+    #[arg(long, value_name = "PATH", value_parser = parse_gdb_path, conflicts_with = "gdb_port")]
+    pub gdb: Option<PathBuf>,
+    /// Serve the GDB remote stub on TCP 127.0.0.1:PORT instead, for remote
+    /// debugging tools (`target remote :PORT`). A connection from a local
+    /// process of another user is refused (its uid is looked up in
+    /// /proc/net/tcp); prefer --gdb PATH.
     #[arg(long, value_name = "PORT")]
-    pub gdb: Option<u16>,
+    pub gdb_port: Option<u16>,
     /// How long the soak runs (--guest soak only) [default: 10].
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
@@ -161,6 +168,18 @@ fn watchdog(secs: f64) -> Result<Duration, String> {
         .max(Duration::from_nanos(1)))
 }
 
+/// `--gdb PATH`: a socket path; all digits is refused (the old `--gdb
+/// PORT`, now `--gdb-port PORT`).
+fn parse_gdb_path(text: &str) -> Result<PathBuf, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text} looks like a port: --gdb takes a Unix socket path; \
+             for TCP use --gdb-port {text} (for a file named {text}, write ./{text})"
+        ));
+    }
+    Ok(PathBuf::from(text))
+}
+
 fn cmdline_help() -> String {
     format!(
         "The Linux kernel's command line (Linux kernels only). Default:\n  {DEFAULT_CMDLINE}\n\
@@ -241,8 +260,12 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    if (args.api_socket.is_some() || args.gdb.is_some()) && args.soak()?.is_some() {
-        return Err("--api-socket and --gdb cannot be combined with --guest soak".into());
+    if (args.api_socket.is_some() || args.gdb.is_some() || args.gdb_port.is_some())
+        && args.soak()?.is_some()
+    {
+        return Err(
+            "--api-socket, --gdb and --gdb-port cannot be combined with --guest soak".into(),
+        );
     }
     let setup = |e: VmmError| format!("VM setup failed: {e}");
     let mut vm = Vm::new(&config).map_err(setup)?;
@@ -264,23 +287,23 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         Some(path) => Some(ApiSocket::bind(path).map_err(|e| e.to_string())?),
         None => None,
     };
-    let gdb = match args.gdb {
-        Some(port) => Some(
-            std::net::TcpListener::bind(("127.0.0.1", port))
-                .map_err(|e| format!("--gdb {port}: cannot listen on 127.0.0.1:{port}: {e}"))?,
-        ),
-        None => None,
+    let gdb = match (&args.gdb, args.gdb_port) {
+        (Some(path), _) => Some(crate::gdb::Listener::unix(path).map_err(|e| e.to_string())?),
+        (None, Some(port)) => Some(crate::gdb::Listener::tcp(port).map_err(|e| e.to_string())?),
+        (None, None) => None,
     };
     if api.is_some() || gdb.is_some() {
         // So that Ctrl-C (or a kill) ends the VM cleanly and the socket's
         // path is removed.
         install_stop_signals()?;
     }
-    if let Some(port) = args.gdb {
+    if let Some(gdb) = &gdb {
+        let at = gdb.target();
         say(format_args!(
-            "gdb: waiting on 127.0.0.1:{port} (gdb -ex 'target remote :{port}')"
+            "gdb: waiting on {at} (gdb -ex 'target remote {at}')"
         ));
     }
+    let mut served = None;
     let exit = if sampler.is_none() && api.is_none() && gdb.is_none() {
         vm.run()
     } else {
@@ -290,17 +313,25 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
                 if let Some(api) = &api {
                     s.spawn(|| api.serve(inspector, &stop_requested));
                 }
-                if let Some(gdb) = &gdb {
-                    s.spawn(|| crate::gdb::serve(gdb, inspector, &stop_requested));
-                }
+                let gdb = gdb
+                    .as_ref()
+                    .map(|gdb| s.spawn(|| crate::gdb::serve(gdb, inspector, &stop_requested)));
                 if let Some(sampler) = &sampler {
                     sampler.sample(inspector, start);
                 }
+                served = gdb.and_then(|g| g.join().ok());
             })
         })
     }
     .map_err(setup)?;
-    report(&exit, &config);
+    if served == Some(crate::gdb::Served::Killed) && exit == VmExit::Stopped {
+        say(format_args!(
+            "stopped by gdb's kill request (exit status {})",
+            exit.status()
+        ));
+    } else {
+        report(&exit, &config);
+    }
     Ok(ExitCode::from(exit.status()))
 }
 
@@ -564,6 +595,19 @@ mod tests {
             let arg = format!("--watchdog={secs}");
             assert!(parse(&[&arg]).is_err(), "--watchdog {secs:?} accepted");
         }
+    }
+
+    #[test]
+    fn gdb_takes_a_socket_path_and_a_bare_port_points_to_gdb_port() {
+        let args = parse(&["--guest", "spin", "--gdb", "/tmp/g.sock"]).expect("parses");
+        assert_eq!(args.gdb, Some(PathBuf::from("/tmp/g.sock")));
+        let args = parse(&["--gdb", "./1234"]).expect("a path");
+        assert_eq!(args.gdb, Some(PathBuf::from("./1234")));
+        let err = parse(&["--gdb", "1234"]).err().expect("refused").to_string();
+        assert!(err.contains("--gdb-port 1234"), "{err}");
+        let args = parse(&["--gdb-port", "1234"]).expect("parses");
+        assert_eq!((args.gdb, args.gdb_port), (None, Some(1234)));
+        assert!(parse(&["--gdb", "/tmp/g.sock", "--gdb-port", "1234"]).is_err());
     }
 
     #[test]
