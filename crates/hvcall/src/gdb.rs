@@ -46,7 +46,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -372,7 +372,10 @@ impl Drop for Listener {
         if let Self::Unix { path, .. } = self {
             // Remove what we created, and only a socket (never a file
             // someone put there after us).
-            if path.symlink_metadata().is_ok_and(|m| m.file_type().is_socket()) {
+            if path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_socket())
+            {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -386,14 +389,18 @@ impl Drop for Listener {
 fn peer_uid(local: SocketAddr, peer: SocketAddr) -> Option<u32> {
     let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     let (local, peer) = (canon(local), canon(peer));
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
-        let text = std::fs::read_to_string(table).ok()?;
-        text.lines()
-            .skip(1)
-            .filter_map(tcp_row)
-            .find(|row| row.local == peer && row.remote == local)
-            .map(|row| row.uid)
-    })
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let file = std::fs::File::open(table).ok()?;
+            io::BufReader::new(file)
+                .lines()
+                .skip(1)
+                .map_while(Result::ok)
+                .filter_map(|line| tcp_row(&line))
+                .find(|row| row.local == peer && row.remote == local)
+                .map(|row| row.uid)
+        })
 }
 
 /// One socket of `/proc/net/tcp` or `/proc/net/tcp6`.
@@ -423,7 +430,8 @@ fn tcp_row(line: &str) -> Option<TcpRow> {
 fn proc_address(text: &str) -> Option<SocketAddr> {
     let (address, port) = text.split_once(':')?;
     // Exactly `n` hex digits (from_str_radix alone takes a sign too).
-    let digits = |text: &str, n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits =
+        |text: &str, n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit());
     let hex = |text: &str| {
         digits(text, 8)
             .then(|| u32::from_str_radix(text, 16).ok())
@@ -533,15 +541,17 @@ impl<'a, 'b> Conn<'a, 'b> {
     /// Reads what gdb sent, without waiting; false if nothing came.
     fn fill(&mut self) -> io::Result<bool> {
         match self.stream.read(&mut self.input) {
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "gdb hung up",
-            )),
+            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "gdb hung up")),
             Ok(n) => {
                 (self.at, self.len) = (0, n);
                 Ok(true)
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -835,10 +845,16 @@ impl VmTarget<'_, '_> {
     /// The GPA of `gva` in VP `vp`'s address space.
     fn gpa(&self, vp: u32, gva: u64) -> Option<u64> {
         let mut found = None;
-        access(self.insp.ram(), self.paging(vp).ok()?, gva, 1, |gpa, _, _| {
-            found = Some(gpa);
-            true
-        });
+        access(
+            self.insp.ram(),
+            self.paging(vp).ok()?,
+            gva,
+            1,
+            |gpa, _, _| {
+                found = Some(gpa);
+                true
+            },
+        );
         found
     }
 }
@@ -1117,7 +1133,7 @@ pub enum Served {
     /// gdb's `kill` stopped the VM ([`Inspector::stop`]).
     Killed,
     /// The listening socket could not be polled; nothing was served.
-    NotServed,
+    Unavailable,
 }
 
 /// Serves gdb sessions on `listener` until the VM ends: one at a time;
@@ -1132,7 +1148,7 @@ pub fn serve(
 ) -> Served {
     if listener.set_nonblocking().is_err() {
         tracing::warn!("gdb: cannot poll the listening socket; not served");
-        return Served::NotServed;
+        return Served::Unavailable;
     }
     while insp.is_running() {
         if stop() {

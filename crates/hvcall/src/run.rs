@@ -603,7 +603,7 @@ mod tests {
         assert_eq!(args.gdb, Some(PathBuf::from("/tmp/g.sock")));
         let args = parse(&["--gdb", "./1234"]).expect("a path");
         assert_eq!(args.gdb, Some(PathBuf::from("./1234")));
-        let err = parse(&["--gdb", "1234"]).err().expect("refused").to_string();
+        let err = parse(&["--gdb", "1234"]).expect_err("refused").to_string();
         assert!(err.contains("--gdb-port 1234"), "{err}");
         let args = parse(&["--gdb-port", "1234"]).expect("parses");
         assert_eq!((args.gdb, args.gdb_port), (None, Some(1234)));

@@ -182,7 +182,10 @@ fn gdb_attaches_reads_writes_steps_and_breaks_on_a_running_vm() {
     let sock = dir.0.join("gdb.sock");
     let mut vm = Spin::start(&["--gdb", sock.to_str().unwrap()]);
     wait_unix(&sock);
-    let mode = std::fs::symlink_metadata(&sock).unwrap().permissions().mode();
+    let mode = std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     let target = format!("target remote {}", sock.display());
     let script = [
@@ -380,10 +383,7 @@ fn another_uid_is_refused_on_the_gdb_port_and_cannot_open_the_gdb_socket() {
         .map(String::from)
         .to_vec()
     };
-    let Some(tcp) = as_nobody(
-        "gdb",
-        &script(format!("target remote 127.0.0.1:{port}")),
-    ) else {
+    let Some(tcp) = as_nobody("gdb", &script(format!("target remote 127.0.0.1:{port}"))) else {
         eprintln!(
             "SKIP {test}: cannot run a process as nobody (setpriv failed); \
              the uid check is covered by the unit tests only"
@@ -470,10 +470,13 @@ fn ends_within_2s_with(test: &str, client: Client, watchdog: bool) {
         Duration::from_secs(2)
     };
     let ended = vm.wait_within(limit);
-    let (status, _, err) = ended.unwrap_or_else(|| {
-        panic!("{client:?}: hvcall still runs {:?} later", start.elapsed())
-    });
-    assert_eq!(status, Some(if watchdog { 124 } else { 130 }), "{client:?}: {err}");
+    let (status, _, err) = ended
+        .unwrap_or_else(|| panic!("{client:?}: hvcall still runs {:?} later", start.elapsed()));
+    assert_eq!(
+        status,
+        Some(if watchdog { 124 } else { 130 }),
+        "{client:?}: {err}"
+    );
     assert!(!sock.exists(), "{client:?}: the gdb socket is left");
     assert!(!api.exists(), "{client:?}: the API socket is left");
     drop(gdb);
@@ -554,8 +557,18 @@ fn a_huge_memory_read_is_bounded() {
         .iter()
         .take_while(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         .count();
-    assert_eq!(hex, 2 * 64 * 1024, "{}", String::from_utf8_lossy(&plain[hex..]));
-    assert_eq!(plain[hex], b'E', "{}", String::from_utf8_lossy(&plain[hex..]));
+    assert_eq!(
+        hex,
+        2 * 64 * 1024,
+        "{}",
+        String::from_utf8_lossy(&plain[hex..])
+    );
+    assert_eq!(
+        plain[hex],
+        b'E',
+        "{}",
+        String::from_utf8_lossy(&plain[hex..])
+    );
     drop(gdb);
     vm.signal(libc::SIGTERM);
     let (status, _, err) = vm.wait_within(Duration::from_secs(10)).expect("ends");
@@ -601,7 +614,9 @@ fn aliased_and_non_canonical_breakpoints_leave_the_guest_its_bytes() {
         "detach".into(),
     ]);
     let byte_after = |marker: &str| {
-        let tail = &text[text.find(marker).unwrap_or_else(|| panic!("{marker}\n{text}"))..];
+        let tail = &text[text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker}\n{text}"))..];
         tail.lines().nth(1).unwrap_or("").to_owned()
     };
     let orig = byte_after("@@orig\n");
@@ -610,10 +625,7 @@ fn aliased_and_non_canonical_breakpoints_leave_the_guest_its_bytes() {
     assert!(byte_after("@@alias\n").ends_with(&value), "{text}");
     // The non-canonical alias is refused (gdb's errors come on stderr,
     // after the output).
-    assert!(
-        !byte_after("@@noncanonical\n").contains(&value),
-        "{text}"
-    );
+    assert!(!byte_after("@@noncanonical\n").contains(&value), "{text}");
     assert!(
         text.contains("Cannot access memory at address 0x8000000000"),
         "{text}"
