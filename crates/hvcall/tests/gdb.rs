@@ -433,10 +433,12 @@ enum Client {
     Continued,
     /// Asks for 4 GiB of memory and never reads the reply.
     HugeRead,
+    /// Keeps asking for the registers and reading the replies.
+    Flooding,
 }
 
-/// With gdb attached and silent, SIGTERM (or the watchdog) ends hvcall
-/// within 2 s and removes its sockets.
+/// With gdb attached and doing `client`, SIGTERM (or the watchdog) ends
+/// hvcall within 2 s and removes its sockets.
 fn ends_within_2s_with(test: &str, client: Client, watchdog: bool) {
     let dir = TempDir::new(test);
     let sock = dir.0.join("gdb.sock");
@@ -458,6 +460,15 @@ fn ends_within_2s_with(test: &str, client: Client, watchdog: bool) {
         Client::Attached => gdb.write_all(&packet("?")).unwrap(),
         Client::Continued => gdb.write_all(&packet("vCont;c")).unwrap(),
         Client::HugeRead => gdb.write_all(&packet("m0,ffffffff")).unwrap(),
+        Client::Flooding => {
+            let mut reader = gdb.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while reader.read(&mut buf).is_ok_and(|n| n > 0) {}
+            });
+            let mut writer = gdb.try_clone().unwrap();
+            std::thread::spawn(move || while writer.write_all(&packet("g")).is_ok() {});
+        }
     }
     // Let the stub take it in (and, for the read, fill the socket).
     std::thread::sleep(Duration::from_millis(500));
@@ -507,6 +518,15 @@ fn sigterm_ends_hvcall_within_2s_while_gdb_does_not_read_a_huge_memory_read() {
         return;
     }
     ends_within_2s_with(test, Client::HugeRead, false);
+}
+
+#[test]
+fn sigterm_ends_hvcall_within_2s_while_gdb_floods_it_with_requests() {
+    let test = "sigterm_ends_hvcall_within_2s_while_gdb_floods_it_with_requests";
+    if !kvm_available(test) {
+        return;
+    }
+    ends_within_2s_with(test, Client::Flooding, false);
 }
 
 #[test]
