@@ -160,17 +160,18 @@ impl<'a> Inspector<'a> {
         self.shared.rendezvous.debug_wait(timeout)
     }
 
-    /// Marks guest (virtual) address `addr` as a debugger breakpoint
-    /// (`on`) or not: a VP whose `int3` at `addr` traps (this host's CPL-0
-    /// emulator reports it to the VMM) stops the VM with
-    /// [`DebugEvent::Breakpoint`] instead of taking #BP. Putting the
-    /// `int3` byte in memory is the debugger's job.
-    pub fn set_breakpoint(&self, addr: u64, on: bool) {
+    /// Marks the guest-physical byte at `gpa` as a debugger breakpoint
+    /// (`on`) or not: a VP whose `int3` there traps, through whichever
+    /// virtual address maps it (this host's CPL-0 emulator reports it to
+    /// the VMM), stops the VM with [`DebugEvent::Breakpoint`] instead of
+    /// taking #BP. Putting the `int3` byte in memory (once per GPA,
+    /// however many virtual aliases) is the debugger's job.
+    pub fn set_breakpoint(&self, gpa: u64, on: bool) {
         let mut set = crate::vm::lock(&self.shared.breakpoints);
         if on {
-            set.insert(addr);
+            set.insert(gpa);
         } else {
-            set.remove(&addr);
+            set.remove(&gpa);
         }
     }
 

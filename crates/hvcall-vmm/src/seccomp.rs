@@ -192,14 +192,16 @@ const SOCKET: Calls = sys![
     SYS_close,
 ];
 
-/// Reading `/proc/net/tcp*` (the gdb stub's peer check).
-const PROC_READ: Calls = sys![
+/// The gdb stub's peer check: reading `/proc/net/tcp*` and our own uid.
+const PEER_CHECK: Calls = sys![
     SYS_openat,
     SYS_read,
     SYS_fstat,
     SYS_newfstatat,
     SYS_statx,
-    SYS_lseek
+    SYS_lseek,
+    SYS_getuid,
+    SYS_geteuid,
 ];
 
 /// Ending the run: closing the VM (`fcntl(F_GETFD)`: debug builds check
@@ -245,7 +247,7 @@ fn lists(role: ThreadRole) -> (Vec<Calls>, Ioctls) {
         ThreadRole::Console => (vec![BASE], Ioctls::None),
         ThreadRole::Host => (vec![BASE, KICK], Ioctls::None),
         ThreadRole::Api => (vec![BASE, SPAWN, KICK, SOCKET], Ioctls::Sockets),
-        ThreadRole::Gdb => (vec![BASE, KICK, SOCKET, PROC_READ], Ioctls::Sockets),
+        ThreadRole::Gdb => (vec![BASE, KICK, SOCKET, PEER_CHECK], Ioctls::Sockets),
     }
 }
 
@@ -374,14 +376,14 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
     line.push(b" made system call ");
     let nr = i64::from(info.syscall);
-    match [BASE, SPAWN, KICK, SOCKET, PROC_READ, TEARDOWN, NOTABLE]
+    match [BASE, SPAWN, KICK, SOCKET, PEER_CHECK, TEARDOWN, NOTABLE]
         .iter()
         .flat_map(|l| l.iter())
         .find(|(_, n)| *n == nr)
     {
         Some((name, _)) => line.push(name.trim_start_matches("SYS_").as_bytes()),
         None if nr == libc::SYS_ioctl => line.push(b"ioctl"),
-        None => line.push(b"#"),
+        None => line.push(b"number"),
     }
     line.push(b" (");
     line.number(nr);

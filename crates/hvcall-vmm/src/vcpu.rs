@@ -214,8 +214,11 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
 fn complete_emulation(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> bool {
     let rip = vcpu.sync_regs().regs.rip;
     match code_at(shared, vcpu, rip, 1).first() {
-        Some(&INT3) if lock(&shared.breakpoints).contains(&rip) => {
-            // The debugger's: the VM stops with RIP on the int3.
+        Some(&INT3)
+            if gpa_of(vcpu, rip).is_some_and(|gpa| lock(&shared.breakpoints).contains(&gpa)) =>
+        {
+            // The debugger's (whichever virtual alias reached its byte):
+            // the VM stops with RIP on the int3.
             shared
                 .rendezvous
                 .debug_event(vp, DebugEvent::Breakpoint(vp));
@@ -258,16 +261,23 @@ fn set_single_step(vcpu: &VcpuFd, on: bool) -> Result<(), kvm_ioctls::Error> {
     vcpu.set_guest_debug(&debug)
 }
 
+/// The guest-physical address of virtual address `gva` in `vcpu`'s
+/// address space (None: not mapped).
+fn gpa_of(vcpu: &VcpuFd, gva: u64) -> Option<u64> {
+    count_ioctl();
+    let t = vcpu.translate_gva(gva).ok()?;
+    (t.valid != 0).then_some(t.physical_address)
+}
+
 /// Up to `len` bytes of guest code at virtual address `rip`, as far as
 /// they lie on its page and in RAM (empty if it is not mapped).
 fn code_at(shared: &Shared<'_>, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
-    count_ioctl();
-    let Ok(t) = vcpu.translate_gva(rip) else {
+    let Some(gpa) = gpa_of(vcpu, rip) else {
         return Vec::new();
     };
     let on_page = hvcall_abi::PAGE_SIZE - (rip & (hvcall_abi::PAGE_SIZE - 1));
     let mut bytes = vec![0u8; len.min(on_page) as usize];
-    if t.valid == 0 || shared.ram.read(t.physical_address, &mut bytes).is_err() {
+    if shared.ram.read(gpa, &mut bytes).is_err() {
         return Vec::new();
     }
     bytes

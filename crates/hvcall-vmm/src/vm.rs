@@ -595,8 +595,9 @@ pub(crate) struct Shared<'a> {
     /// Held by the one VP writing a synthetic MSR (see
     /// [`Shared::write_msr`]).
     msr_writes: Mutex<()>,
-    /// Guest addresses of the debugger's software breakpoints: an `int3`
-    /// there stops the VM for the debugger instead of raising #BP.
+    /// Guest-physical addresses of the debugger's software breakpoints:
+    /// an `int3` there (reached through any virtual address) stops the VM
+    /// for the debugger instead of raising #BP.
     pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
     /// Where the vCPU threads wait before their first `KVM_RUN` until the
     /// thread running the VM took its own filter.

@@ -68,10 +68,17 @@ pub struct RunArgs {
     /// path must not exist and is removed on exit), for `hvcall regs`.
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
-    /// Serve a GDB remote stub on 127.0.0.1:PORT (VPs are threads; the VM
-    /// stops while gdb is attached): `gdb -ex 'target remote :PORT'`.
+    /// Serve a GDB remote stub on a Unix socket at PATH (mode 0600; the
+    /// path must not exist and is removed on exit): `gdb -ex 'target
+    /// remote PATH'`. VPs are threads; the VM stops while gdb is attached.
+    #[arg(long, value_name = "PATH", value_parser = parse_gdb_path, conflicts_with = "gdb_port")]
+    pub gdb: Option<PathBuf>,
+    /// Serve the GDB remote stub on TCP 127.0.0.1:PORT instead, for remote
+    /// debugging tools (`target remote :PORT`). A connection from a local
+    /// process of another user is refused (its uid is looked up in
+    /// /proc/net/tcp); prefer --gdb PATH.
     #[arg(long, value_name = "PORT")]
-    pub gdb: Option<u16>,
+    pub gdb_port: Option<u16>,
     /// System-call filters: every thread of the run (main and watchdog,
     /// vCPUs, console writers, API and gdb servers, the inspector) under
     /// an allow-list of its own, installed before the guest's first
@@ -197,6 +204,18 @@ fn parse_memory(text: &str) -> Result<u64, String> {
     Ok(mib)
 }
 
+/// `--gdb PATH`: a socket path; all digits is refused (the old `--gdb
+/// PORT`, now `--gdb-port PORT`).
+fn parse_gdb_path(text: &str) -> Result<PathBuf, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text} looks like a port: --gdb takes a Unix socket path; \
+             for TCP use --gdb-port {text} (for a file named {text}, write ./{text})"
+        ));
+    }
+    Ok(PathBuf::from(text))
+}
+
 fn cmdline_help() -> String {
     format!(
         "The Linux kernel's command line (Linux kernels only). Default:\n  {DEFAULT_CMDLINE}\n\
@@ -284,8 +303,12 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    if (args.api_socket.is_some() || args.gdb.is_some()) && args.soak()?.is_some() {
-        return Err("--api-socket and --gdb cannot be combined with --guest soak".into());
+    if (args.api_socket.is_some() || args.gdb.is_some() || args.gdb_port.is_some())
+        && args.soak()?.is_some()
+    {
+        return Err(
+            "--api-socket, --gdb and --gdb-port cannot be combined with --guest soak".into(),
+        );
     }
     let setup = |e: VmmError| format!("VM setup failed: {e}");
     let mut vm = Vm::new(&config).map_err(setup)?;
@@ -310,21 +333,21 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         Some(path) => Some(ApiSocket::bind(path).map_err(|e| e.to_string())?),
         None => None,
     };
-    let gdb = match args.gdb {
-        Some(port) => Some(
-            std::net::TcpListener::bind(("127.0.0.1", port))
-                .map_err(|e| format!("--gdb {port}: cannot listen on 127.0.0.1:{port}: {e}"))?,
-        ),
-        None => None,
+    let gdb = match (&args.gdb, args.gdb_port) {
+        (Some(path), _) => Some(crate::gdb::Listener::unix(path).map_err(|e| e.to_string())?),
+        (None, Some(port)) => Some(crate::gdb::Listener::tcp(port).map_err(|e| e.to_string())?),
+        (None, None) => None,
     };
-    if let Some(port) = args.gdb {
+    if let Some(gdb) = &gdb {
+        let at = gdb.target();
         say(format_args!(
-            "gdb: waiting on 127.0.0.1:{port} (gdb -ex 'target remote :{port}')"
+            "gdb: waiting on {at} (gdb -ex 'target remote {at}')"
         ));
     }
     let start = Instant::now();
     let mode = args.seccomp;
     let probe = args.seccomp_probe.as_deref();
+    let mut served = None;
     // The host's threads: the API and gdb servers, the sampler, and on the
     // inspector's own thread the watch for stop signals; each takes its
     // filter first.
@@ -332,40 +355,53 @@ fn run_checked(args: &RunArgs) -> Result<ExitCode, String> {
         .run_inspected(|inspector| {
             std::thread::scope(|s| {
                 let thread = |name: &str| std::thread::Builder::new().name(name.into());
-                let spawned = [
-                    api.as_ref().map(|api| {
-                        thread("api").spawn_scoped(s, move || {
-                            if filtered(inspector, ThreadRole::Api, mode, probe) {
-                                api.serve(inspector, &signals::stop_requested);
-                            }
-                        })
-                    }),
-                    gdb.as_ref().map(|gdb| {
-                        thread("gdb").spawn_scoped(s, move || {
-                            if filtered(inspector, ThreadRole::Gdb, mode, probe) {
-                                crate::gdb::serve(gdb, inspector, &signals::stop_requested);
-                            }
-                        })
-                    }),
-                    sampler.as_ref().map(|sampler| {
-                        thread("sampler").spawn_scoped(s, move || {
-                            if filtered(inspector, ThreadRole::Host, mode, None) {
-                                sampler.sample(inspector, start);
-                            }
-                        })
-                    }),
+                let api = api.as_ref().map(|api| {
+                    thread("api").spawn_scoped(s, move || {
+                        if filtered(inspector, ThreadRole::Api, mode, probe) {
+                            api.serve(inspector, &signals::stop_requested);
+                        }
+                    })
+                });
+                let gdb = gdb.as_ref().map(|gdb| {
+                    thread("gdb").spawn_scoped(s, move || {
+                        filtered(inspector, ThreadRole::Gdb, mode, probe)
+                            .then(|| crate::gdb::serve(gdb, inspector, &signals::stop_requested))
+                    })
+                });
+                let sampler = sampler.as_ref().map(|sampler| {
+                    thread("sampler").spawn_scoped(s, move || {
+                        if filtered(inspector, ThreadRole::Host, mode, None) {
+                            sampler.sample(inspector, start);
+                        }
+                    })
+                });
+                let failed = [
+                    api.as_ref().and_then(|r| r.as_ref().err()),
+                    gdb.as_ref().and_then(|r| r.as_ref().err()),
+                    sampler.as_ref().and_then(|r| r.as_ref().err()),
                 ];
-                if let Some(Err(e)) = spawned.into_iter().flatten().find(Result::is_err) {
+                if let Some(e) = failed.into_iter().flatten().next() {
                     say(format_args!("cannot start a host thread: {e}"));
                     inspector.stop();
                 }
                 if filtered(inspector, ThreadRole::Host, mode, probe) {
                     signals::watch(inspector);
                 }
+                served = gdb
+                    .and_then(Result::ok)
+                    .and_then(|g| g.join().ok())
+                    .flatten();
             })
         })
         .map_err(setup)?;
-    report(&exit, &config);
+    if served == Some(crate::gdb::Served::Killed) && exit == VmExit::Stopped {
+        say(format_args!(
+            "stopped by gdb's kill request (exit status {})",
+            exit.status()
+        ));
+    } else {
+        report(&exit, &config);
+    }
     Ok(ExitCode::from(exit.status()))
 }
 
@@ -641,6 +677,19 @@ mod tests {
             let arg = format!("--watchdog={secs}");
             assert!(parse(&[&arg]).is_err(), "--watchdog {secs:?} accepted");
         }
+    }
+
+    #[test]
+    fn gdb_takes_a_socket_path_and_a_bare_port_points_to_gdb_port() {
+        let args = parse(&["--guest", "spin", "--gdb", "/tmp/g.sock"]).expect("parses");
+        assert_eq!(args.gdb, Some(PathBuf::from("/tmp/g.sock")));
+        let args = parse(&["--gdb", "./1234"]).expect("a path");
+        assert_eq!(args.gdb, Some(PathBuf::from("./1234")));
+        let err = parse(&["--gdb", "1234"]).expect_err("refused").to_string();
+        assert!(err.contains("--gdb-port 1234"), "{err}");
+        let args = parse(&["--gdb-port", "1234"]).expect("parses");
+        assert_eq!((args.gdb, args.gdb_port), (None, Some(1234)));
+        assert!(parse(&["--gdb", "/tmp/g.sock", "--gdb-port", "1234"]).is_err());
     }
 
     #[test]

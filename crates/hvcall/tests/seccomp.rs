@@ -47,6 +47,8 @@ fn spin_threads(test: &str, dir: &Path, mode: &str) -> Vec<(String, u32)> {
             "rip",
             "--interval-ms",
             "200",
+            "--gdb",
+            &dir.join("gdb.sock").to_string_lossy(),
             "--api-socket",
             &socket.to_string_lossy(),
         ],
@@ -82,7 +84,7 @@ fn every_thread_of_a_running_vm_is_under_seccomp() {
     ] {
         assert!(names.contains(&expected), "no {expected} thread: {names:?}");
     }
-    assert!(threads.len() >= 8, "no client thread: {names:?}");
+    assert!(threads.len() >= 9, "no client thread: {names:?}");
     for (name, mode) in &threads {
         assert_eq!(*mode, 2, "thread {name} is not filtered: {threads:?}");
     }
