@@ -6,10 +6,10 @@
 //! ([`VpSnapshot::capture_from`]), with exactly the [`Groups`] the call's
 //! names need, and never filled later (that would mix two moments).
 
+use hvcall_abi::name::x64;
 use hvcall_abi::value::{
     FpControlStatus, FpRegister, InternalActivity, InterruptState, VsmPartitionStatus, VsmVpStatus,
 };
-use hvcall_abi::name::x64;
 use hvcall_abi::{msr, HvError, HvRegisterName, HvRegisterValue};
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_sync_regs, Msrs, KVM_MP_STATE_HALTED,

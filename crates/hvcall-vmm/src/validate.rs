@@ -303,7 +303,9 @@ pub fn apic_base(value: u64, old: u64, f: &CpuFeatures) -> Result<(), Invalid> {
     }
     reserved(value, mask)?;
     if value & EXTD != 0 && value & EN == 0 {
-        return Err(Invalid::Combination("APIC base: x2APIC mode while disabled"));
+        return Err(Invalid::Combination(
+            "APIC base: x2APIC mode while disabled",
+        ));
     }
     if old & (EN | EXTD) == EN | EXTD && value & (EN | EXTD) == EN {
         return Err(Invalid::Combination(
@@ -508,7 +510,13 @@ mod tests {
     fn pat_entries_must_be_memory_types() {
         assert_eq!(pat(0x0007_0406_0007_0406), Ok(()));
         assert_eq!(pat(0x0706_0504_0100_0100), Ok(()));
-        assert_eq!(pat(!0), Err(Invalid::PatType { entry: 0, kind: 0xFF }));
+        assert_eq!(
+            pat(!0),
+            Err(Invalid::PatType {
+                entry: 0,
+                kind: 0xFF
+            })
+        );
         for kind in [2u64, 3, 8, 0x10, 0x80] {
             for entry in 0..8 {
                 assert_eq!(

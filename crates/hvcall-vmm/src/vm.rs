@@ -19,7 +19,6 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::boot;
 use crate::cpuid::{guest_cpuid, HypervLeaves};
-use crate::validate::CpuFeatures;
 use crate::devices::{self, Devices};
 use crate::hypercall_page::{Memslots, SlotError};
 use crate::inspect::{EndOnPanic, Inspector};
@@ -32,6 +31,7 @@ use crate::rendezvous::{Rendezvous, SnapshotError};
 use crate::root::{ReadError, RootHypervisor};
 use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
 use crate::stats::{Counters, RunStats};
+use crate::validate::CpuFeatures;
 use crate::{linux, mptable};
 use crate::{VmConfig, VmmError};
 

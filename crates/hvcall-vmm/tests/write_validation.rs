@@ -78,9 +78,7 @@ fn write(vm: &mut Vm, name: HvRegisterName, v: u128) -> Outcome {
                 },
                 "{name:?} = {v:#x}"
             );
-            let after = vm
-                .get_vp_registers(VP, &[name, x64::R9, x64::R10])
-                .unwrap();
+            let after = vm.get_vp_registers(VP, &[name, x64::R9, x64::R10]).unwrap();
             assert_eq!(after[0].as_u128(), before, "{name:?} = {v:#x} changed");
             assert_eq!(after[1].as_u64(), 0x99, "the element before is written");
             assert_eq!(after[2].as_u64(), 0, "the element after is not");
@@ -205,20 +203,28 @@ fn step_8c_refuses_what_the_architecture_refuses() {
         (x64::CR4, u128::from(u64::MAX)),
         (x64::DR6, 1 << 32),
         (x64::DR7, u128::from(u64::MAX)),
-        (x64::RFLAGS, 0), // bit 1 is fixed
+        (x64::RFLAGS, 0),             // bit 1 is fixed
         (x64::RFLAGS, 0x2 | 1 << 17), // VM in long mode
     ];
     if !guest_has_svm() {
         refused.push((x64::EFER, svme));
     }
     for (name, v) in refused {
-        assert_eq!(write(&mut vm, name, v), Outcome::Refused, "{name:?} = {v:#x}");
+        assert_eq!(
+            write(&mut vm, name, v),
+            Outcome::Refused,
+            "{name:?} = {v:#x}"
+        );
     }
     for name in [x64::FS, x64::GS, x64::TR] {
         let current = read(&mut vm, name);
         for bad in [0x0000_8000_0000_0000u64, 0xFFFF_7FFF_FFFF_FFFF] {
             let v = (current & !u128::from(u64::MAX)) | u128::from(bad);
-            assert_eq!(write(&mut vm, name, v), Outcome::Refused, "{name:?} base {bad:#x}");
+            assert_eq!(
+                write(&mut vm, name, v),
+                Outcome::Refused,
+                "{name:?} base {bad:#x}"
+            );
         }
     }
     for name in [x64::GDTR, x64::IDTR] {
@@ -229,10 +235,7 @@ fn step_8c_refuses_what_the_architecture_refuses() {
     // XmmControlStatus: MXCSR_MASK is read-only, MXCSR bits 31:16 reserved.
     let xmmcs = read(&mut vm, x64::XMM_CONTROL_STATUS);
     for v in [xmmcs ^ 1 << 96, xmmcs | 1 << 80] {
-        assert_eq!(
-            write(&mut vm, x64::XMM_CONTROL_STATUS, v),
-            Outcome::Refused
-        );
+        assert_eq!(write(&mut vm, x64::XMM_CONTROL_STATUS, v), Outcome::Refused);
     }
 }
 
@@ -244,7 +247,7 @@ fn step_8c_takes_good_edge_values() {
     let mut vm = vm();
     let efer = read(&mut vm, x64::EFER);
     let taken = [
-        (x64::EFER, efer | 1),                // SCE
+        (x64::EFER, efer | 1),             // SCE
         (x64::PAT, 0x0706_0504_0100_0106), // types 0, 1, 4-7
         (x64::TSC_AUX, 0xFFFF_FFFF),
         (x64::SFMASK, 0xFFFF_FFFF),
@@ -268,7 +271,11 @@ fn step_8c_takes_good_edge_values() {
         let current = read(&mut vm, name);
         for good in [0x0000_7FFF_FFFF_FFFFu64, 0xFFFF_8000_0000_0000] {
             let v = (current & !u128::from(u64::MAX)) | u128::from(good);
-            assert_eq!(write(&mut vm, name, v), Outcome::Taken, "{name:?} base {good:#x}");
+            assert_eq!(
+                write(&mut vm, name, v),
+                Outcome::Taken,
+                "{name:?} base {good:#x}"
+            );
         }
     }
     let gdtr = read(&mut vm, x64::GDTR);

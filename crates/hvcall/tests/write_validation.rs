@@ -54,8 +54,7 @@ impl Spin {
         // VP 1 is in its loop once its R12 holds the first value.
         loop {
             assert!(start.elapsed() < Duration::from_secs(30), "VP 1 never spun");
-            if let Ok(Reply::Result { values, .. }) = client.call(&Request::get(VP, &[x64::R12]))
-            {
+            if let Ok(Reply::Result { values, .. }) = client.call(&Request::get(VP, &[x64::R12])) {
                 if values.first().map(|v| v.as_u64()) == Some(0x1212_0000_0000_0001) {
                     break;
                 }
@@ -119,8 +118,17 @@ enum Outcome {
 fn write(client: &mut Client, name: HvRegisterName, v: u128) -> Outcome {
     let before = read(client, name);
     let marks = [set(x64::DR2, 0), set(x64::DR3, 0)];
-    assert!(matches!(write_all(client, &marks), Reply::Result { status: HvStatus::SUCCESS, .. }));
-    let reply = write_all(client, &[set(x64::DR2, 0xD2), set(name, v), set(x64::DR3, 0xD3)]);
+    assert!(matches!(
+        write_all(client, &marks),
+        Reply::Result {
+            status: HvStatus::SUCCESS,
+            ..
+        }
+    ));
+    let reply = write_all(
+        client,
+        &[set(x64::DR2, 0xD2), set(name, v), set(x64::DR3, 0xD3)],
+    );
     match reply {
         Reply::Result {
             status: HvStatus::SUCCESS,
@@ -129,7 +137,16 @@ fn write(client: &mut Client, name: HvRegisterName, v: u128) -> Outcome {
         } => {
             assert_eq!(read(client, name), v, "{name:?} = {v:#x}: reads back");
             let back = write_all(client, &[set(name, before)]);
-            assert!(matches!(back, Reply::Result { status: HvStatus::SUCCESS, .. }), "{back:?}");
+            assert!(
+                matches!(
+                    back,
+                    Reply::Result {
+                        status: HvStatus::SUCCESS,
+                        ..
+                    }
+                ),
+                "{back:?}"
+            );
             Outcome::Taken
         }
         Reply::Result {
@@ -158,8 +175,7 @@ fn with_base(name: HvRegisterName, current: u128, base: u64) -> u128 {
 
 /// Whether the host processor has SVM (without it the guest cannot).
 fn host_has_svm() -> bool {
-    // SAFETY: CPUID is available on every x86-64 processor.
-    let leaf = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) };
+    let leaf = std::arch::x86_64::__cpuid(0x8000_0001);
     leaf.ecx & 1 << 2 != 0
 }
 
@@ -254,5 +270,8 @@ fn step_8c_api_writes_refuse_what_the_architecture_refuses_and_read_back_the_res
     drop(client);
     let (status, stdout) = spin.stop();
     assert_eq!(status, Some(130), "SIGTERM stops the VM");
-    assert!(stdout.contains("spin: 2 VPs holding their pattern"), "{stdout}");
+    assert!(
+        stdout.contains("spin: 2 VPs holding their pattern"),
+        "{stdout}"
+    );
 }

@@ -417,12 +417,15 @@ pub fn run(r: &mut Report, env: &Env) {
     other_vp_cases(r, env);
 }
 
+/// Makes a refused value of a register's current (low, high) value.
+type Spoil = fn((u64, u64)) -> (u64, u64);
+
 /// Step 8c on the caller itself: element 1 writes `name` with the value
 /// `bad` makes of its current one and is refused
 /// (INVALID_REGISTER_VALUE, reps completed 1); element 0 (DR2) is
 /// written and `name` reads as before. A wrong success is undone before
 /// the row fails, so the guest keeps running.
-fn refused(env: &Env, name: HvRegisterName, bad: fn((u64, u64)) -> (u64, u64)) -> Outcome {
+fn refused(env: &Env, name: HvRegisterName, bad: Spoil) -> Outcome {
     let me = vp_index::SELF;
     let mut before = [(0, 0)];
     get(env, me, &[name], &mut before)?;
@@ -452,19 +455,37 @@ fn refused(env: &Env, name: HvRegisterName, bad: fn((u64, u64)) -> (u64, u64)) -
 /// takes, which read back as written.
 fn validation_cases(r: &mut Report, env: &Env) {
     const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
-    let cases: [(&str, HvRegisterName, fn((u64, u64)) -> (u64, u64)); 6] = [
-        ("EFER = all ones -> INVALID_REGISTER_VALUE, EFER unchanged", n::EFER, |_| (!0, 0)),
-        ("Pat = all ones (memory type 0xFF) -> INVALID_REGISTER_VALUE", n::PAT, |_| (!0, 0)),
-        ("FS base 0x0000_8000_0000_0000 (not canonical) -> INVALID_REGISTER_VALUE", n::FS, |(_, high)| {
-            (NON_CANONICAL, high)
-        }),
-        ("GDTR base 0xFFFF_7FFF_FFFF_FFFF (not canonical) -> INVALID_REGISTER_VALUE", n::GDTR, |(low, _)| {
-            (low, 0xFFFF_7FFF_FFFF_FFFF)
-        }),
-        ("SysenterEip 0x0000_8000_0000_0000 (not canonical) -> INVALID_REGISTER_VALUE", n::SYSENTER_EIP, |_| {
-            (NON_CANONICAL, 0)
-        }),
-        ("TscAux = all ones (bits 63:32 reserved) -> INVALID_REGISTER_VALUE", n::TSC_AUX, |_| (!0, 0)),
+    let cases: [(&str, HvRegisterName, Spoil); 6] = [
+        (
+            "EFER = all ones -> INVALID_REGISTER_VALUE, EFER unchanged",
+            n::EFER,
+            |_| (!0, 0),
+        ),
+        (
+            "Pat = all ones (memory type 0xFF) -> INVALID_REGISTER_VALUE",
+            n::PAT,
+            |_| (!0, 0),
+        ),
+        (
+            "FS base 0x0000_8000_0000_0000 (not canonical) -> INVALID_REGISTER_VALUE",
+            n::FS,
+            |(_, high)| (NON_CANONICAL, high),
+        ),
+        (
+            "GDTR base 0xFFFF_7FFF_FFFF_FFFF (not canonical) -> INVALID_REGISTER_VALUE",
+            n::GDTR,
+            |(low, _)| (low, 0xFFFF_7FFF_FFFF_FFFF),
+        ),
+        (
+            "SysenterEip 0x0000_8000_0000_0000 (not canonical) -> INVALID_REGISTER_VALUE",
+            n::SYSENTER_EIP,
+            |_| (NON_CANONICAL, 0),
+        ),
+        (
+            "TscAux = all ones (bits 63:32 reserved) -> INVALID_REGISTER_VALUE",
+            n::TSC_AUX,
+            |_| (!0, 0),
+        ),
     ];
     for (what, name, bad) in cases {
         r.case("step 8c", what, || refused(env, name, bad));
