@@ -10,6 +10,8 @@ use hvcall_abi::cpuid::{self as leaf, HypervisorVersion};
 use hvcall_abi::{privilege, HvRegisterValue};
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
+use crate::validate::CpuFeatures;
+
 /// Highest Hyper-V leaf advertised: implementation limits, the least a
 /// Hyper-V compatible hypervisor reports.
 pub const MAX_HYPERV_LEAF: u32 = leaf::LEAF_IMPLEMENTATION_LIMITS;
@@ -54,6 +56,9 @@ pub struct HypervLeaves {
     pub xmm_fast: bool,
     /// Number of VPs (reported as the maximum in 0x40000005).
     pub cpus: u32,
+    /// The architectural features of the table's standard and extended
+    /// leaves, which decide what register writes accept (step 8c).
+    pub arch: CpuFeatures,
 }
 
 impl HypervLeaves {
@@ -71,7 +76,15 @@ impl HypervLeaves {
             privileges,
             xmm_fast,
             cpus,
+            arch: CpuFeatures::default(),
         }
+    }
+
+    /// The same leaves with the architectural features `arch` (of the
+    /// table [`guest_cpuid`] builds).
+    #[must_use]
+    pub fn with_arch(self, arch: CpuFeatures) -> Self {
+        Self { arch, ..self }
     }
 
     /// The value of Hyper-V leaf `function`; leaves above

@@ -25,7 +25,8 @@
 //! [`msr`] (synthetic MSRs), [`hypercall_page`] (the overlay),
 //! [`registers`] (HV register names → KVM state), [`inspect`] (the host's
 //! reads, writes and debugger control of a running VM), [`vm`] (the VM and
-//! its run), [`trace`] (the hypercall trace) and [`stats`]. Private:
+//! its run), [`validate`] (what values each writable register accepts),
+//! [`trace`] (the hypercall trace) and [`stats`]. Private:
 //! `vcpu` (run loop and exits), `hypercall` (dispatcher glue for a guest's
 //! call), `snapshot` (one VP's state), `write` (applying a batch of
 //! writes), `root` (the root partition's view for host reads and writes)
@@ -63,6 +64,7 @@ pub mod seccomp;
 mod snapshot;
 pub mod stats;
 pub mod trace;
+pub mod validate;
 mod vcpu;
 pub mod vm;
 mod write;

@@ -6,6 +6,7 @@
 //! ([`VpSnapshot::capture_from`]), with exactly the [`Groups`] the call's
 //! names need, and never filled later (that would mix two moments).
 
+use hvcall_abi::name::x64;
 use hvcall_abi::value::{
     FpControlStatus, FpRegister, InternalActivity, InterruptState, VsmPartitionStatus, VsmVpStatus,
 };
@@ -24,6 +25,15 @@ use crate::registers::{
     table_value, Group, Groups, Seg, Source, Syn, MSR_LIST,
 };
 use crate::stats::count_ioctl;
+use crate::validate::{self, efer, Invalid};
+
+/// How far the TSC may have moved past a value written to it when it is
+/// read back at once (2^36 ticks: about 20 s at 3.5 GHz); further, or
+/// behind the value, and KVM did not hold it (step 8c).
+const TSC_SLACK: u64 = 1 << 36;
+/// Bit of the TSC in [`VpSnapshot::msrs_staged`] (entry 0 of [`MSR_LIST`]).
+const TSC_STAGED: u16 = 1;
+const _: () = assert!(MSR_LIST[0].1 == 0x10);
 
 /// The x87/SSE state in FXSAVE layout (the legacy area of XSAVE).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,9 +143,12 @@ pub enum WriteError {
     /// Step 8b: hvcall does not write this register.
     #[error("register not writable")]
     Name,
-    /// Step 8c: the value is refused (reserved bits, or KVM refused it).
+    /// Step 8c: KVM refused the value, or did not hold it.
     #[error("value refused")]
     Value,
+    /// Step 8c: the architecture refuses the value ([`crate::validate`]).
+    #[error("value refused: {0}")]
+    Invalid(#[from] Invalid),
     /// KVM failed on the host side.
     #[error(transparent)]
     Fetch(#[from] FetchError),
@@ -487,9 +500,10 @@ impl VpSnapshot {
 
     /// Marks the MSRs of `mask` (as [`Self::msrs_staged`]) for the next
     /// flush, with the values this snapshot holds: to put back what an
-    /// earlier flush changed.
+    /// earlier flush changed. The TSC is never put back: it ticks, so the
+    /// value held would move it back in time.
     pub fn restage_msrs(&mut self, mask: u16) {
-        self.msrs_staged |= mask;
+        self.msrs_staged |= mask & !TSC_STAGED;
     }
 
     /// The first half of [`Self::write`]: checks `value` as far as hvcall
@@ -513,10 +527,20 @@ impl VpSnapshot {
                 Ok(v as u64)
             }
         };
+        // Step 8c: what the architecture accepts, judged against the
+        // VP's state as the elements before this one left it.
+        let f = self.synthetic.leaves.arch;
         let sregs = &mut self.sync.sregs;
+        let long_mode = sregs.efer & efer::LMA != 0;
+        let bits = validate::linear_bits(sregs.cr4);
         match source {
             Source::Gpr(_) | Source::Rip | Source::Rflags => {
                 let x = narrow(64)?;
+                match source {
+                    Source::Rip => validate::rip(x, long_mode && sregs.cs.l != 0, bits)?,
+                    Source::Rflags => validate::rflags(x, long_mode)?,
+                    _ => {}
+                }
                 let regs = &mut self.sync.regs;
                 return Ok(Staged::Regs(match source {
                     Source::Gpr(i) => {
@@ -533,15 +557,47 @@ impl VpSnapshot {
                     }
                 }));
             }
-            Source::Cr(0) => sregs.cr0 = narrow(64)?,
+            Source::Cr(0) => {
+                let x = narrow(64)?;
+                validate::cr0(x)?;
+                validate::control_state(x, sregs.cr4, sregs.efer)?;
+                sregs.cr0 = x;
+            }
             Source::Cr(2) => sregs.cr2 = narrow(64)?,
-            Source::Cr(3) => sregs.cr3 = narrow(64)?,
-            Source::Cr(4) => sregs.cr4 = narrow(64)?,
+            Source::Cr(3) => {
+                let x = narrow(64)?;
+                validate::cr3(x, &f)?;
+                sregs.cr3 = x;
+            }
+            Source::Cr(4) => {
+                let x = narrow(64)?;
+                validate::cr4(x, &f)?;
+                validate::control_state(sregs.cr0, x, sregs.efer)?;
+                sregs.cr4 = x;
+            }
             Source::Cr(_) => sregs.cr8 = narrow(4)?,
-            Source::Efer => sregs.efer = narrow(64)?,
-            Source::ApicBase => sregs.apic_base = narrow(64)?,
+            Source::Efer => {
+                let x = narrow(64)?;
+                validate::efer(x, &f)?;
+                validate::control_state(sregs.cr0, sregs.cr4, x)?;
+                sregs.efer = x;
+            }
+            Source::ApicBase => {
+                let x = narrow(64)?;
+                validate::apic_base(x, sregs.apic_base, &f)?;
+                sregs.apic_base = x;
+            }
             Source::Segment(seg) => {
                 let k = segment_from(value).ok_or(WriteError::Value)?;
+                // FS, GS, TR and a usable LDTR hold 64-bit bases; CS and a
+                // usable SS, DS or ES 32-bit ones (the VM-entry checks).
+                match seg {
+                    Seg::Fs | Seg::Gs | Seg::Tr => validate::canonical(k.base, bits)?,
+                    Seg::Ldtr if k.present != 0 => validate::canonical(k.base, bits)?,
+                    Seg::Cs => validate::base32(k.base)?,
+                    Seg::Ss | Seg::Ds | Seg::Es if k.present != 0 => validate::base32(k.base)?,
+                    _ => {}
+                }
                 *match seg {
                     Seg::Es => &mut sregs.es,
                     Seg::Cs => &mut sregs.cs,
@@ -553,10 +609,27 @@ impl VpSnapshot {
                     Seg::Tr => &mut sregs.tr,
                 } = k;
             }
-            Source::Gdtr => sregs.gdt = table_from(value).ok_or(WriteError::Value)?,
-            Source::Idtr => sregs.idt = table_from(value).ok_or(WriteError::Value)?,
+            Source::Gdtr | Source::Idtr => {
+                let t = table_from(value).ok_or(WriteError::Value)?;
+                validate::canonical(t.base, bits)?;
+                *if source == Source::Gdtr {
+                    &mut sregs.gdt
+                } else {
+                    &mut sregs.idt
+                } = t;
+            }
             Source::Msr(i) => {
                 let x = narrow(64)?;
+                match MSR_LIST[i].0 {
+                    x64::KERNEL_GS_BASE
+                    | x64::LSTAR
+                    | x64::CSTAR
+                    | x64::SYSENTER_EIP
+                    | x64::SYSENTER_ESP => validate::canonical(x, bits)?,
+                    x64::PAT => validate::pat(x)?,
+                    x64::TSC_AUX | x64::SFMASK => validate::low32(x)?,
+                    _ => {}
+                }
                 let held = self.msrs.as_mut().ok_or(WriteError::Name)?;
                 held[i] = Some(x);
                 self.msrs_staged |= 1 << i;
@@ -582,14 +655,15 @@ impl VpSnapshot {
                         fpu.set_u128_at(0, v);
                     }
                     _ => {
-                        // FDP u64, MXCSR u32, MXCSR_MASK u32 (read-only):
-                        // MXCSR's reserved bits 31:16 must be zero and the
-                        // mask is kept.
-                        if (v >> 64) as u32 >> 16 != 0 {
-                            return Err(WriteError::Value);
+                        // FDP u64, MXCSR u32, MXCSR_MASK u32: MXCSR takes
+                        // only the bits of the mask, and the mask is
+                        // read-only (a write carries the value it reads).
+                        let mask = (fpu.u128_at(16) >> 96) as u32;
+                        if (v >> 96) as u32 != mask {
+                            return Err(Invalid::Combination("MXCSR_MASK is read-only").into());
                         }
-                        let mask = fpu.u128_at(16) >> 96;
-                        fpu.set_u128_at(16, (v & ((1u128 << 96) - 1)) | mask << 96);
+                        validate::mxcsr((v >> 64) as u32, mask)?;
+                        fpu.set_u128_at(16, v);
                     }
                 }
             }
@@ -598,11 +672,21 @@ impl VpSnapshot {
                 let debug = self.debug.as_mut().ok_or(WriteError::Name)?;
                 match source {
                     Source::Dr(i) => debug.db[i] = x,
-                    Source::Dr6 => debug.dr6 = x,
-                    _ => debug.dr7 = x,
+                    Source::Dr6 => {
+                        validate::dr6(x)?;
+                        debug.dr6 = x;
+                    }
+                    _ => {
+                        validate::dr7(x, &f)?;
+                        debug.dr7 = x;
+                    }
                 }
             }
-            Source::Xfem => self.xcr0 = Some(narrow(64)?),
+            Source::Xfem => {
+                let x = narrow(64)?;
+                validate::xcr0(x, &f)?;
+                self.xcr0 = Some(x);
+            }
             Source::Synthetic(Syn::GuestOsId) => {
                 return Ok(Staged::SyntheticMsr(msr::GUEST_OS_ID, narrow(64)?))
             }
@@ -646,12 +730,16 @@ impl VpSnapshot {
                         ..Default::default()
                     })
                     .collect();
+                let tsc = (self.msrs_staged & TSC_STAGED != 0).then(|| held[0].unwrap_or(0));
                 self.msrs_staged = 0;
                 let msrs = Msrs::from_entries(&entries).map_err(|_| WriteError::Value)?;
                 // KVM_SET_MSRS returns how many entries it took, stopping
                 // at the first it refuses.
                 if vcpu.set_msrs(&msrs).map_err(fault)? != entries.len() {
                     return Err(WriteError::Value);
+                }
+                if let Some(written) = tsc {
+                    check_tsc(vcpu, written).map_err(fault)??;
                 }
             }
             Group::Fpu => {
@@ -719,6 +807,26 @@ impl VpSnapshot {
             Syn::Cpuid(leaf) => st.leaves.leaf(leaf).register_value().as_u128(),
         }
     }
+}
+
+/// Whether the TSC, just set to `written`, holds it: read back at once it
+/// is at or past `written` by at most [`TSC_SLACK`] ticks (wrapping past
+/// 2^64 counts as past). `Ok(Err(Value))` if not: some KVMs (kvm_pvm)
+/// ignore a host's TSC write, and hvcall does not report what did not
+/// happen as a success.
+fn check_tsc(vcpu: &VcpuFd, written: u64) -> Result<Result<(), WriteError>, kvm_ioctls::Error> {
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index: MSR_LIST[0].1,
+        ..Default::default()
+    }])
+    .map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
+    count_ioctl();
+    let n = vcpu.get_msrs(&mut msrs)?;
+    let now = msrs.as_slice().first().filter(|_| n == 1).map(|e| e.data);
+    Ok(match now {
+        Some(now) if now.wrapping_sub(written) <= TSC_SLACK => Ok(()),
+        _ => Err(WriteError::Value),
+    })
 }
 
 /// Reads [`MSR_LIST`]; an MSR KVM refuses reads as absent (KVM_GET_MSRS

@@ -32,6 +32,7 @@ use crate::root::{ReadError, RootHypervisor};
 use crate::seccomp::{self, ThreadRole};
 use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
 use crate::stats::{Counters, RunStats};
+use crate::validate::CpuFeatures;
 use crate::{linux, mptable};
 use crate::{VmConfig, VmmError};
 
@@ -172,6 +173,11 @@ impl Vm {
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        // What register writes accept (step 8c): the features of the table
+        // every vCPU gets (the tables differ only in the APIC ID).
+        let table = guest_cpuid(&supported, &leaves, 0)
+            .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
+        let leaves = leaves.with_arch(CpuFeatures::from_entries(table.as_slice()));
         let mut vcpus = Vec::with_capacity(config.cpus as usize);
         for i in 0..config.cpus {
             let vcpu = vm_fd

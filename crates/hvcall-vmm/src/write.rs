@@ -107,7 +107,8 @@ const FLUSH_ORDER: [Group; 5] = [
 ];
 
 /// Every element staged, then each group touched set once. On a refusal:
-/// the groups set so far and the MSRs staged (to put back).
+/// the groups set so far, the refused one included, and the MSRs staged
+/// (to put back).
 fn staged(
     snapshot: &mut VpSnapshot,
     vcpu: &VcpuFd,
@@ -131,7 +132,10 @@ fn staged(
     let mut flushed = Groups::NONE;
     for &g in FLUSH_ORDER.iter().filter(|&&g| dirty.contains(g)) {
         if snapshot.flush(vcpu, g).is_err() {
-            return Err((flushed, msrs));
+            // The refused group too: KVM may have taken part of it (the
+            // MSRs before a refused one, or all of them when the TSC did
+            // not hold its value).
+            return Err((flushed.with(g), msrs));
         }
         flushed = flushed.with(g);
     }
@@ -175,7 +179,9 @@ fn one_by_one(
 fn source_error(e: WriteError) -> SourceError<SnapshotError> {
     match e {
         WriteError::Name => SourceError::Hv(HvError::INVALID_PARAMETER),
-        WriteError::Value => SourceError::Hv(HvError::INVALID_REGISTER_VALUE),
+        WriteError::Value | WriteError::Invalid(_) => {
+            SourceError::Hv(HvError::INVALID_REGISTER_VALUE)
+        }
         other => SourceError::Host(SnapshotError::Fetch(other.to_string())),
     }
 }

@@ -7,7 +7,10 @@
 //!
 //! The registers written are ones the guest's compiled code never relies
 //! on: DR0–DR3 (no breakpoint is enabled in DR7), CR2, KernelGsBase,
-//! XMM15 (the guest is built without SSE), R12/R13 around an asm call.
+//! XMM15 (the guest is built without SSE), R12/R13 around an asm call;
+//! and for step 8c's value checks the SYSENTER MSRs, TscAux, Pat and FS
+//! (unused by the guest's code; the last two are put back), with refused
+//! values for EFER and GDTR too (put back should a refusal fail).
 
 use core::arch::asm;
 
@@ -331,6 +334,7 @@ pub fn run(r: &mut Report, env: &Env) {
             eq("DR1 unchanged", dr(1), before)
         },
     );
+    validation_cases(r, env);
     for (name, what) in [
         (n::RCX, "8d: own RCX (control) -> INVALID_PARAMETER"),
         (n::RDX, "8d: own RDX (input GPA) -> INVALID_PARAMETER"),
@@ -411,6 +415,120 @@ pub fn run(r: &mut Report, env: &Env) {
     );
     fast_cases(r, env);
     other_vp_cases(r, env);
+}
+
+/// Makes a refused value of a register's current (low, high) value.
+type Spoil = fn((u64, u64)) -> (u64, u64);
+
+/// Step 8c on the caller itself: element 1 writes `name` with the value
+/// `bad` makes of its current one and is refused
+/// (INVALID_REGISTER_VALUE, reps completed 1); element 0 (DR2) is
+/// written and `name` reads as before. A wrong success is undone before
+/// the row fails, so the guest keeps running.
+fn refused(env: &Env, name: HvRegisterName, bad: Spoil) -> Outcome {
+    let me = vp_index::SELF;
+    let mut before = [(0, 0)];
+    get(env, me, &[name], &mut before)?;
+    let wrong = El {
+        name: name.0,
+        value: bad(before[0]),
+        reserved: None,
+    };
+    let got = set(env, partition_id::SELF, me, &[el(n::DR2, 0x8C8C), wrong], 0);
+    if got.0 == S::SUCCESS.0 {
+        let undo = El {
+            value: before[0],
+            ..wrong
+        };
+        set(env, partition_id::SELF, me, &[undo], 0);
+    }
+    result(got, S::INVALID_REGISTER_VALUE.0, 1)?;
+    eq("DR2 written", dr(2), 0x8C8C)?;
+    let mut after = [(0, 0)];
+    get(env, me, &[name], &mut after)?;
+    eq("unchanged, low qword", after[0].0, before[0].0)?;
+    eq("unchanged, high qword", after[0].1, before[0].1)
+}
+
+/// Step 8c's value checks (docs/contract.md §8, "What 8c refuses") on the
+/// caller itself: values the architecture refuses, and edge values it
+/// takes, which read back as written.
+fn validation_cases(r: &mut Report, env: &Env) {
+    const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
+    let cases: [(&str, HvRegisterName, Spoil); 6] = [
+        (
+            "EFER = all ones -> INVALID_REGISTER_VALUE, EFER unchanged",
+            n::EFER,
+            |_| (!0, 0),
+        ),
+        (
+            "Pat = all ones (memory type 0xFF) -> INVALID_REGISTER_VALUE",
+            n::PAT,
+            |_| (!0, 0),
+        ),
+        (
+            "FS base 0x0000_8000_0000_0000 (not canonical) -> INVALID_REGISTER_VALUE",
+            n::FS,
+            |(_, high)| (NON_CANONICAL, high),
+        ),
+        (
+            "GDTR base 0xFFFF_7FFF_FFFF_FFFF (not canonical) -> INVALID_REGISTER_VALUE",
+            n::GDTR,
+            |(low, _)| (low, 0xFFFF_7FFF_FFFF_FFFF),
+        ),
+        (
+            "SysenterEip 0x0000_8000_0000_0000 (not canonical) -> INVALID_REGISTER_VALUE",
+            n::SYSENTER_EIP,
+            |_| (NON_CANONICAL, 0),
+        ),
+        (
+            "TscAux = all ones (bits 63:32 reserved) -> INVALID_REGISTER_VALUE",
+            n::TSC_AUX,
+            |_| (!0, 0),
+        ),
+    ];
+    for (what, name, bad) in cases {
+        r.case("step 8c", what, || refused(env, name, bad));
+    }
+    r.case(
+        "step 8c",
+        "edge values taken: SysenterEip 0x0000_7FFF_FFFF_FFFF, SysenterEsp 0xFFFF_8000_0000_0000, TscAux 0xFFFF_FFFF, Pat of types 0,1,4-7, FS base 0xFFFF_8000_0000_0000: read back as written",
+        || {
+            let me = vp_index::SELF;
+            let names = [n::SYSENTER_EIP, n::SYSENTER_ESP, n::TSC_AUX, n::PAT, n::FS];
+            let mut before = [(0, 0); 5];
+            get(env, me, &names, &mut before)?;
+            let want = [
+                (0x0000_7FFF_FFFF_FFFF, 0),
+                (0xFFFF_8000_0000_0000, 0),
+                (0xFFFF_FFFF, 0),
+                (0x0706_0504_0100_0106, 0),
+                (0xFFFF_8000_0000_0000, before[4].1),
+            ];
+            let mut els = [el(n::RBX, 0); 5];
+            for ((e, name), value) in els.iter_mut().zip(names).zip(want) {
+                *e = El {
+                    name: name.0,
+                    value,
+                    reserved: None,
+                };
+            }
+            let got = set(env, partition_id::SELF, me, &els, 0);
+            let mut after = [(0, 0); 5];
+            let read = get(env, me, &names, &mut after);
+            // Pat and FS go back to what the guest runs with.
+            for (e, value) in els.iter_mut().zip(before).skip(3) {
+                e.value = value;
+            }
+            result(set(env, partition_id::SELF, me, &els[3..], 0), S::SUCCESS.0, 2)?;
+            result(got, S::SUCCESS.0, 5)?;
+            read?;
+            for (got, want) in after.iter().zip(want) {
+                check("read back as written", *got == want)?;
+            }
+            Ok(())
+        },
+    );
 }
 
 /// One XMM fast SetVpRegisters of SELF writing `elements` (at most 3).
