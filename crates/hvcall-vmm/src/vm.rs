@@ -474,7 +474,10 @@ impl Vm {
                     .name("inspector".into())
                     .spawn_scoped(s, move || {
                         let _guard = EndOnPanic(shared);
-                        inspect(&Inspector::new(shared));
+                        // Once the VM has started, as the vCPUs do.
+                        if shared.start.pass() {
+                            inspect(&Inspector::new(shared));
+                        }
                     });
                 if let Err(e) = spawned {
                     let reason = format!("cannot start the inspector thread: {e}");

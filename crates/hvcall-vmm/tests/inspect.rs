@@ -187,7 +187,14 @@ fn section_8_host_writes_reach_a_running_vp_and_a_halted_one() {
             // VP1 counts RBX up in its loop: after the write it counts on
             // from the written value (its loop runs with what was written).
             const FAR: u64 = 1 << 40;
-            let before = insp.get_vp_registers(1, &[x64::RBX]).unwrap()[0].as_u64();
+            // Once VP1 is in its loop (RBX moves); a write before would be
+            // undone by the guest's own set-up.
+            let rbx = || insp.get_vp_registers(1, &[x64::RBX]).unwrap()[0].as_u64();
+            let first = rbx();
+            while rbx() == first {
+                std::thread::yield_now();
+            }
+            let before = rbx();
             insp.set_vp_registers(1, &[set(x64::RBX, FAR), set(x64::DR1, 0x1234)])
                 .unwrap();
             let after = insp.get_vp_registers(1, &[x64::RBX, x64::DR1]);
