@@ -6,8 +6,10 @@
 //! register names ([`name`]: every x64, ARM64 and common name of the TLFS
 //! as a constant and a table entry, looked up by TLFS name, short name or
 //! number) and values ([`value`]: the 16-byte value and its typed views),
-//! the partition privilege mask ([`privilege`]), and the discovery
-//! interface: CPUID leaves ([`cpuid`]) and synthetic MSRs ([`msr`]).
+//! the partition privilege mask ([`privilege`]), the discovery
+//! interface: CPUID leaves ([`cpuid`]) and synthetic MSRs ([`msr`]), and
+//! Virtual Trust Levels ([`vtl`]: a validated VTL, VTL sets, a value per
+//! VTL, and which registers the VTLs of a VP share).
 //!
 //! The crate is `no_std`, has no `unsafe`, and every wire struct's size is
 //! checked at compile time. It holds numbers and layouts only; what a
@@ -53,6 +55,7 @@ pub mod name;
 pub mod privilege;
 pub mod status;
 pub mod value;
+pub mod vtl;
 
 pub use control::{HypercallControl, HypercallResult};
 pub use input::{GetVpRegistersHeader, HvInputVtl, SetVpRegistersElement};

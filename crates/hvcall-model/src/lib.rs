@@ -17,7 +17,7 @@
 //!   any other ids can be added with any parent;
 //! - privileges and the XMM fast CPUID bits are per partition;
 //! - each VP has an active VTL, an enabled-VTL set, shared registers (one
-//!   copy, [`is_shared`]) and private registers (one copy per VTL);
+//!   copy, [`hvcall_abi::vtl::is_shared`]) and private registers (one copy per VTL);
 //! - a register that was never set does not exist (reads give
 //!   `HV_STATUS_INVALID_PARAMETER`);
 //! - a snapshot copies the target's registers once per call.
@@ -48,7 +48,6 @@
 mod builder;
 mod memory;
 mod model;
-mod sharing;
 
 pub use builder::{standard_names, standard_value, ModelBuilder};
 pub use memory::{GuestRam, LayoutError};
@@ -56,4 +55,3 @@ pub use model::{
     Model, ModelSnapshot, Partition, Vp, DEFAULT_PRIVILEGES, READ_ONLY, ROOT_PARTITION,
     VM_PARTITION,
 };
-pub use sharing::is_shared;

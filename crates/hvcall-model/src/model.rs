@@ -14,7 +14,7 @@ use hvcall_dispatch::{
     WriteFailure,
 };
 
-use crate::sharing::is_shared;
+use hvcall_abi::vtl::is_shared;
 
 /// Id of the root partition (the host side of hvcall).
 pub const ROOT_PARTITION: u64 = 1;
