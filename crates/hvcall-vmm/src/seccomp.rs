@@ -88,6 +88,16 @@ pub enum ThreadRole {
 }
 
 impl ThreadRole {
+    /// Every role.
+    pub const ALL: [ThreadRole; 6] = [
+        ThreadRole::Main,
+        ThreadRole::Vcpu,
+        ThreadRole::Console,
+        ThreadRole::Host,
+        ThreadRole::Api,
+        ThreadRole::Gdb,
+    ];
+
     /// Its name in messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -449,14 +459,7 @@ mod tests {
 
     #[test]
     fn every_role_compiles_in_both_modes() {
-        for role in [
-            ThreadRole::Main,
-            ThreadRole::Vcpu,
-            ThreadRole::Console,
-            ThreadRole::Host,
-            ThreadRole::Api,
-            ThreadRole::Gdb,
-        ] {
+        for role in ThreadRole::ALL {
             for mode in [SeccompMode::On, SeccompMode::Log] {
                 assert!(program(role, mode).is_ok(), "{role:?} {mode:?}");
             }
@@ -486,14 +489,7 @@ mod tests {
             assert!(!allows(role, libc::SYS_clone3), "{role:?}");
         }
         for nr in [libc::SYS_execve, libc::SYS_socket, libc::SYS_ptrace] {
-            for role in [
-                ThreadRole::Main,
-                ThreadRole::Vcpu,
-                ThreadRole::Console,
-                ThreadRole::Host,
-                ThreadRole::Api,
-                ThreadRole::Gdb,
-            ] {
+            for role in ThreadRole::ALL {
                 assert!(!allows(role, nr), "{role:?} {nr}");
             }
         }
