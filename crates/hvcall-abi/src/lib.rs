@@ -15,9 +15,9 @@
 //! checked at compile time. It holds numbers and layouts only; what a
 //! hypervisor does with them (the order of checks, the status of each
 //! case, continuation, the calling conventions) is the hvcall contract,
-//! `docs/contract.md` in the repository
-//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>), which
-//! `hvcall-dispatch` implements and `hvcall-guest` relies on.
+//! `docs/contract.md` in the hvcall source tree, shipped in this crate's
+//! package as `contract.md`, which `hvcall-dispatch` implements and
+//! `hvcall-guest` relies on.
 //!
 //! # Example
 //!

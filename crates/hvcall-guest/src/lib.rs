@@ -5,8 +5,8 @@
 //!
 //! What the hypervisor does with each call (the order of checks, the
 //! statuses, continuation of rep calls, the XMM fast forms) is the hvcall
-//! contract, `docs/contract.md` in the repository
-//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>); this
+//! contract, `docs/contract.md` in the hvcall source tree (shipped in this
+//! crate's package as `contract.md`); this
 //! library relies only on what the TLFS promises, so it also works on real
 //! Hyper-V.
 //!

@@ -10,8 +10,7 @@
 //! the hostile-guest tests compare the real VMM with. It models the
 //! partitions, privileges, VTLs and register sharing of the hvcall
 //! contract, `docs/contract.md` in the repository
-//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>: §1
-//! partition ids and steps 6c–6i, §5 shared and private registers).
+//! (§1 partition ids and steps 6c–6i, §5 shared and private registers).
 //!
 //! - partitions: the root is id 1 (no parent), the VM id 2 (child of 1);
 //!   any other ids can be added with any parent;

@@ -4,8 +4,7 @@
 //! state through [`hvcall_dispatch::dispatch()`].
 //!
 //! It implements the VMM's part of the hvcall contract, `docs/contract.md`
-//! in the repository
-//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>): the
+//! in the repository: the
 //! discovery interface of §6, the x64 and 32-bit calling conventions of §4
 //! through the hypercall page, the work budget and re-entry of §2, and the
 //! register values and snapshots of §5. The boot protocol for bare-metal

@@ -3,7 +3,7 @@
 //! `hvcall run --guest chaos` with its generator, reference-model oracle
 //! and comparison: it checks the VMM against the reference model on every
 //! row of the hvcall contract a guest can reach (`docs/contract.md` in the
-//! repository, <https://github.com/hvcall/hvcall/blob/main/docs/contract.md>).
+//! repository).
 //! [`api`] is the API socket of `hvcall run --api-socket` (protocol, server
 //! and client), which `hvcall regs` talks to.
 
