@@ -1,4 +1,6 @@
-//! The HvCallGetVpRegisters input header and HV_INPUT_VTL (TLFS HvCallGetVpRegisters and HV_INPUT_VTL).
+//! The input of HvCallGetVpRegisters (0x0050) and HvCallSetVpRegisters
+//! (0x0051): the 16-byte header both share, HV_INPUT_VTL, the sizes of
+//! their list elements and the 0x0051 element.
 
 use bitfield_struct::bitfield;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -23,7 +25,27 @@ pub struct HvInputVtl {
     pub reserved: u8,
 }
 
-/// The 16-byte input header of HvCallGetVpRegisters.
+impl HvInputVtl {
+    /// The VTL this input names: `Some` when `use_target_vtl` is set, `None`
+    /// for the caller's own VTL (reserved bits are not looked at).
+    ///
+    /// ```
+    /// use hvcall_abi::vtl::Vtl;
+    /// use hvcall_abi::HvInputVtl;
+    /// assert_eq!(HvInputVtl::new().target(), None);
+    /// let v = HvInputVtl::new().with_target_vtl(2).with_use_target_vtl(true);
+    /// assert_eq!(v.target(), Some(Vtl::VTL2));
+    /// ```
+    pub fn target(self) -> Option<crate::vtl::Vtl> {
+        // Four bits always hold a VTL.
+        self.use_target_vtl()
+            .then(|| crate::vtl::Vtl::new(self.target_vtl()))
+            .flatten()
+    }
+}
+
+/// The 16-byte input header of HvCallGetVpRegisters and
+/// HvCallSetVpRegisters.
 ///
 /// ```
 /// use hvcall_abi::{GetVpRegistersHeader, HvInputVtl};

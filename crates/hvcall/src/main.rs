@@ -31,7 +31,8 @@ mod run;
 mod signals;
 mod soak;
 
-/// Hyper-V HvCallGetVpRegisters on KVM, end to end.
+/// Hyper-V hypercalls (HvCallGetVpRegisters, HvCallSetVpRegisters) on KVM,
+/// end to end.
 #[derive(Debug, Parser)]
 #[command(name = "hvcall", version, about)]
 struct Cli {
