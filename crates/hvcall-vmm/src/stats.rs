@@ -13,8 +13,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::registers::Group;
-use crate::snapshot::VpSnapshot;
+use crate::state::registers::Group;
+use crate::state::snapshot::VpSnapshot;
 
 /// Per fetch group (one ioctl each): how many snapshots served to another
 /// VP held it.

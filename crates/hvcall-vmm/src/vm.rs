@@ -18,22 +18,22 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::boot;
-use crate::cpuid::{guest_cpuid, HypervLeaves};
+use crate::boot::loader::{self, LoadedImage};
+use crate::boot::{linux, mptable};
 use crate::devices::{self, Devices};
-use crate::hypercall_page::{Memslots, SlotError};
-use crate::inspect::{EndOnPanic, Inspector};
-use crate::loader::{self, LoadedImage};
+use crate::host::inspect::{EndOnPanic, Inspector};
+use crate::host::root::{ReadError, RootHypervisor};
+use crate::hyperv::cpuid::{guest_cpuid, HypervLeaves};
+use crate::hyperv::hypercall_page::{Memslots, SlotError};
+use crate::hyperv::msr::{self, GeneralProtection, SyntheticMsrs};
 use crate::memory::GuestRam;
-use crate::msr::{self, GeneralProtection, SyntheticMsrs};
-use crate::registers::Groups;
 use crate::rendezvous::kick;
 use crate::rendezvous::{Rendezvous, SnapshotError};
-use crate::root::{ReadError, RootHypervisor};
 use crate::seccomp::{self, ThreadRole};
-use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
+use crate::state::registers::Groups;
+use crate::state::snapshot::{SyntheticState, VpSnapshot, WriteError};
+use crate::state::validate::CpuFeatures;
 use crate::stats::{Counters, RunStats};
-use crate::validate::CpuFeatures;
-use crate::{linux, mptable};
 use crate::{VmConfig, VmmError};
 
 /// The frequency of KVM's local APIC timer (its APIC bus runs at 1 GHz).
@@ -232,7 +232,7 @@ impl Vm {
         Ok(())
     }
 
-    /// Loads a Linux kernel (a bzImage or a vmlinux, see [`crate::linux`])
+    /// Loads a Linux kernel (a bzImage or a vmlinux, see [`crate::boot::linux`])
     /// with its command line and an optional initrd, describes the VPs in
     /// an MP table, and points VP 0 at the kernel's 64-bit entry. The VM
     /// must have been built with [`VmConfig::irqchip`]: the other VPs wait
@@ -320,8 +320,8 @@ impl Vm {
             snapshot: &mut snapshot,
             write: None,
         };
-        let target = HostTarget::new(crate::hypercall::VM_PARTITION_ID, vp_index);
-        crate::root::get_vp_registers(&mut hv, &target, names)
+        let target = HostTarget::new(crate::topology::VM_PARTITION_ID, vp_index);
+        crate::host::root::get_vp_registers(&mut hv, &target, names)
     }
 
     /// Writes registers of VP `vp_index` as the root partition (the VM's
@@ -374,7 +374,7 @@ impl Vm {
                 *m = new;
                 Ok(())
             };
-            let applied = crate::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
+            let applied = crate::state::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
             if applied.regs != 0 {
                 vcpu.set_regs(&state.sync().regs)
                     .map_err(|e| host(format!("KVM_SET_REGS: {e}")))?;
@@ -386,8 +386,8 @@ impl Vm {
             snapshot: &mut snapshot,
             write: Some(&mut write),
         };
-        let target = HostTarget::new(crate::hypercall::VM_PARTITION_ID, vp_index);
-        crate::root::set_vp_registers(&mut hv, &target, elements)
+        let target = HostTarget::new(crate::topology::VM_PARTITION_ID, vp_index);
+        crate::host::root::set_vp_registers(&mut hv, &target, elements)
     }
 
     /// What the VM did so far (all runs).
@@ -403,10 +403,10 @@ impl Vm {
 
     /// Like [`Vm::run`], and meanwhile runs `inspect` on a host thread of
     /// its own with an [`Inspector`]: the root partition's live view of the
-    /// running VM (see [`crate::inspect`] for an example). The run returns
+    /// running VM (see [`crate::host::inspect`] for an example). The run returns
     /// once the VM ended AND `inspect` returned, so `inspect` must stop
     /// when the VM ends ([`Inspector::wait_end`] returns true, reads fail
-    /// with [`crate::inspect::InspectError::Ended`]). A panic in `inspect`
+    /// with [`crate::ReadError::Ended`]). A panic in `inspect`
     /// ends the VM and is passed on.
     pub fn run_inspected<F>(&mut self, inspect: F) -> Result<VmExit, VmmError>
     where

@@ -4,18 +4,18 @@
 //!
 //! # Reading or writing another VP, end to end
 //!
-//! 1. A requester: a VP inside its hypercall (`crate::hypercall`'s
+//! 1. A requester: a VP inside its hypercall (`crate::vcpu::hypercall`'s
 //!    `VpHypervisor`, for the dispatcher's snapshot and write calls) or
-//!    the host ([`crate::inspect::Inspector`]) calls
+//!    the host ([`crate::host::inspect::Inspector`]) calls
 //!    [`Rendezvous::request_snapshot`] / [`Rendezvous::request_write`] (or
 //!    their host forms) here.
 //! 2. The request is queued for the target VP, whose thread is kicked out
 //!    of `KVM_RUN` with a real-time signal ([`kick`]).
 //! 3. The target's thread serves it ([`serve`]) at the next point where
 //!    the VP is between two instructions: [`Between`] outside a hypercall,
-//!    `crate::hypercall::InCall` inside its own. A read is a
-//!    [`crate::snapshot::VpSnapshot`] of the groups asked; a write is
-//!    applied by [`crate::write`].
+//!    `crate::vcpu::hypercall::InCall` inside its own. A read is a
+//!    [`crate::state::snapshot::VpSnapshot`] of the groups asked; a write is
+//!    applied by [`crate::state::write`].
 //! 4. The reply goes back through the requester's slot here; a VP halted
 //!    for good is read from a copy parked at its halt, without waking it.
 //!
@@ -35,7 +35,7 @@
 //! it, so two VPs reading each other at the same moment both finish. The
 //! VM ending wakes every waiter.
 //!
-//! The host (see [`crate::inspect`]) may request snapshots too: it is not a
+//! The host (see [`crate::host::inspect`]) may request snapshots too: it is not a
 //! VP, has nothing to serve, and has one reply slot of its own, used by one
 //! host request at a time.
 //!
@@ -68,8 +68,8 @@ pub(crate) use serve::{Between, Server};
 use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{SourceError, WriteFailure};
 
-use crate::registers::Groups;
-use crate::snapshot::{SyntheticState, VpSnapshot};
+use crate::state::registers::Groups;
+use crate::state::snapshot::{SyntheticState, VpSnapshot};
 use crate::VmExit;
 use kick::Kicker;
 
@@ -787,7 +787,7 @@ impl Rendezvous {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registers::Group;
+    use crate::state::registers::Group;
 
     #[test]
     fn end_is_sticky_and_first_wins() {
@@ -855,13 +855,13 @@ mod tests {
 
     /// A snapshot that records the groups it was asked for in RAX.
     fn fake_snapshot(vp: u32, groups: Groups) -> Served {
-        let synthetic = crate::snapshot::SyntheticState {
+        let synthetic = crate::state::snapshot::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,
             time_ref_count: 0,
             vp_assist_page: 0,
-            leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
+            leaves: crate::hyperv::cpuid::HypervLeaves::new(true, true, 2),
         };
         let mut sync = kvm_bindings::kvm_sync_regs::default();
         sync.regs.rax = Group::FETCHED
@@ -914,14 +914,14 @@ mod tests {
     }
 
     /// The synthetic state a requester reads now, marked by `time`.
-    fn fake_synthetic(vp: u32, time: u64) -> crate::snapshot::SyntheticState {
-        crate::snapshot::SyntheticState {
+    fn fake_synthetic(vp: u32, time: u64) -> crate::state::snapshot::SyntheticState {
+        crate::state::snapshot::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,
             time_ref_count: time,
             vp_assist_page: 0,
-            leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
+            leaves: crate::hyperv::cpuid::HypervLeaves::new(true, true, 2),
         }
     }
 

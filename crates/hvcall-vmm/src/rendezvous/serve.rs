@@ -1,11 +1,11 @@
 //! How a VP's thread answers the requests addressed to its VP
 //! ([`Server`]): reads (a snapshot holding the groups asked) and writes (a
-//! batch applied through [`crate::write`]), served on the thread that owns
+//! batch applied through [`crate::state::write`]), served on the thread that owns
 //! the vCPU, at a point where the VP is between two instructions. There
 //! are two such points, and one server for each:
 //! - [`Between`]: outside a hypercall (just before `KVM_RUN`, after a kick,
 //!   while halted or held), from and through the `kvm_run` sync registers;
-//! - `crate::hypercall::InCall`: inside its own hypercall, while it waits
+//! - `crate::vcpu::hypercall::InCall`: inside its own hypercall, while it waits
 //!   for another VP, from its state at the call with the writes that
 //!   reached it since (merged into the call's result when it ends).
 
@@ -13,10 +13,10 @@ use hvcall_abi::SetVpRegistersElement;
 use kvm_ioctls::VcpuFd;
 
 use super::{Served, SnapshotError, WriteReply};
-use crate::registers::Groups;
-use crate::snapshot::VpSnapshot;
+use crate::state::registers::Groups;
+use crate::state::snapshot::VpSnapshot;
+use crate::state::write;
 use crate::vm::Shared;
-use crate::write;
 
 /// A VP's thread, serving the requests addressed to its VP on that thread
 /// (where its vCPU's ioctls may be made), at a point where the VP is
@@ -30,7 +30,7 @@ pub(crate) trait Server {
 
 /// VP `vp` between two instructions and outside a hypercall, serving
 /// other VPs: reads from its sync registers, writes through them
-/// ([`crate::write`]).
+/// ([`crate::state::write`]).
 pub(crate) struct Between<'a, 'b> {
     shared: &'a Shared<'b>,
     vp: u32,

@@ -1,10 +1,10 @@
-//! One vCPU thread: the run loop and the handling of every exit.
+//! The run loop of one vCPU thread and the handling of every exit.
 //!
 //! | exit | handling |
 //! |---|---|
-//! | the hypercall page's own `out` (port 0xE8, checked by [`CallSite`]) | [`crate::hypercall::handle`] |
+//! | the hypercall page's own `out` (port 0xE8, checked by [`CallSite`]) | [`crate::vcpu::hypercall::handle`] |
 //! | other port I/O | [`crate::devices::Devices`]: COM1, the i8042 (reset ends the VM, [`VmExit::Reset`]), the exit port `0xF4` ([`VmExit::Exited`]) |
-//! | RDMSR/WRMSR of a synthetic MSR | [`crate::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
+//! | RDMSR/WRMSR of a synthetic MSR | [`crate::hyperv::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
 //! | MMIO write (the overlay page, or outside RAM) | dropped |
 //! | MMIO read (outside RAM) | all ones |
 //! | HLT | the VP never runs again; all halted with IF = 0 ends the VM ([`VmExit::AllHalted`]) |
@@ -18,12 +18,13 @@ use hvcall_dispatch::{Outcome, VpState};
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
+use super::inject::inject_exception;
 use crate::devices::PortEffect;
-use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
+use crate::hyperv::hypercall_page::{CallSite, HYPERCALL_PORT};
 use crate::rendezvous::kick::Registration;
 use crate::rendezvous::{Between, DebugEvent, Next};
 use crate::seccomp::{self, ThreadRole};
-use crate::snapshot::VpSnapshot;
+use crate::state::snapshot::VpSnapshot;
 use crate::stats::count_ioctl;
 use crate::vm::lock;
 use crate::vm::Shared;
@@ -155,7 +156,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                     tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
                     continue;
                 }
-                match crate::hypercall::handle(shared, vp, vcpu, state, overlay) {
+                match crate::vcpu::hypercall::handle(shared, vp, vcpu, state, overlay) {
                     Ok(outcome) => {
                         shared.counters.hypercall(outcome == Outcome::Continue);
                         call_exit = Some(exited);
@@ -281,21 +282,6 @@ fn code_at(shared: &Shared<'_>, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
         return Vec::new();
     }
     bytes
-}
-
-/// Resumes `vcpu` at `rip` with exception `vector` (no error code)
-/// injected, through the sync registers.
-pub(crate) fn inject_exception(vcpu: &mut VcpuFd, rip: u64, vector: u8) {
-    let sync = vcpu.sync_regs_mut();
-    sync.regs.rip = rip;
-    let ex = &mut sync.events.exception;
-    ex.injected = 1;
-    ex.pending = 0;
-    ex.nr = vector;
-    ex.has_error_code = 0;
-    ex.error_code = 0;
-    vcpu.set_sync_dirty_reg(SyncReg::Register);
-    vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
 }
 
 /// One `KVM_RUN` and the exit's immediate handling.

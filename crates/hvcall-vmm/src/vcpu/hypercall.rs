@@ -29,33 +29,19 @@ use hvcall_dispatch::{
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
-use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
+use crate::hyperv::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
+use crate::hyperv::trace::TracedCall;
 use crate::memory::CallerMemory;
-use crate::registers::{gpr, gpr_mut, group_of, Group, Groups};
 use crate::rendezvous::{Served, Server, SnapshotError, WriteReply};
-use crate::snapshot::{VpSnapshot, RFLAGS_SLOT, RIP_SLOT};
+use crate::state::registers::{gpr, gpr_mut, group_of, Group, Groups};
+use crate::state::snapshot::{VpSnapshot, RFLAGS_SLOT, RIP_SLOT};
 use crate::stats::count_ioctl;
-use crate::trace::TracedCall;
+use crate::topology;
 use crate::vm::Shared;
 
-/// The VM's partition id.
-pub const VM_PARTITION_ID: u64 = 2;
-/// The root partition's id (the host side of hvcall).
-pub const ROOT_PARTITION_ID: u64 = 1;
 const UD_VECTOR: u8 = 6;
 const EFER_LMA: u64 = 1 << 10;
 const CR0_PE: u64 = 1;
-
-/// The two partitions hvcall knows, as every caller sees them: the VM
-/// (`vm_vp_count` VPs), child of the root partition (which has no VPs the
-/// dispatcher can address).
-pub(crate) fn partition_info(partition_id: u64, vm_vp_count: u32) -> Option<PartitionInfo> {
-    match partition_id {
-        VM_PARTITION_ID => Some(PartitionInfo::new(Some(ROOT_PARTITION_ID), vm_vp_count)),
-        ROOT_PARTITION_ID => Some(PartitionInfo::new(None, 0)),
-        _ => None,
-    }
-}
 
 /// The calling VP's registers as the dispatcher sees them. XMM0–5 are
 /// fetched before the call only for a fast call: the dispatcher reads
@@ -122,7 +108,7 @@ pub struct InCall<'a> {
     /// groups filled on first use. Made when first needed.
     here: Option<VpSnapshot>,
     /// General registers written during the call (bit n: slot n of
-    /// [`crate::snapshot::Written::Regs`]).
+    /// [`crate::state::snapshot::Written::Regs`]).
     regs_written: u32,
     /// An FPU/SSE register was written during the call.
     fpu_written: bool,
@@ -179,7 +165,7 @@ impl InCall<'_> {
 }
 
 /// Copies the general registers written during a call (bit n of
-/// `written_mask`: slot n of [`crate::snapshot::Written::Regs`]) from
+/// `written_mask`: slot n of [`crate::state::snapshot::Written::Regs`]) from
 /// `written` into `out`, the registers the call hands back, except those
 /// step 8d names for the call (`call`: its convention, fast or not).
 fn merge_written(
@@ -219,7 +205,7 @@ impl Server for InCall<'_> {
 
     fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
         let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
-        let batch = crate::write::apply(self.here(), vcpu, elements, &mut |index, value| {
+        let batch = crate::state::write::apply(self.here(), vcpu, elements, &mut |index, value| {
             shared.write_synthetic(index, vp, value)
         });
         self.wrote = true;
@@ -237,28 +223,22 @@ pub struct VpHypervisor<'a> {
 impl VpHypervisor<'_> {
     /// Whether `target` is a VP of the VM (the dispatcher checked it).
     fn check(&self, target: &Target) -> Result<(), HvError> {
-        let cpus = self.call.shared.leaves.cpus;
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= cpus {
-            return Err(HvError::INVALID_PARAMETER);
-        }
-        Ok(())
+        topology::vm_vp(target, self.call.shared.leaves.cpus).map(drop)
     }
 }
 
 impl Partitions for VpHypervisor<'_> {
     fn caller(&self) -> Caller {
         let leaves = &self.call.shared.leaves;
-        Caller::new(VM_PARTITION_ID, self.call.vp)
-            .with_privileges(leaves.privileges)
-            .with_xmm_fast(leaves.xmm_fast, leaves.xmm_fast)
+        topology::guest_caller(self.call.vp, leaves.privileges, leaves.xmm_fast)
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
-        partition_info(partition_id, self.call.shared.leaves.cpus)
+        topology::partition_info(partition_id, self.call.shared.leaves.cpus)
     }
 
-    fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
-        1
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        topology::enabled_vtls(partition_id, vp_index)
     }
 }
 
@@ -465,7 +445,9 @@ pub fn handle(
             regs.rip = instruction;
             sync_out.regs = regs;
         }
-        Outcome::InjectUndefined => crate::vcpu::inject_exception(vcpu, instruction, UD_VECTOR),
+        Outcome::InjectUndefined => {
+            crate::vcpu::inject::inject_exception(vcpu, instruction, UD_VECTOR)
+        }
         // An outcome added to the dispatcher after this VMM was written.
         other => return Err(fault(format!("unsupported dispatcher outcome {other:?}"))),
     }

@@ -44,10 +44,10 @@ use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 use crate::memory::GuestRam;
 use hvcall_dispatch::HostTarget;
 
-use crate::hypercall::VM_PARTITION_ID;
+use crate::host::root::{ReadError, RootHypervisor};
 use crate::rendezvous::{DebugEvent, SnapshotError};
-use crate::root::{ReadError, RootHypervisor};
 use crate::stats::RunStats;
+use crate::topology::VM_PARTITION_ID;
 use crate::vm::Shared;
 use crate::VmExit;
 
@@ -103,7 +103,7 @@ impl<'a> Inspector<'a> {
             snapshot: &mut snapshot,
             write: None,
         };
-        crate::root::get_vp_registers(&mut hv, target, names)
+        crate::host::root::get_vp_registers(&mut hv, target, names)
     }
 
     /// Writes `elements` to VP `vp` as the root partition while it runs,
@@ -136,7 +136,7 @@ impl<'a> Inspector<'a> {
             snapshot: &mut snapshot,
             write: Some(&mut write),
         };
-        crate::root::set_vp_registers(&mut hv, target, elements)
+        crate::host::root::set_vp_registers(&mut hv, target, elements)
     }
 
     /// Stops every VP for a debugger: none runs until

@@ -5,18 +5,18 @@
 //! the names need, any number of names. Where the snapshot comes from is
 //! the caller's choice: plain ioctls while no vCPU runs
 //! ([`crate::Vm::get_vp_registers`] takes `&mut Vm`), or a rendezvous with
-//! the running VP ([`crate::inspect::Inspector`]).
+//! the running VP ([`crate::host::inspect::Inspector`]).
 
-use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::{
     read_registers, write_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions,
     RegisterSource, SnapshotRequest, SourceError, Target, WriteFailure,
 };
 
-use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
-use crate::registers::Groups;
 use crate::rendezvous::SnapshotError;
-use crate::snapshot::VpSnapshot;
+use crate::state::registers::Groups;
+use crate::state::snapshot::VpSnapshot;
+use crate::topology;
 
 /// Why a host read failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,15 +59,15 @@ pub(crate) struct RootHypervisor<'a> {
 
 impl Partitions for RootHypervisor<'_> {
     fn caller(&self) -> Caller {
-        Caller::new(ROOT_PARTITION_ID, 0).with_privileges(privilege::ACCESS_VP_REGISTERS)
+        topology::root_caller()
     }
 
     fn partition(&self, id: u64) -> Option<PartitionInfo> {
-        partition_info(id, self.vp_count)
+        topology::partition_info(id, self.vp_count)
     }
 
-    fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
-        1
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        topology::enabled_vtls(partition_id, vp_index)
     }
 }
 
@@ -79,11 +79,8 @@ impl RegisterSource for RootHypervisor<'_> {
         &mut self,
         request: &SnapshotRequest<'_>,
     ) -> Result<VpSnapshot, SourceError<SnapshotError>> {
-        let target = request.target;
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
-            return Err(SourceError::Hv(hvcall_abi::HvError::INVALID_VP_INDEX));
-        }
-        (self.snapshot)(target.vp_index, Groups::of(request.names)).map_err(SourceError::Host)
+        let vp = topology::vm_vp(&request.target, self.vp_count).map_err(SourceError::Hv)?;
+        (self.snapshot)(vp, Groups::of(request.names)).map_err(SourceError::Host)
     }
 
     fn read(
@@ -100,13 +97,9 @@ impl RegisterSource for RootHypervisor<'_> {
         elements: &[SetVpRegistersElement],
     ) -> Result<(), WriteFailure<SnapshotError>> {
         let refused = |error| WriteFailure { applied: 0, error };
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
-            return Err(refused(SourceError::Hv(
-                hvcall_abi::HvError::INVALID_VP_INDEX,
-            )));
-        }
+        let vp = topology::vm_vp(target, self.vp_count).map_err(|e| refused(SourceError::Hv(e)))?;
         match self.write.as_mut() {
-            Some(sink) => sink(target.vp_index, elements),
+            Some(sink) => sink(vp, elements),
             None => Err(refused(SourceError::Hv(
                 hvcall_abi::HvError::INVALID_PARAMETER,
             ))),

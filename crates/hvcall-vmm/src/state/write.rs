@@ -8,7 +8,7 @@
 //! - stopped VM ([`crate::Vm::set_vp_registers`]): `KVM_SET_REGS`;
 //! - between two instructions, outside a hypercall ([`commit_to_sync`]):
 //!   the `kvm_run` sync registers, which the next `KVM_RUN` loads;
-//! - inside its own hypercall ([`crate::hypercall`]): merged into the
+//! - inside its own hypercall ([`crate::vcpu::hypercall`]): merged into the
 //!   registers the call hands back when it ends.
 //!
 //! The other groups (control and segment registers, MSRs, FPU, debug
@@ -19,9 +19,9 @@ use hvcall_abi::{HvError, SetVpRegistersElement};
 use hvcall_dispatch::{SourceError, WriteFailure};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
-use crate::registers::{group_of, Group, Groups};
 use crate::rendezvous::SnapshotError;
-use crate::snapshot::{Staged, VpSnapshot, WriteError, Written};
+use crate::state::registers::{group_of, Group, Groups};
+use crate::state::snapshot::{Staged, VpSnapshot, WriteError, Written};
 
 /// Sets synthetic MSR `index` of the VM to `value` for the VP written.
 pub(crate) type MsrSink<'a> = dyn FnMut(u32, u64) -> Result<(), WriteError> + 'a;

@@ -2,12 +2,12 @@
 //! (docs/contract.md §8 step 8c, the table "What 8c refuses"): reserved
 //! bits, non-canonical addresses, features the guest's CPUID does not
 //! advertise, PAT memory types, and the few combinations of CR0, CR4 and
-//! EFER a processor cannot be in. [`crate::snapshot::VpSnapshot::stage`]
+//! EFER a processor cannot be in. [`crate::state::snapshot::VpSnapshot::stage`]
 //! asks here before a value reaches its snapshot, so a refused value never
 //! reaches KVM.
 //!
 //! The features come from the CPUID table the VMM gives each vCPU
-//! (`KVM_SET_CPUID2`, [`crate::cpuid::guest_cpuid`]), read once into
+//! (`KVM_SET_CPUID2`, [`crate::hyperv::cpuid::guest_cpuid`]), read once into
 //! [`CpuFeatures`]. Where the TLFS and the architecture leave a choice
 //! (bits a processor ignores or reads back differently), hvcall refuses,
 //! so that a write reported as a success always reads back as written.
@@ -45,11 +45,11 @@ pub struct CpuFeatures {
     pub efer: u64,
     /// XCR0 bits the guest may set (CPUID 0xD.0 EDX:EAX).
     pub xcr0: u64,
-    /// Physical address width (CPUID 0x8000_0008 EAX[7:0]; 36 without it).
+    /// Physical address width (CPUID 0x8000_0008 EAX\[7:0\]; 36 without it).
     pub phys_bits: u8,
-    /// x2APIC mode (CPUID 1 ECX[21]).
+    /// x2APIC mode (CPUID 1 ECX\[21\]).
     pub x2apic: bool,
-    /// RTM (CPUID 7 EBX[11]): DR7 bit 11 and DR6 bit 16 have a meaning.
+    /// RTM (CPUID 7 EBX\[11\]): DR7 bit 11 and DR6 bit 16 have a meaning.
     pub rtm: bool,
 }
 

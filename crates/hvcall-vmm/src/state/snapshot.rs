@@ -1,5 +1,5 @@
 //! A consistent view of one VP's registers: [`VpSnapshot`], filled group
-//! by group (see [`crate::registers`] for the groups).
+//! by group (see [`crate::state::registers`] for the groups).
 //!
 //! A snapshot of the calling VP fills groups lazily, each at most once per
 //! call; a snapshot of another VP is taken at once, on that VP's own thread
@@ -18,14 +18,14 @@ use kvm_bindings::{
 };
 use kvm_ioctls::VcpuFd;
 
-use crate::cpuid::HypervLeaves;
-use crate::hypercall_page::SlotError;
-use crate::registers::{
+use crate::hyperv::cpuid::HypervLeaves;
+use crate::hyperv::hypercall_page::SlotError;
+use crate::state::registers::{
     gpr, gpr_mut, pending_interruption, segment_from, segment_value, source_of, table_from,
     table_value, Group, Groups, Seg, Source, Syn, MSR_LIST,
 };
+use crate::state::validate::{self, efer, Invalid};
 use crate::stats::count_ioctl;
-use crate::validate::{self, efer, Invalid};
 
 /// How far the TSC may have moved past a value written to it when it is
 /// read back at once (2^36 ticks: about 20 s at 3.5 GHz); further, or
@@ -146,7 +146,7 @@ pub enum WriteError {
     /// Step 8c: KVM refused the value, or did not hold it.
     #[error("value refused")]
     Value,
-    /// Step 8c: the architecture refuses the value ([`crate::validate`]).
+    /// Step 8c: the architecture refuses the value ([`crate::state::validate`]).
     #[error("value refused: {0}")]
     Invalid(#[from] Invalid),
     /// KVM failed on the host side.
@@ -179,7 +179,7 @@ impl SyntheticState {
     /// `created` (reference time 0).
     pub fn now(
         vp_index: u32,
-        msrs: &crate::msr::SyntheticMsrs,
+        msrs: &crate::hyperv::msr::SyntheticMsrs,
         created: std::time::Instant,
         leaves: HypervLeaves,
     ) -> Self {

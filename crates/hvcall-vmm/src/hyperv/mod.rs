@@ -1,0 +1,11 @@
+//! The Hyper-V surface a guest discovers and programs (contract §6):
+//! the CPUID leaves ([`cpuid`]), the synthetic MSRs and their per-VP state
+//! ([`msr`]), the hypercall page overlay and the memory slots around it
+//! ([`hypercall_page`]), and the trace of hypercalls made through it
+//! ([`trace`]). The hypercalls themselves are answered by
+//! [`hvcall_dispatch`] through the vCPU's hypercall exit.
+
+pub mod cpuid;
+pub mod hypercall_page;
+pub mod msr;
+pub mod trace;
