@@ -30,8 +30,9 @@ use crate::memory::GuestRam;
 use crate::rendezvous::kick;
 use crate::rendezvous::{Rendezvous, SnapshotError};
 use crate::seccomp::{self, ThreadRole};
+use crate::state::registers::Group;
 use crate::state::registers::Groups;
-use crate::state::snapshot::{SyntheticState, VpSnapshot, WriteError};
+use crate::state::snapshot::{FlushError, SyntheticState, VpSnapshot, WriteError};
 use crate::state::validate::CpuFeatures;
 use crate::stats::{Counters, RunStats};
 use crate::{VmConfig, VmmError};
@@ -308,12 +309,9 @@ impl Vm {
         let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
         let vcpus = &self.vcpus;
         let mut snapshot = |vp: u32, groups| {
-            let fetch = |e: String| SnapshotError::Fetch(e);
-            let vcpu = vcpus
-                .get(vp as usize)
-                .ok_or_else(|| fetch(format!("no vCPU {vp}")))?;
+            let vcpu = vcpus.get(vp as usize).ok_or(SnapshotError::NoVcpu(vp))?;
             let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
-            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(|e| fetch(e.to_string()))
+            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(SnapshotError::Fetch)
         };
         let mut hv = RootHypervisor {
             vp_count: self.config.cpus,
@@ -350,18 +348,22 @@ impl Vm {
         let (created, leaves) = (self.created, self.leaves);
         let (vcpus, msrs, memslots) = (&self.vcpus, &self.msrs, &self.memslots);
         let (vm_fd, ram) = (&self.vm_fd, &self.ram);
-        let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
+        let mut snapshot = |_: u32, _| {
+            Err(SnapshotError::Internal(
+                "a snapshot from the write-only view",
+            ))
+        };
         let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
-            let host = |e: String| WriteFailure {
+            let host = |e: SnapshotError| WriteFailure {
                 applied: 0,
-                error: SourceError::Host(SnapshotError::Fetch(e)),
+                error: SourceError::Host(e),
             };
             let vcpu = vcpus
                 .get(vp as usize)
-                .ok_or_else(|| host(format!("no vCPU {vp}")))?;
+                .ok_or(host(SnapshotError::NoVcpu(vp)))?;
             let synthetic = SyntheticState::now(vp, &lock(msrs), created, leaves);
             let mut state = VpSnapshot::capture_stopped(vcpu, synthetic, Groups::NONE)
-                .map_err(|e| host(e.to_string()))?;
+                .map_err(|e| host(SnapshotError::Fetch(e)))?;
             let mut synthetic_msr = |index, value| {
                 let mut m = lock(msrs);
                 let old_page = m.overlay_page();
@@ -376,8 +378,12 @@ impl Vm {
             };
             let applied = crate::state::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
             if applied.regs != 0 {
-                vcpu.set_regs(&state.sync().regs)
-                    .map_err(|e| host(format!("KVM_SET_REGS: {e}")))?;
+                vcpu.set_regs(&state.sync().regs).map_err(|source| {
+                    host(SnapshotError::Write(FlushError {
+                        group: Group::Sync,
+                        source,
+                    }))
+                })?;
             }
             applied.result
         };

@@ -127,7 +127,11 @@ impl<'a> Inspector<'a> {
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
         let shared = self.shared;
-        let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
+        let mut snapshot = |_: u32, _| {
+            Err(SnapshotError::Internal(
+                "a snapshot from the write-only view",
+            ))
+        };
         let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
             shared.rendezvous.request_host_write(vp, batch)
         };

@@ -35,8 +35,12 @@ pub enum ReadError {
     #[error("the VM ended")]
     Ended,
     /// KVM could not read the VP's state.
-    #[error("the VP's state could not be read: {0}")]
-    Fetch(String),
+    #[error("the VP's state could not be read")]
+    Fetch(#[source] SnapshotError),
+    /// KVM could not write the VP's state (a refused value is
+    /// [`Self::Call`] with INVALID_REGISTER_VALUE, contract 8c).
+    #[error("the VP's state could not be written")]
+    Write(#[source] SnapshotError),
 }
 
 /// Takes one snapshot of VP `vp` (an existing VP of the VM) holding the
@@ -127,7 +131,10 @@ fn host_error(e: HostError<SnapshotError>) -> ReadError {
             index,
         },
         HostError::Host(SnapshotError::Ended) => ReadError::Ended,
-        HostError::Host(SnapshotError::Fetch(e)) => ReadError::Fetch(e),
+        HostError::Host(e @ (SnapshotError::Write(_) | SnapshotError::Slots(_))) => {
+            ReadError::Write(e)
+        }
+        HostError::Host(e) => ReadError::Fetch(e),
         // `values` has the length of `names`; any other failure the
         // dispatcher may add one day is reported as a refused call.
         _ => ReadError::Call {
@@ -146,4 +153,47 @@ pub(crate) fn get_vp_registers(
     let mut values = vec![HvRegisterValue::default(); names.len()];
     read_registers(hv, target, names, &mut values).map_err(host_error)?;
     Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::registers::Group;
+    use crate::state::snapshot::{FetchError, FlushError};
+
+    /// The errno at the end of `e`'s source chain, if any.
+    fn kvm_errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+        let mut at = Some(e);
+        while let Some(e) = at {
+            if let Some(kvm) = e.downcast_ref::<kvm_ioctls::Error>() {
+                return Some(kvm.errno());
+            }
+            at = e.source();
+        }
+        None
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_kvm_error_as_its_source() {
+        let source = kvm_ioctls::Error::new(libc::EIO);
+        let fetch = SnapshotError::Fetch(FetchError {
+            group: Group::Msrs,
+            source,
+        });
+        let e = host_error(HostError::Host(fetch));
+        assert!(matches!(e, ReadError::Fetch(_)), "{e:?}");
+        assert_eq!(kvm_errno(&e), Some(libc::EIO));
+    }
+
+    #[test]
+    fn a_failed_write_is_a_write_error_with_its_kvm_source() {
+        let source = kvm_ioctls::Error::new(libc::EFAULT);
+        let flush = SnapshotError::Write(FlushError {
+            group: Group::Sync,
+            source,
+        });
+        let e = host_error(HostError::Host(flush));
+        assert!(matches!(e, ReadError::Write(_)), "{e:?}");
+        assert_eq!(kvm_errno(&e), Some(libc::EFAULT));
+    }
 }

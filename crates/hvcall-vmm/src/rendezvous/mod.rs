@@ -57,7 +57,7 @@
 //!   outnumber cores; after it, the requester serves and sleeps as usual.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub(crate) mod kick;
@@ -68,21 +68,54 @@ pub(crate) use serve::{Between, Server};
 use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{SourceError, WriteFailure};
 
+use crate::hyperv::hypercall_page::SlotError;
 use crate::state::registers::Groups;
-use crate::state::snapshot::{SyntheticState, VpSnapshot};
+use crate::state::snapshot::{FetchError, FlushError, SyntheticState, VpSnapshot};
 use crate::VmExit;
 use kick::Kicker;
 
-/// Why a snapshot could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a VP's state could not be read or written for a requester (a
+/// guest's call or the host).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotError {
     /// The VM ended before the target answered.
     #[error("the VM ended")]
     Ended,
+    /// The VM has no vCPU with this index.
+    #[error("no vCPU {0}")]
+    NoVcpu(u32),
     /// The target VP could not read its own state.
-    #[error("the target VP could not read its state: {0}")]
-    Fetch(String),
+    #[error("the target VP could not read its state")]
+    Fetch(#[source] FetchError),
+    /// The target VP could not write its own state.
+    #[error("the target VP could not write its state")]
+    Write(#[source] FlushError),
+    /// A write moved the hypercall page and the memory slots could not
+    /// follow.
+    #[error("the hypercall page could not be moved")]
+    Slots(#[source] Arc<SlotError>),
+    /// A request got a reply of the other kind, or reached a view that
+    /// does not serve it (a bug in the VMM, reported rather than a panic).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
+
+impl PartialEq for SnapshotError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Ended, Self::Ended) => true,
+            (Self::NoVcpu(a), Self::NoVcpu(b)) => a == b,
+            (Self::Fetch(a), Self::Fetch(b)) => a == b,
+            (Self::Write(a), Self::Write(b)) => a == b,
+            (Self::Slots(a), Self::Slots(b)) => Arc::ptr_eq(a, b),
+            (Self::Internal(a), Self::Internal(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SnapshotError {}
 
 /// What the thread that serves a read hands back.
 pub(crate) type Served = Result<Box<VpSnapshot>, SnapshotError>;
@@ -130,7 +163,7 @@ impl Reply {
         match self {
             Reply::Read(r) => r,
             Reply::Parked(parked) => Ok(parked.with_synthetic(synthetic())),
-            Reply::Write(_) => Err(SnapshotError::Fetch("a write reply to a read".into())),
+            Reply::Write(_) => Err(SnapshotError::Internal("a write reply to a read")),
         }
     }
 
@@ -139,7 +172,7 @@ impl Reply {
             Reply::Write(r) => r,
             Reply::Read(_) | Reply::Parked(_) => Err(WriteFailure {
                 applied: 0,
-                error: SourceError::Host(SnapshotError::Fetch("a read reply to a write".into())),
+                error: SourceError::Host(SnapshotError::Internal("a read reply to a write")),
             }),
         }
     }

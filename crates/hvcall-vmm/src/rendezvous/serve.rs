@@ -63,8 +63,8 @@ impl<'a, 'b> Between<'a, 'b> {
 /// A snapshot of `groups` of VP `vp`, taken on its own thread for another
 /// VP or the host, from its sync registers.
 pub(crate) fn snapshot(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
-    let snapshot = VpSnapshot::capture(vcpu, shared.synthetic(vp), groups)
-        .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
+    let snapshot =
+        VpSnapshot::capture(vcpu, shared.synthetic(vp), groups).map_err(SnapshotError::Fetch)?;
     shared.counters.snapshot_served(&snapshot);
     shared.counters.flush_ioctls();
     Ok(Box::new(snapshot))

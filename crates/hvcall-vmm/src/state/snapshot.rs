@@ -149,9 +149,12 @@ pub enum WriteError {
     /// Step 8c: the architecture refuses the value ([`crate::state::validate`]).
     #[error("value refused: {0}")]
     Invalid(#[from] Invalid),
-    /// KVM failed on the host side.
+    /// KVM could not read state the write needs.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// KVM could not write the state (other than refusing the value).
+    #[error(transparent)]
+    Flush(#[from] FlushError),
     /// The hypercall page could not be moved.
     #[error(transparent)]
     Slots(#[from] SlotError),
@@ -226,12 +229,25 @@ fn activity(mp_state: u32) -> InternalActivity {
 }
 
 /// A group could not be fetched from KVM.
-#[derive(Debug, thiserror::Error)]
-#[error("fetching {group:?} state: {source}")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("fetching {group:?} state")]
 pub struct FetchError {
     /// The group.
     pub group: Group,
     /// The ioctl error.
+    #[source]
+    pub source: kvm_ioctls::Error,
+}
+
+/// A group could not be written to KVM (for a reason other than KVM
+/// refusing the value, which is step 8c).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("writing {group:?} state")]
+pub struct FlushError {
+    /// The group.
+    pub group: Group,
+    /// The ioctl error.
+    #[source]
     pub source: kvm_ioctls::Error,
 }
 
@@ -707,7 +723,7 @@ impl VpSnapshot {
     /// it (`EINVAL`, or an MSR it does not take); the vCPU's group is
     /// then unchanged.
     pub fn flush(&mut self, vcpu: &VcpuFd, group: Group) -> Result<(), WriteError> {
-        let fault = |source| WriteError::Fetch(FetchError { group, source });
+        let fault = |source| WriteError::Flush(FlushError { group, source });
         // KVM says EINVAL for state it does not accept (step 8c); any other
         // failure is the host's.
         let refused = |e: kvm_ioctls::Error| {

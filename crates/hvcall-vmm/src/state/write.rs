@@ -15,6 +15,8 @@
 //! registers, XCR0) reach KVM at once, through their ioctl, which is also
 //! where KVM refuses a value (step 8c).
 
+use std::sync::Arc;
+
 use hvcall_abi::{HvError, SetVpRegistersElement};
 use hvcall_dispatch::{SourceError, WriteFailure};
 use kvm_ioctls::{SyncReg, VcpuFd};
@@ -182,7 +184,9 @@ fn source_error(e: WriteError) -> SourceError<SnapshotError> {
         WriteError::Value | WriteError::Invalid(_) => {
             SourceError::Hv(HvError::INVALID_REGISTER_VALUE)
         }
-        other => SourceError::Host(SnapshotError::Fetch(other.to_string())),
+        WriteError::Fetch(e) => SourceError::Host(SnapshotError::Fetch(e)),
+        WriteError::Flush(e) => SourceError::Host(SnapshotError::Write(e)),
+        WriteError::Slots(e) => SourceError::Host(SnapshotError::Slots(Arc::new(e))),
     }
 }
 

@@ -128,8 +128,7 @@ impl InCall<'_> {
     fn fill(&mut self, group: Group) -> Result<&mut VpSnapshot, SnapshotError> {
         let vcpu = self.vcpu;
         let here = self.here();
-        here.fill(group, vcpu)
-            .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
+        here.fill(group, vcpu).map_err(SnapshotError::Fetch)?;
         Ok(here)
     }
 
@@ -295,7 +294,7 @@ impl RegisterSource for VpHypervisor<'_> {
         if !snapshot.has(group) && snapshot.vp_index() == self.call.vp {
             snapshot
                 .fill(group, self.call.vcpu)
-                .map_err(|e| SourceError::Host(SnapshotError::Fetch(e.to_string())))?;
+                .map_err(|e| SourceError::Host(SnapshotError::Fetch(e)))?;
         }
         Ok(snapshot.read_held(name)?)
     }

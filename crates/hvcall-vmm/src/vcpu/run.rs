@@ -89,7 +89,10 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
         return;
     }
     shared.rendezvous.register(vp);
-    let registration = Registration::register_current_thread(vcpu.get_kvm_run());
+    // SAFETY: `vcpu` (and so its `kvm_run` mapping) is borrowed for the
+    // whole of this function and `registration` is a local of it, dropped
+    // on this thread before `vcpu` can be.
+    let registration = unsafe { Registration::register_current_thread(vcpu.get_kvm_run()) };
     vcpu.set_sync_valid_reg(SyncReg::Register);
     vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
     vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
