@@ -26,13 +26,14 @@ use crate::host::root::{ReadError, RootHypervisor};
 use crate::hyperv::cpuid::{guest_cpuid, HypervLeaves};
 use crate::hyperv::hypercall_page::{Memslots, SlotError};
 use crate::hyperv::msr::{self, GeneralProtection, SyntheticMsrs};
+use crate::hyperv::synthetic::{SlotChange, Synthetic};
 use crate::memory::GuestRam;
 use crate::rendezvous::kick;
 use crate::rendezvous::{Rendezvous, SnapshotError};
 use crate::seccomp::{self, ThreadRole};
 use crate::state::registers::Group;
 use crate::state::registers::Groups;
-use crate::state::snapshot::{FlushError, SyntheticState, VpSnapshot, WriteError};
+use crate::state::snapshot::{FlushError, VpSnapshot, WriteError};
 use crate::state::validate::CpuFeatures;
 use crate::stats::{Counters, RunStats};
 use crate::{VmConfig, VmmError};
@@ -289,6 +290,18 @@ impl Vm {
         *lock(&self.msrs)
     }
 
+    /// The synthetic side of this VM, borrowed for a run or a host access.
+    fn synthetic(&self) -> Synthetic<'_> {
+        Synthetic::new(
+            self.leaves,
+            self.created,
+            &self.msrs,
+            &self.memslots,
+            &self.vm_fd,
+            &self.ram,
+        )
+    }
+
     /// Reads registers of VP `vp_index` as the root partition (the VM's
     /// parent) through the dispatcher, while the VM is not running: before
     /// the first run or after a run ended. Any number of names; the values
@@ -306,12 +319,12 @@ impl Vm {
         vp_index: u32,
         names: &[HvRegisterName],
     ) -> Result<Vec<HvRegisterValue>, ReadError> {
-        let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
         let vcpus = &self.vcpus;
+        let synthetic = self.synthetic();
         let mut snapshot = |vp: u32, groups| {
             let vcpu = vcpus.get(vp as usize).ok_or(SnapshotError::NoVcpu(vp))?;
-            let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
-            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(SnapshotError::Fetch)
+            VpSnapshot::capture_stopped(vcpu, synthetic.state(vp), groups)
+                .map_err(SnapshotError::Fetch)
         };
         let mut hv = RootHypervisor {
             vp_count: self.config.cpus,
@@ -345,9 +358,8 @@ impl Vm {
         vp_index: u32,
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
-        let (created, leaves) = (self.created, self.leaves);
-        let (vcpus, msrs, memslots) = (&self.vcpus, &self.msrs, &self.memslots);
-        let (vm_fd, ram) = (&self.vm_fd, &self.ram);
+        let vcpus = &self.vcpus;
+        let synthetic = self.synthetic();
         let mut snapshot = |_: u32, _| {
             Err(SnapshotError::Internal(
                 "a snapshot from the write-only view",
@@ -361,20 +373,12 @@ impl Vm {
             let vcpu = vcpus
                 .get(vp as usize)
                 .ok_or(host(SnapshotError::NoVcpu(vp)))?;
-            let synthetic = SyntheticState::now(vp, &lock(msrs), created, leaves);
-            let mut state = VpSnapshot::capture_stopped(vcpu, synthetic, Groups::NONE)
+            let mut state = VpSnapshot::capture_stopped(vcpu, synthetic.state(vp), Groups::NONE)
                 .map_err(|e| host(SnapshotError::Fetch(e)))?;
+            // No vCPU runs: a move of the hypercall page needs no pause.
             let mut synthetic_msr = |index, value| {
-                let mut m = lock(msrs);
-                let old_page = m.overlay_page();
-                let mut new = *m;
-                new.write(index, vp, value, ram.size())
-                    .map_err(|GeneralProtection| WriteError::Value)?;
-                if new.overlay_page() != old_page {
-                    lock(memslots).set_overlay(vm_fd, ram, new.overlay_page())?;
-                }
-                *m = new;
-                Ok(())
+                let at_once = |change: &mut SlotChange<'_>| Some(change());
+                synthetic.write_register(index, vp, value, at_once)
             };
             let applied = crate::state::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
             if applied.regs != 0 {
@@ -436,20 +440,23 @@ impl Vm {
         }
         let shared = Shared {
             config: &self.config,
-            vm_fd: &self.vm_fd,
             ram: &self.ram,
             devices: &self.devices,
-            memslots: &self.memslots,
-            msrs: &self.msrs,
-            leaves: self.leaves,
+            // Field by field: the vCPUs are borrowed apart below.
+            synthetic: Synthetic::new(
+                self.leaves,
+                self.created,
+                &self.msrs,
+                &self.memslots,
+                &self.vm_fd,
+                &self.ram,
+            ),
             rendezvous: Rendezvous::new(self.config.cpus),
-            created: self.created,
+            breakpoints: Mutex::new(BTreeSet::new()),
             dispatch: DispatchConfig::default()
                 .with_max_reps_per_entry(self.config.max_reps_per_entry),
             counters: &self.counters,
             unimplemented: Mutex::new(BTreeSet::new()),
-            msr_writes: Mutex::new(()),
-            breakpoints: Mutex::new(BTreeSet::new()),
             start: StartGate::default(),
         };
         let shared = &shared;
@@ -580,26 +587,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What every vCPU thread of one run shares.
+/// What every vCPU thread of one run shares, by concern.
 pub(crate) struct Shared<'a> {
     /// The configuration.
     pub(crate) config: &'a VmConfig,
-    /// The VM.
-    pub(crate) vm_fd: &'a VmFd,
     /// Guest RAM.
     pub(crate) ram: &'a GuestRam,
     /// The port I/O devices.
     pub(crate) devices: &'a Devices,
-    /// Memory slots (the overlay).
-    pub(crate) memslots: &'a Mutex<Memslots>,
-    /// Synthetic MSRs.
-    pub(crate) msrs: &'a Mutex<SyntheticMsrs>,
-    /// CPUID leaves and privileges.
-    pub(crate) leaves: HypervLeaves,
-    /// Coordination of the vCPU threads.
+    /// CPUID leaves, synthetic MSRs, the hypercall page's slot.
+    pub(crate) synthetic: Synthetic<'a>,
+    /// Coordination of the vCPU threads: requests, pause, debugger hold,
+    /// the VM's end.
     pub(crate) rendezvous: Rendezvous,
-    /// When the VM was created (reference time 0).
-    pub(crate) created: Instant,
+    /// Guest-physical addresses of the debugger's software breakpoints:
+    /// an `int3` there (reached through any virtual address) stops the VM
+    /// for the debugger instead of raising #BP.
+    pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
     /// The dispatcher's tuning.
     pub(crate) dispatch: DispatchConfig,
     /// Counters.
@@ -607,13 +611,6 @@ pub(crate) struct Shared<'a> {
     /// Call codes answered HV_STATUS_INVALID_HYPERCALL_CODE so far (each is
     /// logged once).
     unimplemented: Mutex<BTreeSet<u16>>,
-    /// Held by the one VP writing a synthetic MSR (see
-    /// [`Shared::write_msr`]).
-    msr_writes: Mutex<()>,
-    /// Guest-physical addresses of the debugger's software breakpoints:
-    /// an `int3` there (reached through any virtual address) stops the VM
-    /// for the debugger instead of raising #BP.
-    pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
     /// Where the vCPU threads wait before their first `KVM_RUN` until the
     /// thread running the VM took its own filter.
     pub(crate) start: StartGate,
@@ -647,28 +644,30 @@ impl StartGate {
 }
 
 impl Shared<'_> {
-    /// The hypercall page's GPA, if enabled.
-    pub fn overlay_page(&self) -> Option<u64> {
-        lock(self.msrs).overlay_page()
+    /// Writes synthetic MSR `index` of VP `vp` while the VM runs: a move
+    /// of the hypercall page pauses every vCPU while the memory slots
+    /// change. The outer error is a KVM failure (the VM must end), the
+    /// inner one a #GP for the guest.
+    pub(crate) fn write_msr(
+        &self,
+        index: u32,
+        vp: u32,
+        value: u64,
+    ) -> Result<Result<(), GeneralProtection>, SlotError> {
+        let pause = |change: &mut SlotChange<'_>| self.rendezvous.with_all_paused(change);
+        self.synthetic.write_msr(index, vp, value, pause)
     }
 
-    /// The synthetic state of VP `vp`, now.
-    pub fn synthetic(&self, vp: u32) -> SyntheticState {
-        SyntheticState::now(vp, &lock(self.msrs), self.created, self.leaves)
-    }
-
-    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters:
-    /// a value the MSR refuses (a #GP for WRMSR) is refused (step 8c).
+    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters
+    /// while the VM runs: a value the MSR refuses is refused (step 8c).
     pub(crate) fn write_synthetic(
         &self,
         index: u32,
         vp: u32,
         value: u64,
     ) -> Result<(), WriteError> {
-        match self.write_msr(index, vp, value)? {
-            Ok(()) => Ok(()),
-            Err(GeneralProtection) => Err(WriteError::Value),
-        }
+        let pause = |change: &mut SlotChange<'_>| self.rendezvous.with_all_paused(change);
+        self.synthetic.write_register(index, vp, value, pause)
     }
 
     /// Logs (once per code and run) a hypercall hvcall does not implement,
@@ -680,41 +679,5 @@ impl Shared<'_> {
                 "hypercall {code:#06x} is not implemented: answered HV_STATUS_INVALID_HYPERCALL_CODE"
             );
         }
-    }
-
-    /// RDMSR of a synthetic MSR by VP `vp`.
-    pub fn read_msr(&self, index: u32, vp: u32) -> Result<u64, GeneralProtection> {
-        lock(self.msrs).read(index, vp)
-    }
-
-    /// WRMSR of a synthetic MSR by VP `vp`. Moving the hypercall page pauses every
-    /// vCPU while the memory slots change. The outer error is a KVM failure
-    /// (the VM must end), the inner one a #GP for the guest.
-    pub fn write_msr(
-        &self,
-        index: u32,
-        vp: u32,
-        value: u64,
-    ) -> Result<Result<(), GeneralProtection>, SlotError> {
-        // Writers take turns; the state lock itself is only ever held for
-        // a copy or a store, never across the pause below, so no lock
-        // order between it and the rendezvous needs keeping.
-        let _writer = lock(&self.msr_writes);
-        let old = *lock(self.msrs);
-        let mut new = old;
-        if let Err(gp) = new.write(index, vp, value, self.ram.size()) {
-            return Ok(Err(gp));
-        }
-        let page = new.overlay_page();
-        if page != old.overlay_page() {
-            let changed = self
-                .rendezvous
-                .with_all_paused(|| lock(self.memslots).set_overlay(self.vm_fd, self.ram, page));
-            if let Some(result) = changed {
-                result?;
-            }
-        }
-        *lock(self.msrs) = new;
-        Ok(Ok(()))
     }
 }

@@ -95,7 +95,7 @@ impl<'a> Inspector<'a> {
         let mut snapshot = |vp: u32, groups| {
             shared
                 .rendezvous
-                .request_host_snapshot(vp, groups, || shared.synthetic(vp))
+                .request_host_snapshot(vp, groups, || shared.synthetic.state(vp))
                 .map(|s| *s)
         };
         let mut hv = RootHypervisor {

@@ -8,4 +8,5 @@
 pub mod cpuid;
 pub mod hypercall_page;
 pub mod msr;
+pub(crate) mod synthetic;
 pub mod trace;

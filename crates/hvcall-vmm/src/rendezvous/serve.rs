@@ -44,7 +44,7 @@ impl Server for Between<'_, '_> {
 
     fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
         let (shared, vp) = (self.shared, self.vp);
-        let mut state = VpSnapshot::from_sync(self.vcpu.sync_regs(), shared.synthetic(vp));
+        let mut state = VpSnapshot::from_sync(self.vcpu.sync_regs(), shared.synthetic.state(vp));
         let batch = write::apply(&mut state, self.vcpu, elements, &mut |index, value| {
             shared.write_synthetic(index, vp, value)
         });
@@ -63,8 +63,8 @@ impl<'a, 'b> Between<'a, 'b> {
 /// A snapshot of `groups` of VP `vp`, taken on its own thread for another
 /// VP or the host, from its sync registers.
 pub(crate) fn snapshot(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
-    let snapshot =
-        VpSnapshot::capture(vcpu, shared.synthetic(vp), groups).map_err(SnapshotError::Fetch)?;
+    let snapshot = VpSnapshot::capture(vcpu, shared.synthetic.state(vp), groups)
+        .map_err(SnapshotError::Fetch)?;
     shared.counters.snapshot_served(&snapshot);
     shared.counters.flush_ioctls();
     Ok(Box::new(snapshot))

@@ -121,7 +121,7 @@ impl InCall<'_> {
     fn here(&mut self) -> &mut VpSnapshot {
         let (shared, vp, at_call) = (self.shared, self.vp, self.at_call);
         self.here
-            .get_or_insert_with(|| VpSnapshot::from_sync(at_call, shared.synthetic(vp)))
+            .get_or_insert_with(|| VpSnapshot::from_sync(at_call, shared.synthetic.state(vp)))
     }
 
     /// Fills `group` of [`Self::here`].
@@ -195,7 +195,7 @@ impl Server for InCall<'_> {
         for g in groups.fetched() {
             self.fill(g)?;
         }
-        let synthetic = self.shared.synthetic(self.vp);
+        let synthetic = self.shared.synthetic.state(self.vp);
         let snapshot = Box::new(self.here().clone()).with_synthetic(synthetic);
         self.shared.counters.snapshot_served(&snapshot);
         self.shared.counters.flush_ioctls();
@@ -222,18 +222,18 @@ pub struct VpHypervisor<'a> {
 impl VpHypervisor<'_> {
     /// Whether `target` is a VP of the VM (the dispatcher checked it).
     fn check(&self, target: &Target) -> Result<(), HvError> {
-        topology::vm_vp(target, self.call.shared.leaves.cpus).map(drop)
+        topology::vm_vp(target, self.call.shared.synthetic.vp_count()).map(drop)
     }
 }
 
 impl Partitions for VpHypervisor<'_> {
     fn caller(&self) -> Caller {
-        let leaves = &self.call.shared.leaves;
+        let leaves = &self.call.shared.synthetic.leaves;
         topology::guest_caller(self.call.vp, leaves.privileges, leaves.xmm_fast)
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
-        topology::partition_info(partition_id, self.call.shared.leaves.cpus)
+        topology::partition_info(partition_id, self.call.shared.synthetic.vp_count())
     }
 
     fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
@@ -266,7 +266,7 @@ impl RegisterSource for VpHypervisor<'_> {
             return Ok(call.here().clone());
         }
         let (shared, vp) = (call.shared, call.vp);
-        let synthetic = || shared.synthetic(target.vp_index);
+        let synthetic = || shared.synthetic.state(target.vp_index);
         match shared
             .rendezvous
             .request_snapshot(vp, target.vp_index, groups, call, synthetic)

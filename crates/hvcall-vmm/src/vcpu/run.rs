@@ -154,7 +154,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 consistent = true;
             }
             Action::HypercallPort(len, exited) => {
-                let overlay = shared.overlay_page();
+                let overlay = shared.synthetic.overlay_page();
                 if !call_site.is_page_instruction(vcpu, len, overlay) {
                     tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
                     continue;
@@ -309,7 +309,7 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             Action::Continue
         }
         Ok(VcpuExit::X86Rdmsr(exit)) => {
-            match shared.read_msr(exit.index, vp) {
+            match shared.synthetic.read_msr(exit.index, vp) {
                 Ok(v) => {
                     tracing::debug!(vp, "RDMSR {:#x} -> {v:#x}", exit.index);
                     *exit.data = v;

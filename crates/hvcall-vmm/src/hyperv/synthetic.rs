@@ -1,0 +1,135 @@
+//! The VM's Hyper-V state that every VP shares: the CPUID leaves it
+//! advertises, the synthetic MSRs of every VP (contract §6) and the memory
+//! slot that follows the hypercall page, with the one way to write an MSR
+//! (a guest's WRMSR, a guest's or the host's HvCallSetVpRegisters, on a
+//! running or a stopped VM).
+//!
+//! Per-VP parts (VP assist page, and later the per-VTL banks) live in
+//! [`SyntheticMsrs`], indexed by VP.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use kvm_ioctls::VmFd;
+
+use crate::hyperv::cpuid::HypervLeaves;
+use crate::hyperv::hypercall_page::{Memslots, SlotError};
+use crate::hyperv::msr::{GeneralProtection, SyntheticMsrs};
+use crate::memory::GuestRam;
+use crate::state::snapshot::{SyntheticState, WriteError};
+use crate::vm::lock;
+
+/// A change of the memory slots, run by a [`Pause`].
+pub(crate) type SlotChange<'c> = dyn FnMut() -> Result<(), SlotError> + 'c;
+
+/// Runs a change of the memory slots with every vCPU out of `KVM_RUN`
+/// (`None`: the VM ended first and the change was not made). A stopped
+/// VM runs it at once.
+pub(crate) trait Pause:
+    FnOnce(&mut SlotChange<'_>) -> Option<Result<(), SlotError>>
+{
+}
+
+impl<P: FnOnce(&mut SlotChange<'_>) -> Option<Result<(), SlotError>>> Pause for P {}
+
+/// The synthetic side of one VM, borrowed for a run or a host access.
+pub(crate) struct Synthetic<'a> {
+    /// CPUID leaves and privileges.
+    pub(crate) leaves: HypervLeaves,
+    /// When the VM was created (reference time 0).
+    created: Instant,
+    msrs: &'a Mutex<SyntheticMsrs>,
+    memslots: &'a Mutex<Memslots>,
+    vm_fd: &'a VmFd,
+    ram: &'a GuestRam,
+    /// Held by the one writer of a synthetic MSR (see [`Self::write_msr`]).
+    writes: Mutex<()>,
+}
+
+impl<'a> Synthetic<'a> {
+    /// The synthetic side of the VM `vm_fd` with RAM `ram`.
+    pub(crate) fn new(
+        leaves: HypervLeaves,
+        created: Instant,
+        msrs: &'a Mutex<SyntheticMsrs>,
+        memslots: &'a Mutex<Memslots>,
+        vm_fd: &'a VmFd,
+        ram: &'a GuestRam,
+    ) -> Self {
+        Self {
+            leaves,
+            created,
+            msrs,
+            memslots,
+            vm_fd,
+            ram,
+            writes: Mutex::new(()),
+        }
+    }
+
+    /// The number of VPs.
+    pub(crate) fn vp_count(&self) -> u32 {
+        self.leaves.cpus
+    }
+
+    /// The hypercall page's GPA, if enabled.
+    pub(crate) fn overlay_page(&self) -> Option<u64> {
+        lock(self.msrs).overlay_page()
+    }
+
+    /// The synthetic state of VP `vp`, now.
+    pub(crate) fn state(&self, vp: u32) -> SyntheticState {
+        SyntheticState::now(vp, &lock(self.msrs), self.created, self.leaves)
+    }
+
+    /// RDMSR of a synthetic MSR by VP `vp`.
+    pub(crate) fn read_msr(&self, index: u32, vp: u32) -> Result<u64, GeneralProtection> {
+        lock(self.msrs).read(index, vp)
+    }
+
+    /// Writes synthetic MSR `index` of VP `vp`. A write that moves the
+    /// hypercall page changes the memory slots inside `pause`. The outer
+    /// error is a KVM failure (the VM must end), the inner one a #GP for
+    /// the guest.
+    pub(crate) fn write_msr(
+        &self,
+        index: u32,
+        vp: u32,
+        value: u64,
+        pause: impl Pause,
+    ) -> Result<Result<(), GeneralProtection>, SlotError> {
+        // Writers take turns; the state lock itself is only ever held for
+        // a copy or a store, never across the pause below, so no lock
+        // order between it and the rendezvous needs keeping.
+        let _writer = lock(&self.writes);
+        let old = *lock(self.msrs);
+        let mut new = old;
+        if let Err(gp) = new.write(index, vp, value, self.ram.size()) {
+            return Ok(Err(gp));
+        }
+        let page = new.overlay_page();
+        if page != old.overlay_page() {
+            let mut change = || lock(self.memslots).set_overlay(self.vm_fd, self.ram, page);
+            if let Some(result) = pause(&mut change) {
+                result?;
+            }
+        }
+        *lock(self.msrs) = new;
+        Ok(Ok(()))
+    }
+
+    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters:
+    /// a value the MSR refuses (a #GP for WRMSR) is refused (step 8c).
+    pub(crate) fn write_register(
+        &self,
+        index: u32,
+        vp: u32,
+        value: u64,
+        pause: impl Pause,
+    ) -> Result<(), WriteError> {
+        match self.write_msr(index, vp, value, pause)? {
+            Ok(()) => Ok(()),
+            Err(GeneralProtection) => Err(WriteError::Value),
+        }
+    }
+}
