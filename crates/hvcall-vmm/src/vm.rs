@@ -31,9 +31,8 @@ use crate::memory::GuestRam;
 use crate::rendezvous::kick;
 use crate::rendezvous::{Rendezvous, SnapshotError};
 use crate::seccomp::{self, ThreadRole};
-use crate::state::registers::Group;
 use crate::state::registers::Groups;
-use crate::state::snapshot::{FlushError, VpSnapshot, WriteError};
+use crate::state::snapshot::{VpSnapshot, WriteError};
 use crate::state::validate::CpuFeatures;
 use crate::stats::{Counters, RunStats};
 use crate::{VmConfig, VmmError};
@@ -381,14 +380,10 @@ impl Vm {
                 synthetic.write_register(index, vp, value, at_once)
             };
             let applied = crate::state::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
-            if applied.regs != 0 {
-                vcpu.set_regs(&state.sync().regs).map_err(|source| {
-                    host(SnapshotError::Write(FlushError {
-                        group: Group::Sync,
-                        source,
-                    }))
-                })?;
-            }
+            applied
+                .pending
+                .commit_stopped(vcpu, &state)
+                .map_err(|e| host(SnapshotError::Write(e)))?;
             applied.result
         };
         let mut hv = RootHypervisor {

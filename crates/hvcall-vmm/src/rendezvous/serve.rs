@@ -48,7 +48,7 @@ impl Server for Between<'_, '_> {
         let batch = write::apply(&mut state, self.vcpu, elements, &mut |index, value| {
             shared.write_synthetic(index, vp, value)
         });
-        write::commit_to_sync(self.vcpu, &state, &batch);
+        batch.pending.commit_to_sync(self.vcpu, &state);
         batch.result
     }
 }

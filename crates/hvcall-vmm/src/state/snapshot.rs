@@ -109,29 +109,21 @@ impl FpuState {
     }
 }
 
-/// The slot of RIP among the general registers of [`Written::Regs`].
+/// The slot of RIP among the general registers of [`Staged::Regs`].
 pub const RIP_SLOT: usize = 16;
-/// The slot of RFLAGS among the general registers of [`Written::Regs`].
+/// The slot of RFLAGS among the general registers of [`Staged::Regs`].
 pub const RFLAGS_SLOT: usize = 17;
 
-/// Where a [`VpSnapshot::stage`]d value is.
+/// Where a value written to a snapshot is ([`VpSnapshot::stage`], or
+/// [`VpSnapshot::write`] which also sets groups in the vCPU).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Staged {
-    /// In the snapshot's copy of this group: [`VpSnapshot::flush`] it.
+    /// In the snapshot's copy of this group: [`VpSnapshot::flush`] it
+    /// (done already after [`VpSnapshot::write`]).
     Group(Group),
-    /// General register `n` (as [`Written::Regs`]), in the snapshot only.
-    Regs(usize),
-    /// This synthetic MSR of the VM is to take this value.
-    SyntheticMsr(u32, u64),
-}
-
-/// What a [`VpSnapshot::write`] left for its caller to do.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Written {
-    /// Done: the vCPU and the snapshot hold the value.
-    Vcpu,
     /// General register `n` (0–15 in HV order, [`RIP_SLOT`],
-    /// [`RFLAGS_SLOT`]) changed in the snapshot's `regs` only.
+    /// [`RFLAGS_SLOT`]) changed in the snapshot's `regs` only: the owner
+    /// commits it ([`crate::state::write::Pending`]).
     Regs(usize),
     /// This synthetic MSR of the VM is to take this value.
     SyntheticMsr(u32, u64),
@@ -481,7 +473,7 @@ impl VpSnapshot {
     /// every group but the general registers, of the vCPU `vcpu` (the VP
     /// this snapshot is of; it must not be in `KVM_RUN`), at once: refused
     /// values leave both unchanged (contract step 8c, never a half-applied
-    /// register). What the caller still has to do is in the [`Written`]:
+    /// register). What the caller still has to do is in the [`Staged`]:
     /// the general registers, RIP and RFLAGS stay in the snapshot (the
     /// caller commits them, through the sync registers or `KVM_SET_REGS`,
     /// where its own pending writes are), and the synthetic MSRs are the
@@ -491,7 +483,7 @@ impl VpSnapshot {
         vcpu: &VcpuFd,
         name: HvRegisterName,
         value: HvRegisterValue,
-    ) -> Result<Written, WriteError> {
+    ) -> Result<Staged, WriteError> {
         let before = self.clone();
         let staged = self.stage(vcpu, name, value)?;
         if let Staged::Group(group) = staged {
@@ -499,13 +491,8 @@ impl VpSnapshot {
                 *self = before;
                 return Err(e);
             }
-            return Ok(Written::Vcpu);
         }
-        Ok(match staged {
-            Staged::Regs(slot) => Written::Regs(slot),
-            Staged::SyntheticMsr(index, value) => Written::SyntheticMsr(index, value),
-            Staged::Group(_) => Written::Vcpu,
-        })
+        Ok(staged)
     }
 
     /// The MSRs staged since the last flush (bit i: entry i of

@@ -4,12 +4,16 @@
 //!
 //! Where a VP's state lives depends on where its thread stands, so
 //! [`apply`] writes into a [`VpSnapshot`] of it and reports what the
-//! owner still has to carry over ([`Batch`]):
-//! - stopped VM ([`crate::Vm::set_vp_registers`]): `KVM_SET_REGS`;
-//! - between two instructions, outside a hypercall ([`commit_to_sync`]):
-//!   the `kvm_run` sync registers, which the next `KVM_RUN` loads;
-//! - inside its own hypercall ([`crate::vcpu::hypercall`]): merged into the
-//!   registers the call hands back when it ends.
+//! owner still has to carry over: a [`Pending`], the one representation
+//! of a pending write, committed by one of its methods:
+//! - stopped VM ([`crate::Vm::set_vp_registers`]): [`Pending::commit_stopped`],
+//!   `KVM_SET_REGS`;
+//! - between two instructions, outside a hypercall
+//!   ([`Pending::commit_to_sync`]): the `kvm_run` sync registers, which the
+//!   next `KVM_RUN` loads;
+//! - inside its own hypercall ([`crate::vcpu::hypercall`]):
+//!   [`Pending::copy_regs`] into the registers the call hands back when it
+//!   ends.
 //!
 //! The other groups (control and segment registers, MSRs, FPU, debug
 //! registers, XCR0) reach KVM at once, through their ioctl, which is also
@@ -17,26 +21,111 @@
 
 use std::sync::Arc;
 
-use hvcall_abi::{HvError, SetVpRegistersElement};
+use hvcall_abi::name::x64;
+use hvcall_abi::{HvError, HvRegisterName, SetVpRegistersElement};
 use hvcall_dispatch::{SourceError, WriteFailure};
+use kvm_bindings::kvm_regs;
 use kvm_ioctls::{SyncReg, VcpuFd};
 
 use crate::rendezvous::SnapshotError;
-use crate::state::registers::{group_of, Group, Groups};
-use crate::state::snapshot::{Staged, VpSnapshot, WriteError, Written};
+use crate::state::registers::{gpr, gpr_mut, group_of, Group, Groups};
+use crate::state::snapshot::{FlushError, Staged, VpSnapshot, WriteError, RFLAGS_SLOT, RIP_SLOT};
 
 /// Sets synthetic MSR `index` of the VM to `value` for the VP written.
 pub(crate) type MsrSink<'a> = dyn FnMut(u32, u64) -> Result<(), WriteError> + 'a;
+
+/// What writes to a VP's snapshot changed that its owner still has to
+/// carry over (the one representation of a pending write, for one batch
+/// or all the batches of a call).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct Pending {
+    /// General registers changed in the snapshot only: bit n for slot n
+    /// of [`Staged::Regs`].
+    pub(crate) regs: u32,
+    /// Some FPU/SSE register was written (through the vCPU).
+    pub(crate) fpu: bool,
+}
+
+impl Pending {
+    /// Notes what one element's write changed.
+    fn note(&mut self, staged: Staged) {
+        match staged {
+            Staged::Regs(slot) => self.regs |= 1 << slot,
+            Staged::Group(g) => self.fpu |= g == Group::Fpu,
+            Staged::SyntheticMsr(..) => {}
+        }
+    }
+
+    /// Adds what a later batch changed.
+    pub(crate) fn merge(&mut self, later: Pending) {
+        self.regs |= later.regs;
+        self.fpu |= later.fpu;
+    }
+
+    /// Copies the general registers pending from `from` into `to`,
+    /// except those `keep` names (the slot's register name, RAX + slot).
+    pub(crate) fn copy_regs(
+        &self,
+        from: &kvm_regs,
+        to: &mut kvm_regs,
+        keep: impl Fn(HvRegisterName) -> bool,
+    ) {
+        for slot in (0..=RFLAGS_SLOT).filter(|s| self.regs & 1 << s != 0) {
+            if keep(HvRegisterName(x64::RAX.0 + slot as u32)) {
+                continue;
+            }
+            match slot {
+                RIP_SLOT => to.rip = from.rip,
+                RFLAGS_SLOT => to.rflags = from.rflags,
+                i => {
+                    if let (Some(to), Some(v)) = (gpr_mut(to, i), gpr(from, i)) {
+                        *to = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits to a vCPU that is not running (no `KVM_RUN` on any
+    /// thread): `KVM_SET_REGS` if general registers are pending.
+    pub(crate) fn commit_stopped(
+        &self,
+        vcpu: &VcpuFd,
+        snapshot: &VpSnapshot,
+    ) -> Result<(), FlushError> {
+        if self.regs != 0 {
+            vcpu.set_regs(&snapshot.sync().regs)
+                .map_err(|source| FlushError {
+                    group: Group::Sync,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Commits a batch applied to `snapshot` (taken from `vcpu`'s sync
+    /// registers, the VP between two instructions and outside a
+    /// hypercall) into the sync registers: the general registers are
+    /// loaded by the next `KVM_RUN`; the control and segment registers,
+    /// already in KVM, are copied so that the sync area keeps showing the
+    /// VP's state.
+    pub(crate) fn commit_to_sync(&self, vcpu: &mut VcpuFd, snapshot: &VpSnapshot) {
+        let sync = vcpu.sync_regs_mut();
+        sync.sregs = snapshot.sync().sregs;
+        if self.regs != 0 {
+            sync.regs = snapshot.sync().regs;
+            vcpu.set_sync_dirty_reg(SyncReg::Register);
+        }
+    }
+}
 
 /// What one batch did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub(crate) struct Batch {
-    /// General registers changed in the snapshot only: bit n for slot n
-    /// of [`Written::Regs`].
-    pub(crate) regs: u32,
-    /// Some FPU/SSE register was written (through the vCPU).
-    pub(crate) fpu: bool,
+    /// What it changed that is still to be committed.
+    pub(crate) pending: Pending,
     /// Whether every element was applied.
     pub(crate) result: Result<(), WriteFailure<SnapshotError>>,
 }
@@ -71,8 +160,7 @@ pub(crate) fn apply(
                 for &g in FLUSH_ORDER.iter().filter(|&&g| flushed.contains(g)) {
                     if let Err(e) = original.flush(vcpu, g) {
                         return Batch {
-                            regs: 0,
-                            fpu: false,
+                            pending: Pending::default(),
                             result: Err(WriteFailure {
                                 applied: 0,
                                 error: source_error(e),
@@ -117,19 +205,21 @@ fn staged(
     elements: &[SetVpRegistersElement],
 ) -> Result<Batch, (Groups, u16)> {
     let mut batch = Batch {
-        regs: 0,
-        fpu: false,
+        pending: Pending::default(),
         result: Ok(()),
     };
     let mut dirty = Groups::NONE;
     for e in elements {
         match snapshot.stage(vcpu, e.name, e.value) {
-            Ok(Staged::Regs(slot)) => batch.regs |= 1 << slot,
-            Ok(Staged::Group(g)) => dirty = dirty.with(g),
             Ok(Staged::SyntheticMsr(..)) | Err(_) => return Err((Groups::NONE, 0)),
+            Ok(staged) => {
+                if let Staged::Group(g) = staged {
+                    dirty = dirty.with(g);
+                }
+                batch.pending.note(staged);
+            }
         }
     }
-    batch.fpu = dirty.contains(Group::Fpu);
     let msrs = snapshot.msrs_staged();
     let mut flushed = Groups::NONE;
     for &g in FLUSH_ORDER.iter().filter(|&&g| dirty.contains(g)) {
@@ -152,18 +242,16 @@ fn one_by_one(
     msr: &mut MsrSink<'_>,
 ) -> Batch {
     let mut batch = Batch {
-        regs: 0,
-        fpu: false,
+        pending: Pending::default(),
         result: Ok(()),
     };
     for (applied, e) in elements.iter().enumerate() {
         let written = snapshot.write(vcpu, e.name, e.value).and_then(|w| match w {
-            Written::SyntheticMsr(index, value) => msr(index, value).map(|()| w),
+            Staged::SyntheticMsr(index, value) => msr(index, value).map(|()| w),
             _ => Ok(w),
         });
         match written {
-            Ok(Written::Regs(slot)) => batch.regs |= 1 << slot,
-            Ok(_) => batch.fpu |= group_of(e.name) == Some(Group::Fpu),
+            Ok(staged) => batch.pending.note(staged),
             Err(error) => {
                 batch.result = Err(WriteFailure {
                     applied,
@@ -190,16 +278,33 @@ fn source_error(e: WriteError) -> SourceError<SnapshotError> {
     }
 }
 
-/// Carries a batch applied to `snapshot` (taken from `vcpu`'s sync
-/// registers, the VP between two instructions and outside a hypercall)
-/// into the sync registers: the general registers are loaded by the next
-/// `KVM_RUN`; the control and segment registers, already in KVM, are
-/// copied so that the sync area keeps showing the VP's state.
-pub(crate) fn commit_to_sync(vcpu: &mut VcpuFd, snapshot: &VpSnapshot, batch: &Batch) {
-    let sync = vcpu.sync_regs_mut();
-    sync.sregs = snapshot.sync().sregs;
-    if batch.regs != 0 {
-        sync.regs = snapshot.sync().regs;
-        vcpu.set_sync_dirty_reg(SyncReg::Register);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_write_notes_general_registers_and_the_fpu_only() {
+        let mut first = Pending::default();
+        first.note(Staged::Regs(3));
+        first.note(Staged::Group(Group::Msrs));
+        first.note(Staged::SyntheticMsr(0x4000_0000, 1));
+        assert_eq!(
+            first,
+            Pending {
+                regs: 1 << 3,
+                fpu: false
+            }
+        );
+        let mut later = Pending::default();
+        later.note(Staged::Regs(RIP_SLOT));
+        later.note(Staged::Group(Group::Fpu));
+        first.merge(later);
+        assert_eq!(
+            first,
+            Pending {
+                regs: 1 << 3 | 1 << RIP_SLOT,
+                fpu: true
+            }
+        );
     }
 }

@@ -17,7 +17,6 @@
 //! step 8d's list: the call's values win there), and so does an FPU/SSE
 //! register other than a fast call's XMM0–5.
 
-use hvcall_abi::name::x64;
 use hvcall_abi::HypercallResult;
 use hvcall_abi::{
     HvError, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, SetVpRegistersElement,
@@ -34,7 +33,8 @@ use crate::hyperv::trace::TracedCall;
 use crate::memory::CallerMemory;
 use crate::rendezvous::{Served, Server, SnapshotError, WriteReply};
 use crate::state::registers::{gpr, gpr_mut, group_of, Group, Groups};
-use crate::state::snapshot::{VpSnapshot, RFLAGS_SLOT, RIP_SLOT};
+use crate::state::snapshot::VpSnapshot;
+use crate::state::write::Pending;
 use crate::stats::count_ioctl;
 use crate::topology;
 use crate::vm::Shared;
@@ -107,13 +107,9 @@ pub struct InCall<'a> {
     /// `at_call` with the writes that reached the VP during the call;
     /// groups filled on first use. Made when first needed.
     here: Option<VpSnapshot>,
-    /// General registers written during the call (bit n: slot n of
-    /// [`crate::state::snapshot::Written::Regs`]).
-    regs_written: u32,
-    /// An FPU/SSE register was written during the call.
-    fpu_written: bool,
-    /// Some write reached the VP during the call.
-    wrote: bool,
+    /// What the writes that reached the VP during the call changed
+    /// (`None`: no write reached it).
+    written: Option<Pending>,
 }
 
 impl InCall<'_> {
@@ -144,14 +140,14 @@ impl InCall<'_> {
         fast: bool,
         regs: &mut CallerRegs,
     ) -> Result<Option<kvm_bindings::kvm_sregs>, kvm_ioctls::Error> {
-        let Some(here) = self.here.as_ref().filter(|_| self.wrote) else {
+        let (Some(here), Some(written)) = (self.here.as_ref(), self.written) else {
             return Ok(None);
         };
         let call = (convention, fast);
-        merge_written(call, &here.sync().regs, self.regs_written, &mut regs.regs);
+        merge_written(call, &here.sync().regs, written.regs, &mut regs.regs);
         // The FPU state the call fetched is older than these writes: keep
         // them, and only the call's own XMM0–5 from its copy.
-        if self.fpu_written && regs.fpu_dirty {
+        if written.fpu && regs.fpu_dirty {
             if let Some(mine) = &mut regs.fpu {
                 count_ioctl();
                 let mut now = self.vcpu.get_fpu()?;
@@ -164,7 +160,7 @@ impl InCall<'_> {
 }
 
 /// Copies the general registers written during a call (bit n of
-/// `written_mask`: slot n of [`crate::state::snapshot::Written::Regs`]) from
+/// `written_mask`: slot n of [`crate::state::snapshot::Staged::Regs`]) from
 /// `written` into `out`, the registers the call hands back, except those
 /// step 8d names for the call (`call`: its convention, fast or not).
 fn merge_written(
@@ -173,21 +169,11 @@ fn merge_written(
     written_mask: u32,
     out: &mut kvm_regs,
 ) {
-    for slot in (0..=RFLAGS_SLOT).filter(|s| written_mask & 1 << s != 0) {
-        let name = HvRegisterName(x64::RAX.0 + slot as u32);
-        if call.0.is_call_register(call.1, name) {
-            continue;
-        }
-        match slot {
-            RIP_SLOT => out.rip = written.rip,
-            RFLAGS_SLOT => out.rflags = written.rflags,
-            i => {
-                if let (Some(to), Some(v)) = (gpr_mut(out, i), gpr(written, i)) {
-                    *to = v;
-                }
-            }
-        }
-    }
+    let pending = Pending {
+        regs: written_mask,
+        fpu: false,
+    };
+    pending.copy_regs(written, out, |name| call.0.is_call_register(call.1, name));
 }
 
 impl Server for InCall<'_> {
@@ -207,9 +193,7 @@ impl Server for InCall<'_> {
         let batch = crate::state::write::apply(self.here(), vcpu, elements, &mut |index, value| {
             shared.write_synthetic(index, vp, value)
         });
-        self.wrote = true;
-        self.regs_written |= batch.regs;
-        self.fpu_written |= batch.fpu;
+        self.written.get_or_insert_default().merge(batch.pending);
         batch.result
     }
 }
@@ -389,9 +373,7 @@ pub fn handle(
                 vcpu: vcpu_ref,
                 at_call,
                 here: None,
-                regs_written: 0,
-                fpu_written: false,
-                wrote: false,
+                written: None,
             },
         };
         let outcome = dispatch(
@@ -457,6 +439,7 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::snapshot::{RFLAGS_SLOT, RIP_SLOT};
 
     /// Regression: the CPL was taken from CS's selector; in
     /// virtual-8086 mode (selector RPL 0, DPL 3) that called a CPL-3 caller
