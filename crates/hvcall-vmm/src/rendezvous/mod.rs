@@ -554,25 +554,39 @@ impl Rendezvous {
             .into_write()
     }
 
-    fn request(&self, requester: u32, target: u32, work: Work, server: &mut dyn Server) -> Reply {
+    /// Queues `work` from `requester` for VP `target`, or answers it at
+    /// once: the VM ended (or there is no such VP), or for a read, the
+    /// target's parked snapshot. Both kinds of requester post through here.
+    fn post(&self, st: &mut State, requester: Requester, target: u32, work: Work) -> Option<Reply> {
         let write = matches!(work, Work::Write(_));
-        let mut st = self.lock();
         if st.ended.is_some() {
-            return Reply::ended(write);
+            return Some(Reply::ended(write));
         }
         if !write {
-            if let Some(parked) = Self::parked_in(&st, target) {
-                return Reply::Parked(parked);
+            if let Some(parked) = Self::parked_in(st, target) {
+                return Some(Reply::Parked(parked));
             }
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Reply::ended(write);
+            return Some(Reply::ended(write));
         };
-        slot.requests.push(Request {
-            requester: Requester::Vp(requester),
-            work,
-        });
+        slot.requests.push(Request { requester, work });
+        if requester == Requester::Host {
+            st.host = HostSlot {
+                busy: true,
+                reply: None,
+            };
+        }
         self.changed.notify_all();
+        None
+    }
+
+    fn request(&self, requester: u32, target: u32, work: Work, server: &mut dyn Server) -> Reply {
+        let write = matches!(work, Work::Write(_));
+        let mut st = self.lock();
+        if let Some(reply) = self.post(&mut st, Requester::Vp(requester), target, work) {
+            return reply;
+        }
         let replies = self.replies.load(Ordering::Relaxed);
         // Kick with `state` released: the target leaves KVM_RUN within
         // microseconds and must not find the lock held by its kicker.
@@ -635,26 +649,9 @@ impl Rendezvous {
         while st.host.busy && st.ended.is_none() {
             st = self.wait(st);
         }
-        if st.ended.is_some() {
-            return Reply::ended(write);
+        if let Some(reply) = self.post(&mut st, Requester::Host, target, work) {
+            return reply;
         }
-        if !write {
-            if let Some(parked) = Self::parked_in(&st, target) {
-                return Reply::Parked(parked);
-            }
-        }
-        let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Reply::ended(write);
-        };
-        slot.requests.push(Request {
-            requester: Requester::Host,
-            work,
-        });
-        st.host = HostSlot {
-            busy: true,
-            reply: None,
-        };
-        self.changed.notify_all();
         drop(st);
         self.kick(target as usize);
         let mut st = self.lock();
