@@ -5,7 +5,8 @@
 //! running or a stopped VM).
 //!
 //! Per-VP parts (VP assist page, and later the per-VTL banks) live in
-//! [`SyntheticMsrs`], indexed by VP.
+//! [`SyntheticMsrs`], indexed by VP; [`SyntheticState`] is one VP's
+//! share of it as a snapshot reports it.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -16,8 +17,49 @@ use crate::hyperv::cpuid::HypervLeaves;
 use crate::hyperv::hypercall_page::{Memslots, SlotError};
 use crate::hyperv::msr::{GeneralProtection, SyntheticMsrs};
 use crate::memory::GuestRam;
-use crate::state::snapshot::{SyntheticState, WriteError};
+use crate::state::snapshot::WriteError;
 use crate::vm::lock;
+
+/// hvcall's synthetic state of one VP, read at snapshot time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SyntheticState {
+    /// The VP's index.
+    pub vp_index: u32,
+    /// HV_X64_MSR_GUEST_OS_ID.
+    pub guest_os_id: u64,
+    /// HV_X64_MSR_HYPERCALL.
+    pub hypercall: u64,
+    /// Partition reference time, 100 ns units.
+    pub time_ref_count: u64,
+    /// HV_X64_MSR_VP_ASSIST_PAGE of the VP.
+    pub vp_assist_page: u64,
+    /// The CPUID leaves the feature registers mirror.
+    pub leaves: HypervLeaves,
+}
+
+impl SyntheticState {
+    /// The synthetic state of VP `vp_index` now, in a VM created at
+    /// `created` (reference time 0).
+    pub fn now(
+        vp_index: u32,
+        msrs: &crate::hyperv::msr::SyntheticMsrs,
+        created: std::time::Instant,
+        leaves: HypervLeaves,
+    ) -> Self {
+        Self {
+            vp_index,
+            guest_os_id: msrs.guest_os_id,
+            hypercall: msrs.hypercall,
+            time_ref_count: (created.elapsed().as_nanos() / 100) as u64,
+            vp_assist_page: msrs
+                .vp_assist_page
+                .get(vp_index as usize)
+                .copied()
+                .unwrap_or(0),
+            leaves,
+        }
+    }
+}
 
 /// A change of the memory slots, run by a [`Pause`].
 pub(crate) type SlotChange<'c> = dyn FnMut() -> Result<(), SlotError> + 'c;

@@ -69,8 +69,9 @@ use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{SourceError, WriteFailure};
 
 use crate::hyperv::hypercall_page::SlotError;
+use crate::hyperv::synthetic::SyntheticState;
 use crate::state::registers::Groups;
-use crate::state::snapshot::{FetchError, FlushError, SyntheticState, VpSnapshot};
+use crate::state::snapshot::{FetchError, FlushError, VpSnapshot};
 use crate::VmExit;
 use kick::Kicker;
 
@@ -885,7 +886,7 @@ mod tests {
 
     /// A snapshot that records the groups it was asked for in RAX.
     fn fake_snapshot(vp: u32, groups: Groups) -> Served {
-        let synthetic = crate::state::snapshot::SyntheticState {
+        let synthetic = crate::hyperv::synthetic::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,
@@ -944,8 +945,8 @@ mod tests {
     }
 
     /// The synthetic state a requester reads now, marked by `time`.
-    fn fake_synthetic(vp: u32, time: u64) -> crate::state::snapshot::SyntheticState {
-        crate::state::snapshot::SyntheticState {
+    fn fake_synthetic(vp: u32, time: u64) -> crate::hyperv::synthetic::SyntheticState {
+        crate::hyperv::synthetic::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,
