@@ -51,11 +51,7 @@ impl SyntheticState {
             guest_os_id: msrs.guest_os_id,
             hypercall: msrs.hypercall,
             time_ref_count: (created.elapsed().as_nanos() / 100) as u64,
-            vp_assist_page: msrs
-                .vp_assist_page
-                .get(vp_index as usize)
-                .copied()
-                .unwrap_or(0),
+            vp_assist_page: msrs.vp(vp_index).map_or(0, |vp| vp.vp_assist_page),
             leaves,
         }
     }

@@ -13,9 +13,11 @@ use hvcall_abi::SetVpRegistersElement;
 use kvm_ioctls::VcpuFd;
 
 use super::{Served, SnapshotError, WriteReply};
+use crate::hyperv::synthetic::Synthetic;
 use crate::state::registers::Groups;
 use crate::state::snapshot::VpSnapshot;
 use crate::state::write;
+use crate::stats::Counters;
 use crate::vm::Shared;
 
 /// A VP's thread, serving the requests addressed to its VP on that thread
@@ -39,7 +41,14 @@ pub(crate) struct Between<'a, 'b> {
 
 impl Server for Between<'_, '_> {
     fn snapshot(&mut self, groups: Groups) -> Served {
-        snapshot(self.shared, self.vp, self.vcpu, groups)
+        let shared = self.shared;
+        snapshot(
+            &shared.synthetic,
+            shared.counters,
+            self.vp,
+            self.vcpu,
+            groups,
+        )
     }
 
     fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
@@ -62,10 +71,16 @@ impl<'a, 'b> Between<'a, 'b> {
 
 /// A snapshot of `groups` of VP `vp`, taken on its own thread for another
 /// VP or the host, from its sync registers.
-pub(crate) fn snapshot(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
-    let snapshot = VpSnapshot::capture(vcpu, shared.synthetic.state(vp), groups)
-        .map_err(SnapshotError::Fetch)?;
-    shared.counters.snapshot_served(&snapshot);
-    shared.counters.flush_ioctls();
+fn snapshot(
+    synthetic: &Synthetic<'_>,
+    counters: &Counters,
+    vp: u32,
+    vcpu: &VcpuFd,
+    groups: Groups,
+) -> Served {
+    let snapshot =
+        VpSnapshot::capture(vcpu, synthetic.state(vp), groups).map_err(SnapshotError::Fetch)?;
+    counters.snapshot_served(&snapshot);
+    counters.flush_ioctls();
     Ok(Box::new(snapshot))
 }

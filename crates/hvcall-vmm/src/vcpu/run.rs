@@ -21,6 +21,7 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use super::inject::inject_exception;
 use crate::devices::PortEffect;
 use crate::hyperv::hypercall_page::{CallSite, HYPERCALL_PORT};
+use crate::memory::GuestRam;
 use crate::rendezvous::kick::Registration;
 use crate::rendezvous::{Between, DebugEvent, Next};
 use crate::seccomp::{self, ThreadRole};
@@ -191,7 +192,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 let rip = vcpu.sync_regs().regs.rip;
                 let what = if suberror == EMULATION_FAILURE {
                     // The instruction this host's emulator could not run.
-                    let code: Vec<String> = code_at(shared, vcpu, rip, 15)
+                    let code: Vec<String> = code_at(shared.ram, vcpu, rip, 15)
                         .iter()
                         .map(|b| format!("{b:02x}"))
                         .collect();
@@ -217,7 +218,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
 ///   exception pending, else RIP past it (distribution kernels run one).
 fn complete_emulation(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> bool {
     let rip = vcpu.sync_regs().regs.rip;
-    match code_at(shared, vcpu, rip, 1).first() {
+    match code_at(shared.ram, vcpu, rip, 1).first() {
         Some(&INT3)
             if gpa_of(vcpu, rip).is_some_and(|gpa| lock(&shared.breakpoints).contains(&gpa)) =>
         {
@@ -275,13 +276,13 @@ fn gpa_of(vcpu: &VcpuFd, gva: u64) -> Option<u64> {
 
 /// Up to `len` bytes of guest code at virtual address `rip`, as far as
 /// they lie on its page and in RAM (empty if it is not mapped).
-fn code_at(shared: &Shared<'_>, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
+fn code_at(ram: &GuestRam, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
     let Some(gpa) = gpa_of(vcpu, rip) else {
         return Vec::new();
     };
     let on_page = hvcall_abi::PAGE_SIZE - (rip & (hvcall_abi::PAGE_SIZE - 1));
     let mut bytes = vec![0u8; len.min(on_page) as usize];
-    if shared.ram.read(gpa, &mut bytes).is_err() {
+    if ram.read(gpa, &mut bytes).is_err() {
         return Vec::new();
     }
     bytes
