@@ -48,12 +48,16 @@
 
 pub mod boot;
 pub mod config;
+pub mod cpu;
 pub mod devices;
+mod exit;
 pub mod host;
 pub mod hyperv;
 pub mod memory;
+mod mutex;
 mod rendezvous;
 pub mod seccomp;
+mod shared;
 pub mod state;
 pub mod stats;
 pub mod topology;
@@ -67,13 +71,15 @@ pub use state::registers;
 
 pub use config::VmConfig;
 pub use devices::console::Console;
+pub use exit::VmExit;
 pub use host::inspect::Inspector;
 pub use host::root::ReadError;
-pub use rendezvous::{DebugEvent, SnapshotError};
+pub use rendezvous::DebugEvent;
 pub use state::snapshot::{FetchError, FlushError};
+pub use state::SnapshotError;
 pub use stats::{GroupFetches, RunStats};
 pub use topology::{ROOT_PARTITION_ID, VM_PARTITION_ID};
-pub use vm::{Vm, VmExit};
+pub use vm::Vm;
 
 /// Why a VM could not be set up or run.
 #[derive(Debug, thiserror::Error)]

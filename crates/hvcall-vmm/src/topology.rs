@@ -4,12 +4,15 @@
 //! partition ([`ROOT_PARTITION_ID`], the host side, with no VP the
 //! dispatcher can address).
 //!
-//! The dispatcher checks every target against [`partition_info`] first
+//! The dispatcher checks every target against `partition_info` first
 //! (contract rows 6c–6g); a backend that is handed a target checks it
-//! again with [`vm_vp`], which refuses with the status of the same rows.
+//! again with `vm_vp`, which refuses with the status of the same rows.
 
 use hvcall_abi::{privilege, HvError};
 use hvcall_dispatch::{Caller, PartitionInfo, Target};
+
+/// Most vCPUs (VPs) a VM may have.
+pub const MAX_CPUS: u32 = 256;
 
 /// The VM's partition id.
 pub const VM_PARTITION_ID: u64 = 2;

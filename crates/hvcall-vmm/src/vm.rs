@@ -6,7 +6,7 @@
 //! [`Vm::run`] runs one thread per vCPU plus a watchdog until the VM ends.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hvcall_abi::name::x64;
@@ -20,91 +20,31 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use crate::boot;
 use crate::boot::loader::{self, LoadedImage};
 use crate::boot::{linux, mptable};
+use crate::cpu::CpuFeatures;
 use crate::devices::{self, Devices};
 use crate::host::inspect::{EndOnPanic, Inspector};
 use crate::host::root::{ReadError, RootHypervisor};
 use crate::hyperv::cpuid::{guest_cpuid, HypervLeaves};
-use crate::hyperv::hypercall_page::{Memslots, SlotError};
-use crate::hyperv::msr::{self, GeneralProtection, SyntheticMsrs};
+use crate::hyperv::hypercall_page::Memslots;
+use crate::hyperv::msr::{self, SyntheticMsrs};
 use crate::hyperv::synthetic::{SlotChange, Synthetic};
 use crate::memory::GuestRam;
+use crate::mutex::lock;
 use crate::rendezvous::kick;
-use crate::rendezvous::{Rendezvous, SnapshotError};
+use crate::rendezvous::Rendezvous;
 use crate::seccomp::{self, ThreadRole};
+use crate::shared::{Shared, StartGate};
 use crate::state::registers::Groups;
-use crate::state::snapshot::{VpSnapshot, WriteError};
-use crate::state::validate::CpuFeatures;
+use crate::state::snapshot::VpSnapshot;
+use crate::state::SnapshotError;
 use crate::stats::{Counters, RunStats};
 use crate::{VmConfig, VmmError};
 
 /// The frequency of KVM's local APIC timer (its APIC bus runs at 1 GHz).
 const KVM_APIC_BUS_HZ: u64 = 1_000_000_000;
 
-/// Most vCPUs a VM may have.
-pub const MAX_CPUS: u32 = 256;
-
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmExit {
-    /// The guest wrote `v` to port 0xF4: exit status `v`.
-    Exited(u8),
-    /// Every VP halted with interrupts disabled (with the in-kernel
-    /// irqchip: or waiting for its startup IPI, at least one halted):
-    /// status 0.
-    AllHalted,
-    /// A VP faulted (triple fault, emulation failure, KVM error): status 125.
-    Fault {
-        /// The VP that faulted.
-        vp: u32,
-        /// What happened.
-        reason: String,
-    },
-    /// The watchdog stopped a guest that ran too long: status 124.
-    Watchdog,
-    /// The guest reset the machine (the i8042's "reset CPU" command, which
-    /// is how Linux reboots a PC without ACPI): status 3.
-    Reset,
-    /// The host stopped the VM ([`crate::Inspector::stop`]; `hvcall run`
-    /// does on SIGINT or SIGTERM): status 130.
-    Stopped,
-}
-
-impl VmExit {
-    /// The process exit status for this end (`hvcall run` exits with it).
-    ///
-    /// ```
-    /// use hvcall_vmm::VmExit;
-    /// assert_eq!(VmExit::Exited(7).status(), 7);
-    /// assert_eq!(VmExit::AllHalted.status(), 0);
-    /// assert_eq!(VmExit::Watchdog.status(), 124);
-    /// assert_eq!(VmExit::Reset.status(), 3);
-    /// assert_eq!(VmExit::Stopped.status(), 130);
-    /// assert_eq!(VmExit::Fault { vp: 0, reason: String::new() }.status(), 125);
-    /// ```
-    pub fn status(&self) -> u8 {
-        match self {
-            VmExit::Exited(v) => *v,
-            VmExit::AllHalted => 0,
-            VmExit::Fault { .. } => 125,
-            VmExit::Watchdog => 124,
-            VmExit::Reset => 3,
-            VmExit::Stopped => 130,
-        }
-    }
-}
-
-impl std::fmt::Display for VmExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VmExit::Exited(v) => write!(f, "guest exited with status {v}"),
-            VmExit::AllHalted => write!(f, "all VPs halted with interrupts disabled"),
-            VmExit::Fault { vp, reason } => write!(f, "VP {vp} faulted: {reason}"),
-            VmExit::Watchdog => write!(f, "watchdog: the guest was still running and was stopped"),
-            VmExit::Reset => write!(f, "the guest reset the machine"),
-            VmExit::Stopped => write!(f, "stopped by the host"),
-        }
-    }
-}
+pub use crate::exit::VmExit;
+pub use crate::topology::MAX_CPUS;
 
 /// A VM.
 pub struct Vm {
@@ -377,7 +317,7 @@ impl Vm {
             // No vCPU runs: a move of the hypercall page needs no pause.
             let mut synthetic_msr = |index, value| {
                 let at_once = |change: &mut SlotChange<'_>| Some(change());
-                synthetic.write_register(index, vp, value, at_once)
+                crate::state::write::write_synthetic(&synthetic, index, vp, value, at_once)
             };
             let applied = crate::state::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
             applied
@@ -576,103 +516,4 @@ fn all_halted(inspector: &Inspector<'_>) -> bool {
         }
     }
     halted > 0
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What every vCPU thread of one run shares, by concern.
-pub(crate) struct Shared<'a> {
-    /// The configuration.
-    pub(crate) config: &'a VmConfig,
-    /// Guest RAM.
-    pub(crate) ram: &'a GuestRam,
-    /// The port I/O devices.
-    pub(crate) devices: &'a Devices,
-    /// CPUID leaves, synthetic MSRs, the hypercall page's slot.
-    pub(crate) synthetic: Synthetic<'a>,
-    /// Coordination of the vCPU threads: requests, pause, debugger hold,
-    /// the VM's end.
-    pub(crate) rendezvous: Rendezvous,
-    /// Guest-physical addresses of the debugger's software breakpoints:
-    /// an `int3` there (reached through any virtual address) stops the VM
-    /// for the debugger instead of raising #BP.
-    pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
-    /// The dispatcher's tuning.
-    pub(crate) dispatch: DispatchConfig,
-    /// Counters.
-    pub(crate) counters: &'a Counters,
-    /// Call codes answered HV_STATUS_INVALID_HYPERCALL_CODE so far (each is
-    /// logged once).
-    unimplemented: Mutex<BTreeSet<u16>>,
-    /// Where the vCPU threads wait before their first `KVM_RUN` until the
-    /// thread running the VM took its own filter.
-    pub(crate) start: StartGate,
-}
-
-/// A one-time gate: closed until [`StartGate::open`] says whether the
-/// threads waiting at it go on.
-#[derive(Default)]
-pub(crate) struct StartGate {
-    state: Mutex<Option<bool>>,
-    opened: std::sync::Condvar,
-}
-
-impl StartGate {
-    /// Lets the waiting threads go on (`true`) or give up (`false`).
-    pub(crate) fn open(&self, go: bool) {
-        *lock(&self.state) = Some(go);
-        self.opened.notify_all();
-    }
-
-    /// Waits until the gate opens; whether to go on.
-    pub(crate) fn pass(&self) -> bool {
-        let mut state = lock(&self.state);
-        loop {
-            if let Some(go) = *state {
-                return go;
-            }
-            state = self.opened.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl Shared<'_> {
-    /// Writes synthetic MSR `index` of VP `vp` while the VM runs: a move
-    /// of the hypercall page pauses every vCPU while the memory slots
-    /// change. The outer error is a KVM failure (the VM must end), the
-    /// inner one a #GP for the guest.
-    pub(crate) fn write_msr(
-        &self,
-        index: u32,
-        vp: u32,
-        value: u64,
-    ) -> Result<Result<(), GeneralProtection>, SlotError> {
-        let pause = |change: &mut SlotChange<'_>| self.rendezvous.with_all_paused(change);
-        self.synthetic.write_msr(index, vp, value, pause)
-    }
-
-    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters
-    /// while the VM runs: a value the MSR refuses is refused (step 8c).
-    pub(crate) fn write_synthetic(
-        &self,
-        index: u32,
-        vp: u32,
-        value: u64,
-    ) -> Result<(), WriteError> {
-        let pause = |change: &mut SlotChange<'_>| self.rendezvous.with_all_paused(change);
-        self.synthetic.write_register(index, vp, value, pause)
-    }
-
-    /// Logs (once per code and run) a hypercall hvcall does not implement,
-    /// which was answered HV_STATUS_INVALID_HYPERCALL_CODE.
-    pub(crate) fn unimplemented_call(&self, vp: u32, code: u16) {
-        if lock(&self.unimplemented).insert(code) {
-            tracing::warn!(
-                vp,
-                "hypercall {code:#06x} is not implemented: answered HV_STATUS_INVALID_HYPERCALL_CODE"
-            );
-        }
-    }
 }

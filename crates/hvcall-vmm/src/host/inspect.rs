@@ -45,10 +45,11 @@ use crate::memory::GuestRam;
 use hvcall_dispatch::HostTarget;
 
 use crate::host::root::{ReadError, RootHypervisor};
-use crate::rendezvous::{DebugEvent, SnapshotError};
+use crate::rendezvous::DebugEvent;
+use crate::shared::Shared;
+use crate::state::SnapshotError;
 use crate::stats::RunStats;
 use crate::topology::VM_PARTITION_ID;
-use crate::vm::Shared;
 use crate::VmExit;
 
 /// The host's handle on a running VM, given to the closure of
@@ -171,7 +172,7 @@ impl<'a> Inspector<'a> {
     /// taking #BP. Putting the `int3` byte in memory (once per GPA,
     /// however many virtual aliases) is the debugger's job.
     pub fn set_breakpoint(&self, gpa: u64, on: bool) {
-        let mut set = crate::vm::lock(&self.shared.breakpoints);
+        let mut set = crate::mutex::lock(&self.shared.breakpoints);
         if on {
             set.insert(gpa);
         } else {

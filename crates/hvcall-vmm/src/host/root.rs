@@ -13,9 +13,9 @@ use hvcall_dispatch::{
     RegisterSource, SnapshotRequest, SourceError, Target, WriteFailure,
 };
 
-use crate::rendezvous::SnapshotError;
 use crate::state::registers::Groups;
 use crate::state::snapshot::VpSnapshot;
+use crate::state::SnapshotError;
 use crate::topology;
 
 /// Why a host read failed.

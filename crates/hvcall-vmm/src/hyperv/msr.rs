@@ -31,8 +31,8 @@ pub const SYNTHETIC_BASE: u32 = msr::FIRST;
 /// including the crash, reenlightenment and nested ones).
 pub const SYNTHETIC_COUNT: u32 = msr::COUNT;
 
-/// Most VPs whose VP assist page MSR is kept ([`crate::vm::MAX_CPUS`]).
-const MAX_VPS: usize = crate::vm::MAX_CPUS as usize;
+/// Most VPs whose VP assist page MSR is kept ([`crate::topology::MAX_CPUS`]).
+const MAX_VPS: usize = crate::topology::MAX_CPUS as usize;
 
 /// Whether the page holding `gpa` lies inside RAM.
 fn page_in_ram(gpa: u64, ram_size: u64) -> bool {

@@ -17,8 +17,7 @@ use crate::hyperv::cpuid::HypervLeaves;
 use crate::hyperv::hypercall_page::{Memslots, SlotError};
 use crate::hyperv::msr::{GeneralProtection, SyntheticMsrs};
 use crate::memory::GuestRam;
-use crate::state::snapshot::WriteError;
-use crate::vm::lock;
+use crate::mutex::lock;
 
 /// hvcall's synthetic state of one VP, read at snapshot time.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -154,20 +153,5 @@ impl<'a> Synthetic<'a> {
         }
         *lock(self.msrs) = new;
         Ok(Ok(()))
-    }
-
-    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters:
-    /// a value the MSR refuses (a #GP for WRMSR) is refused (step 8c).
-    pub(crate) fn write_register(
-        &self,
-        index: u32,
-        vp: u32,
-        value: u64,
-        pause: impl Pause,
-    ) -> Result<(), WriteError> {
-        match self.write_msr(index, vp, value, pause)? {
-            Ok(()) => Ok(()),
-            Err(GeneralProtection) => Err(WriteError::Value),
-        }
     }
 }

@@ -27,12 +27,30 @@ use hvcall_dispatch::{SourceError, WriteFailure};
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::{SyncReg, VcpuFd};
 
-use crate::rendezvous::SnapshotError;
+use crate::hyperv::msr::GeneralProtection;
+use crate::hyperv::synthetic::{Pause, Synthetic};
 use crate::state::registers::{gpr, gpr_mut, group_of, Group, Groups};
 use crate::state::snapshot::{FlushError, Staged, VpSnapshot, WriteError, RFLAGS_SLOT, RIP_SLOT};
+use crate::state::SnapshotError;
 
 /// Sets synthetic MSR `index` of the VM to `value` for the VP written.
 pub(crate) type MsrSink<'a> = dyn FnMut(u32, u64) -> Result<(), WriteError> + 'a;
+
+/// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters,
+/// moving the hypercall page inside `pause`: a value the MSR refuses (a
+/// #GP for WRMSR) is refused (step 8c).
+pub(crate) fn write_synthetic(
+    synthetic: &Synthetic<'_>,
+    index: u32,
+    vp: u32,
+    value: u64,
+    pause: impl Pause,
+) -> Result<(), WriteError> {
+    match synthetic.write_msr(index, vp, value, pause)? {
+        Ok(()) => Ok(()),
+        Err(GeneralProtection) => Err(WriteError::Value),
+    }
+}
 
 /// What writes to a VP's snapshot changed that its owner still has to
 /// carry over (the one representation of a pending write, for one batch

@@ -31,13 +31,14 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 use crate::hyperv::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
 use crate::hyperv::trace::TracedCall;
 use crate::memory::CallerMemory;
-use crate::rendezvous::{Served, Server, SnapshotError, WriteReply};
+use crate::rendezvous::{Served, Server, WriteReply};
+use crate::shared::Shared;
+use crate::state::count_ioctl;
 use crate::state::registers::{gpr, gpr_mut, group_of, Group, Groups};
 use crate::state::snapshot::VpSnapshot;
 use crate::state::write::Pending;
-use crate::stats::count_ioctl;
+use crate::state::SnapshotError;
 use crate::topology;
-use crate::vm::Shared;
 
 const UD_VECTOR: u8 = 6;
 const EFER_LMA: u64 = 1 << 10;

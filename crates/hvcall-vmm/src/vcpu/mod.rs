@@ -2,10 +2,12 @@
 //!
 //! Owns the run loop ([`run`]: every exit but the hypercall), the
 //! hypercall exit ([`hypercall`]: the glue between a guest's call and
-//! [`hvcall_dispatch::dispatch()`]) and exception injection ([`inject`]),
-//! which both use. The run loop calls into the hypercall exit, never the
-//! other way round.
+//! [`hvcall_dispatch::dispatch()`]), exception injection ([`inject`]),
+//! which both use, and the two places a VP's thread serves other VPs'
+//! requests: `between` (outside a call) and `hypercall::InCall`. The run
+//! loop calls into the hypercall exit, never the other way round.
 
+mod between;
 pub(crate) mod hypercall;
 pub(crate) mod inject;
 mod run;

@@ -18,17 +18,18 @@ use hvcall_dispatch::{Outcome, VpState};
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
+use super::between::Between;
 use super::inject::inject_exception;
 use crate::devices::PortEffect;
 use crate::hyperv::hypercall_page::{CallSite, HYPERCALL_PORT};
 use crate::memory::GuestRam;
+use crate::mutex::lock;
 use crate::rendezvous::kick::Registration;
-use crate::rendezvous::{Between, DebugEvent, Next};
+use crate::rendezvous::{DebugEvent, Next};
 use crate::seccomp::{self, ThreadRole};
+use crate::shared::Shared;
+use crate::state::count_ioctl;
 use crate::state::snapshot::VpSnapshot;
-use crate::stats::count_ioctl;
-use crate::vm::lock;
-use crate::vm::Shared;
 use crate::VmExit;
 
 const RFLAGS_IF: u64 = 1 << 9;

@@ -7,8 +7,8 @@ use kvm_bindings::{kvm_msr_entry, kvm_sync_regs, Msrs};
 use kvm_ioctls::VcpuFd;
 
 use crate::hyperv::synthetic::SyntheticState;
+use crate::state::count_ioctl;
 use crate::state::registers::{Group, Groups, MSR_LIST};
-use crate::stats::count_ioctl;
 
 use super::{FetchError, FlushError, FpuState, Staged, VpSnapshot, WriteError, TSC_STAGED};
 
