@@ -22,17 +22,22 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | what a VM is built with |
-//! | [`vm`] | the VM, its shared state and its run |
+//! | [`vm`] | the VM and its run; `shared` (private): what its threads share, by concern; `exit`: [`VmExit`] |
+//! | [`cpu`] | the guest processor's features, from its CPUID table |
 //! | [`memory`] | guest RAM |
 //! | [`boot`] | getting a guest into RAM: boot protocol, [`loader`] (ELF), [`linux`], [`boot::mptable`] |
 //! | [`devices`] | port I/O devices, the irqchip, the [`Console`] |
-//! | [`hyperv`] | the Hyper-V surface: [`cpuid`], [`hyperv::msr`] (synthetic MSRs), [`hyperv::hypercall_page`], [`hyperv::trace`] |
+//! | [`hyperv`] | the Hyper-V surface: [`cpuid`], [`hyperv::msr`] (synthetic MSRs), [`hyperv::hypercall_page`], the synthetic state the VPs share, [`hyperv::trace`] |
 //! | [`topology`] | which partitions and VPs exist, and who may address them |
-//! | [`state`] | register state: [`registers`] (HV names → KVM state), snapshots, writes, [`state::validate`] |
-//! | `vcpu` (private) | the run loop and its exits, the hypercall exit |
+//! | [`state`] | register state: [`registers`] (HV names → KVM state), snapshots (data, HV encoding, KVM I/O), the pending write and its commits, [`state::validate`], [`SnapshotError`] |
+//! | `vcpu` (private) | the run loop and its exits, the hypercall exit, the two servers of other VPs' requests |
 //! | `rendezvous` (private) | the cross-VP path: requests, kicks, serving |
 //! | [`host`] | the root partition's view, the [`Inspector`] |
 //! | [`seccomp`], [`stats`] | thread filters; what a run did |
+//!
+//! No two of these import each other, directly or through others: the
+//! order is `memory`, `topology`, `cpu` → `hyperv` → `state` → `stats`,
+//! `rendezvous` → `shared` → `vcpu`, `host` → `vm`.
 //!
 //! Host side of a run, with the root partition's view afterwards:
 //!
