@@ -27,7 +27,7 @@ use crate::host::root::{ReadError, RootHypervisor};
 use crate::hyperv::cpuid::{guest_cpuid, HypervLeaves};
 use crate::hyperv::hypercall_page::Memslots;
 use crate::hyperv::msr::{self, SyntheticMsrs};
-use crate::hyperv::synthetic::{SlotChange, Synthetic};
+use crate::hyperv::synthetic::{HypervState, SlotChange};
 use crate::memory::GuestRam;
 use crate::mutex::lock;
 use crate::rendezvous::kick;
@@ -51,15 +51,13 @@ pub struct Vm {
     // Drop order matters: vCPUs and the VM go before the memory they map.
     vcpus: Vec<VcpuFd>,
     vm_fd: VmFd,
-    memslots: Mutex<Memslots>,
-    msrs: Mutex<SyntheticMsrs>,
+    /// Leaves, synthetic MSRs, the overlay's memory slots.
+    hv: HypervState,
     ram: GuestRam,
     devices: Devices,
     _kvm: Kvm,
     config: VmConfig,
-    leaves: HypervLeaves,
     states: Vec<VpState<VpSnapshot>>,
-    created: Instant,
     image: Option<LoadedImage>,
     /// A load was tried (see `begin_load`).
     load_started: bool,
@@ -140,19 +138,21 @@ impl Vm {
         Ok(Self {
             vcpus,
             vm_fd,
-            memslots: Mutex::new(memslots),
-            msrs: Mutex::new(SyntheticMsrs {
-                tsc_hz,
-                apic_hz: KVM_APIC_BUS_HZ,
-                ..SyntheticMsrs::default()
-            }),
+            hv: HypervState {
+                leaves,
+                created: Instant::now(),
+                msrs: Mutex::new(SyntheticMsrs {
+                    tsc_hz,
+                    apic_hz: KVM_APIC_BUS_HZ,
+                    ..SyntheticMsrs::default()
+                }),
+                memslots: Mutex::new(memslots),
+            },
             ram,
             devices,
             _kvm: kvm,
             config: config.clone(),
-            leaves,
             states: (0..config.cpus).map(|_| VpState::new()).collect(),
-            created: Instant::now(),
             image: None,
             load_started: false,
             counters: Counters::default(),
@@ -226,19 +226,7 @@ impl Vm {
 
     /// The synthetic MSR state (guest OS ID, hypercall MSR).
     pub fn synthetic_msrs(&self) -> SyntheticMsrs {
-        *lock(&self.msrs)
-    }
-
-    /// The synthetic side of this VM, borrowed for a run or a host access.
-    fn synthetic(&self) -> Synthetic<'_> {
-        Synthetic::new(
-            self.leaves,
-            self.created,
-            &self.msrs,
-            &self.memslots,
-            &self.vm_fd,
-            &self.ram,
-        )
+        *lock(&self.hv.msrs)
     }
 
     /// Reads registers of VP `vp_index` as the root partition (the VM's
@@ -259,7 +247,7 @@ impl Vm {
         names: &[HvRegisterName],
     ) -> Result<Vec<HvRegisterValue>, ReadError> {
         let vcpus = &self.vcpus;
-        let synthetic = self.synthetic();
+        let synthetic = self.hv.view(&self.vm_fd, &self.ram);
         let mut snapshot = |vp: u32, groups| {
             let vcpu = vcpus.get(vp as usize).ok_or(SnapshotError::NoVcpu(vp))?;
             VpSnapshot::capture_stopped(vcpu, synthetic.state(vp), groups)
@@ -298,7 +286,7 @@ impl Vm {
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
         let vcpus = &self.vcpus;
-        let synthetic = self.synthetic();
+        let synthetic = self.hv.view(&self.vm_fd, &self.ram);
         let mut snapshot = |_: u32, _| {
             Err(SnapshotError::Internal(
                 "a snapshot from the write-only view",
@@ -377,15 +365,7 @@ impl Vm {
             config: &self.config,
             ram: &self.ram,
             devices: &self.devices,
-            // Field by field: the vCPUs are borrowed apart below.
-            synthetic: Synthetic::new(
-                self.leaves,
-                self.created,
-                &self.msrs,
-                &self.memslots,
-                &self.vm_fd,
-                &self.ram,
-            ),
+            synthetic: self.hv.view(&self.vm_fd, &self.ram),
             rendezvous: Rendezvous::new(self.config.cpus),
             breakpoints: Mutex::new(BTreeSet::new()),
             dispatch: DispatchConfig::default()

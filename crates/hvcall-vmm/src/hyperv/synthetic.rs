@@ -69,6 +69,36 @@ pub(crate) trait Pause:
 
 impl<P: FnOnce(&mut SlotChange<'_>) -> Option<Result<(), SlotError>>> Pause for P {}
 
+/// What a VM owns of its Hyper-V state: the leaves it advertises, when it
+/// was created (reference time 0), its synthetic MSRs and the memory
+/// slots the hypercall page moves. A [`Synthetic`] borrows it.
+pub(crate) struct HypervState {
+    /// CPUID leaves and privileges.
+    pub(crate) leaves: HypervLeaves,
+    /// When the VM was created.
+    pub(crate) created: Instant,
+    /// Synthetic MSRs.
+    pub(crate) msrs: Mutex<SyntheticMsrs>,
+    /// Memory slots (the overlay).
+    pub(crate) memslots: Mutex<Memslots>,
+}
+
+impl HypervState {
+    /// This state as the synthetic side of the VM `vm_fd` with RAM `ram`,
+    /// for a run or a host access.
+    pub(crate) fn view<'a>(&'a self, vm_fd: &'a VmFd, ram: &'a GuestRam) -> Synthetic<'a> {
+        Synthetic {
+            leaves: self.leaves,
+            created: self.created,
+            msrs: &self.msrs,
+            memslots: &self.memslots,
+            vm_fd,
+            ram,
+            writes: Mutex::new(()),
+        }
+    }
+}
+
 /// The synthetic side of one VM, borrowed for a run or a host access.
 pub(crate) struct Synthetic<'a> {
     /// CPUID leaves and privileges.
@@ -83,27 +113,7 @@ pub(crate) struct Synthetic<'a> {
     writes: Mutex<()>,
 }
 
-impl<'a> Synthetic<'a> {
-    /// The synthetic side of the VM `vm_fd` with RAM `ram`.
-    pub(crate) fn new(
-        leaves: HypervLeaves,
-        created: Instant,
-        msrs: &'a Mutex<SyntheticMsrs>,
-        memslots: &'a Mutex<Memslots>,
-        vm_fd: &'a VmFd,
-        ram: &'a GuestRam,
-    ) -> Self {
-        Self {
-            leaves,
-            created,
-            msrs,
-            memslots,
-            vm_fd,
-            ram,
-            writes: Mutex::new(()),
-        }
-    }
-
+impl Synthetic<'_> {
     /// The number of VPs.
     pub(crate) fn vp_count(&self) -> u32 {
         self.leaves.cpus
