@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hvcall_dispatch::DispatchConfig;
 
-use crate::console::Console;
+use crate::devices::console::Console;
 use crate::seccomp::SeccompMode;
 
 /// How to build a VM.
@@ -39,7 +39,7 @@ pub struct VmConfig {
     /// to the VMM, so [`crate::VmExit::AllHalted`] cannot happen.
     pub irqchip: bool,
     /// Where to write one line per hypercall entry (default: nowhere); see
-    /// [`crate::trace`].
+    /// [`crate::hyperv::trace`].
     pub hypercall_trace: Option<Console>,
     /// seccomp filters ([`crate::seccomp`]) for the vCPU threads and the
     /// console writers (default off: the embedding program decides).

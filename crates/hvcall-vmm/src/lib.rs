@@ -16,20 +16,27 @@
 //! std::process::exit(exit.status().into());
 //! ```
 //!
-//! Modules, by concern: [`config`] (what a VM is built with), [`console`]
-//! (where its output goes), [`memory`]
-//! (guest RAM), [`loader`] (ELF), [`boot`] (boot protocol), [`linux`]
-//! (the Linux boot protocol), [`mptable`], [`devices`] (COM1, i8042,
-//! exit port, irqchip), [`cpuid`],
-//! [`msr`] (synthetic MSRs), [`hypercall_page`] (the overlay),
-//! [`registers`] (HV register names → KVM state), [`inspect`] (the host's
-//! reads, writes and debugger control of a running VM), [`vm`] (the VM and
-//! its run), [`validate`] (what values each writable register accepts),
-//! [`trace`] (the hypercall trace) and [`stats`]. Private:
-//! `vcpu` (run loop and exits), `hypercall` (dispatcher glue for a guest's
-//! call), `snapshot` (one VP's state), `write` (applying a batch of
-//! writes), `root` (the root partition's view for host reads and writes)
-//! and `rendezvous` (the cross-VP path: requests, kicks, serving).
+//! Modules, by concern (each folder's module doc says what it owns):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | what a VM is built with |
+//! | [`vm`] | the VM and its run; `shared` (private): what its threads share, by concern; `exit`: [`VmExit`] |
+//! | [`cpu`] | the guest processor's features, from its CPUID table |
+//! | [`memory`] | guest RAM |
+//! | [`boot`] | getting a guest into RAM: boot protocol, [`loader`] (ELF), [`linux`], [`boot::mptable`] |
+//! | [`devices`] | port I/O devices, the irqchip, the [`Console`] |
+//! | [`hyperv`] | the Hyper-V surface: [`cpuid`], [`hyperv::msr`] (synthetic MSRs), [`hyperv::hypercall_page`], the synthetic state the VPs share, [`hyperv::trace`] |
+//! | [`topology`] | which partitions and VPs exist, and who may address them |
+//! | [`state`] | register state: [`registers`] (HV names → KVM state), snapshots (data, HV encoding, KVM I/O), the pending write and its commits, [`state::validate`], [`SnapshotError`] |
+//! | `vcpu` (private) | the run loop and its exits, the hypercall exit, the two servers of other VPs' requests |
+//! | `rendezvous` (private) | the cross-VP path: requests, kicks, serving |
+//! | [`host`] | the root partition's view, the [`Inspector`] |
+//! | [`seccomp`], [`stats`] | thread filters; what a run did |
+//!
+//! No two of these import each other, directly or through others: the
+//! order is `memory`, `topology`, `cpu` → `hyperv` → `state` → `stats`,
+//! `rendezvous` → `shared` → `vcpu`, `host` → `vm`.
 //!
 //! Host side of a run, with the root partition's view afterwards:
 //!
@@ -45,37 +52,38 @@
 
 pub mod boot;
 pub mod config;
-pub mod console;
-pub mod cpuid;
+pub mod cpu;
 pub mod devices;
-mod hypercall;
-pub mod hypercall_page;
-pub mod inspect;
-pub mod linux;
-pub mod loader;
+mod exit;
+pub mod host;
+pub mod hyperv;
 pub mod memory;
-pub mod mptable;
-pub mod msr;
-pub mod registers;
+mod mutex;
 mod rendezvous;
-mod root;
 pub mod seccomp;
-mod snapshot;
+mod shared;
+pub mod state;
 pub mod stats;
-pub mod trace;
-pub mod validate;
+pub mod topology;
 mod vcpu;
 pub mod vm;
-mod write;
+
+// Paths other crates use, kept where they were before the folders.
+pub use boot::{linux, loader};
+pub use hyperv::cpuid;
+pub use state::registers;
 
 pub use config::VmConfig;
-pub use console::Console;
-pub use hypercall::{ROOT_PARTITION_ID, VM_PARTITION_ID};
-pub use inspect::Inspector;
+pub use devices::console::Console;
+pub use exit::VmExit;
+pub use host::inspect::Inspector;
+pub use host::root::ReadError;
 pub use rendezvous::DebugEvent;
-pub use root::ReadError;
+pub use state::snapshot::{FetchError, FlushError};
+pub use state::SnapshotError;
 pub use stats::{GroupFetches, RunStats};
-pub use vm::{Vm, VmExit};
+pub use topology::{ROOT_PARTITION_ID, VM_PARTITION_ID};
+pub use vm::Vm;
 
 /// Why a VM could not be set up or run.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +110,10 @@ pub enum VmmError {
     Load(#[from] loader::LoadError),
     /// Memory slots.
     #[error(transparent)]
-    Slots(#[from] hypercall_page::SlotError),
+    Slots(#[from] hyperv::hypercall_page::SlotError),
     /// MSR exits.
     #[error(transparent)]
-    Msr(#[from] msr::MsrSetupError),
+    Msr(#[from] hyperv::msr::MsrSetupError),
     /// The kick signal handler.
     #[error("installing the vCPU kick signal handler: {0}")]
     Signal(String),
@@ -114,7 +122,7 @@ pub enum VmmError {
     Linux(#[from] linux::LinuxError),
     /// The MP table.
     #[error(transparent)]
-    MpTable(#[from] mptable::MpTableError),
+    MpTable(#[from] boot::mptable::MpTableError),
     /// The port I/O devices or the in-kernel irqchip.
     #[error(transparent)]
     Devices(#[from] devices::DeviceError),

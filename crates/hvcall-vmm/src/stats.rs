@@ -4,17 +4,17 @@
 //! tests and `hvcall bench` read them.
 //!
 //! State ioctls are counted where they are issued, in a per-thread count
-//! ([`count_ioctl`]) that the vCPU thread adds to its VM's counters
+//! ([`count_ioctl`](crate::state::count_ioctl)) that the vCPU thread adds to its VM's counters
 //! ([`Counters::flush_ioctls`]) after serving a snapshot and before each
 //! `KVM_RUN`: the code that issues them (a snapshot's `fill`, the caller's
 //! FPU) need not know the VM.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::registers::Group;
-use crate::snapshot::VpSnapshot;
+use crate::state::registers::Group;
+use crate::state::snapshot::VpSnapshot;
+use crate::state::take_ioctls;
 
 /// Per fetch group (one ioctl each): how many snapshots served to another
 /// VP held it.
@@ -74,16 +74,6 @@ pub(crate) struct Counters {
     first_entry: std::sync::OnceLock<std::time::Instant>,
 }
 
-thread_local! {
-    /// State ioctls issued on this thread and not yet flushed.
-    static THREAD_IOCTLS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Counts one vCPU ioctl other than `KVM_RUN`, issued on this thread.
-pub(crate) fn count_ioctl() {
-    THREAD_IOCTLS.with(|c| c.set(c.get() + 1));
-}
-
 impl Counters {
     /// Counts one `KVM_RUN` return.
     pub(crate) fn exit(&self) {
@@ -108,9 +98,9 @@ impl Counters {
         }
     }
 
-    /// Adds this thread's uncounted state ioctls (see [`count_ioctl`]).
+    /// Adds this thread's uncounted state ioctls (see [`count_ioctl`](crate::state::count_ioctl)).
     pub(crate) fn flush_ioctls(&self) {
-        let n = THREAD_IOCTLS.with(|c| c.replace(0));
+        let n = take_ioctls();
         if n != 0 {
             self.state_ioctls.fetch_add(n, Ordering::Relaxed);
         }

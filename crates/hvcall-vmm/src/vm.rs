@@ -6,7 +6,7 @@
 //! [`Vm::run`] runs one thread per vCPU plus a watchdog until the VM ends.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hvcall_abi::name::x64;
@@ -18,107 +18,46 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::boot;
-use crate::cpuid::{guest_cpuid, HypervLeaves};
+use crate::boot::loader::{self, LoadedImage};
+use crate::boot::{linux, mptable};
+use crate::cpu::CpuFeatures;
 use crate::devices::{self, Devices};
-use crate::hypercall_page::{Memslots, SlotError};
-use crate::inspect::{EndOnPanic, Inspector};
-use crate::loader::{self, LoadedImage};
+use crate::host::inspect::{EndOnPanic, Inspector};
+use crate::host::root::{ReadError, RootHypervisor};
+use crate::hyperv::cpuid::{guest_cpuid, HypervLeaves};
+use crate::hyperv::hypercall_page::Memslots;
+use crate::hyperv::msr::{self, SyntheticMsrs};
+use crate::hyperv::synthetic::{HypervState, SlotChange};
 use crate::memory::GuestRam;
-use crate::msr::{self, GeneralProtection, SyntheticMsrs};
-use crate::registers::Groups;
+use crate::mutex::lock;
 use crate::rendezvous::kick;
-use crate::rendezvous::{Rendezvous, SnapshotError};
-use crate::root::{ReadError, RootHypervisor};
+use crate::rendezvous::Rendezvous;
 use crate::seccomp::{self, ThreadRole};
-use crate::snapshot::{SyntheticState, VpSnapshot, WriteError};
+use crate::shared::{Shared, StartGate};
+use crate::state::registers::Groups;
+use crate::state::snapshot::VpSnapshot;
+use crate::state::SnapshotError;
 use crate::stats::{Counters, RunStats};
-use crate::validate::CpuFeatures;
-use crate::{linux, mptable};
 use crate::{VmConfig, VmmError};
 
 /// The frequency of KVM's local APIC timer (its APIC bus runs at 1 GHz).
 const KVM_APIC_BUS_HZ: u64 = 1_000_000_000;
 
-/// Most vCPUs a VM may have.
-pub const MAX_CPUS: u32 = 256;
-
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmExit {
-    /// The guest wrote `v` to port 0xF4: exit status `v`.
-    Exited(u8),
-    /// Every VP halted with interrupts disabled (with the in-kernel
-    /// irqchip: or waiting for its startup IPI, at least one halted):
-    /// status 0.
-    AllHalted,
-    /// A VP faulted (triple fault, emulation failure, KVM error): status 125.
-    Fault {
-        /// The VP that faulted.
-        vp: u32,
-        /// What happened.
-        reason: String,
-    },
-    /// The watchdog stopped a guest that ran too long: status 124.
-    Watchdog,
-    /// The guest reset the machine (the i8042's "reset CPU" command, which
-    /// is how Linux reboots a PC without ACPI): status 3.
-    Reset,
-    /// The host stopped the VM ([`crate::Inspector::stop`]; `hvcall run`
-    /// does on SIGINT or SIGTERM): status 130.
-    Stopped,
-}
-
-impl VmExit {
-    /// The process exit status for this end (`hvcall run` exits with it).
-    ///
-    /// ```
-    /// use hvcall_vmm::VmExit;
-    /// assert_eq!(VmExit::Exited(7).status(), 7);
-    /// assert_eq!(VmExit::AllHalted.status(), 0);
-    /// assert_eq!(VmExit::Watchdog.status(), 124);
-    /// assert_eq!(VmExit::Reset.status(), 3);
-    /// assert_eq!(VmExit::Stopped.status(), 130);
-    /// assert_eq!(VmExit::Fault { vp: 0, reason: String::new() }.status(), 125);
-    /// ```
-    pub fn status(&self) -> u8 {
-        match self {
-            VmExit::Exited(v) => *v,
-            VmExit::AllHalted => 0,
-            VmExit::Fault { .. } => 125,
-            VmExit::Watchdog => 124,
-            VmExit::Reset => 3,
-            VmExit::Stopped => 130,
-        }
-    }
-}
-
-impl std::fmt::Display for VmExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VmExit::Exited(v) => write!(f, "guest exited with status {v}"),
-            VmExit::AllHalted => write!(f, "all VPs halted with interrupts disabled"),
-            VmExit::Fault { vp, reason } => write!(f, "VP {vp} faulted: {reason}"),
-            VmExit::Watchdog => write!(f, "watchdog: the guest was still running and was stopped"),
-            VmExit::Reset => write!(f, "the guest reset the machine"),
-            VmExit::Stopped => write!(f, "stopped by the host"),
-        }
-    }
-}
+pub use crate::exit::VmExit;
+pub use crate::topology::MAX_CPUS;
 
 /// A VM.
 pub struct Vm {
     // Drop order matters: vCPUs and the VM go before the memory they map.
     vcpus: Vec<VcpuFd>,
     vm_fd: VmFd,
-    memslots: Mutex<Memslots>,
-    msrs: Mutex<SyntheticMsrs>,
+    /// Leaves, synthetic MSRs, the overlay's memory slots.
+    hv: HypervState,
     ram: GuestRam,
     devices: Devices,
     _kvm: Kvm,
     config: VmConfig,
-    leaves: HypervLeaves,
     states: Vec<VpState<VpSnapshot>>,
-    created: Instant,
     image: Option<LoadedImage>,
     /// A load was tried (see `begin_load`).
     load_started: bool,
@@ -199,19 +138,21 @@ impl Vm {
         Ok(Self {
             vcpus,
             vm_fd,
-            memslots: Mutex::new(memslots),
-            msrs: Mutex::new(SyntheticMsrs {
-                tsc_hz,
-                apic_hz: KVM_APIC_BUS_HZ,
-                ..SyntheticMsrs::default()
-            }),
+            hv: HypervState {
+                leaves,
+                created: Instant::now(),
+                msrs: Mutex::new(SyntheticMsrs {
+                    tsc_hz,
+                    apic_hz: KVM_APIC_BUS_HZ,
+                    ..SyntheticMsrs::default()
+                }),
+                memslots: Mutex::new(memslots),
+            },
             ram,
             devices,
             _kvm: kvm,
             config: config.clone(),
-            leaves,
             states: (0..config.cpus).map(|_| VpState::new()).collect(),
-            created: Instant::now(),
             image: None,
             load_started: false,
             counters: Counters::default(),
@@ -232,7 +173,7 @@ impl Vm {
         Ok(())
     }
 
-    /// Loads a Linux kernel (a bzImage or a vmlinux, see [`crate::linux`])
+    /// Loads a Linux kernel (a bzImage or a vmlinux, see [`crate::boot::linux`])
     /// with its command line and an optional initrd, describes the VPs in
     /// an MP table, and points VP 0 at the kernel's 64-bit entry. The VM
     /// must have been built with [`VmConfig::irqchip`]: the other VPs wait
@@ -285,7 +226,7 @@ impl Vm {
 
     /// The synthetic MSR state (guest OS ID, hypercall MSR).
     pub fn synthetic_msrs(&self) -> SyntheticMsrs {
-        *lock(&self.msrs)
+        *lock(&self.hv.msrs)
     }
 
     /// Reads registers of VP `vp_index` as the root partition (the VM's
@@ -305,23 +246,20 @@ impl Vm {
         vp_index: u32,
         names: &[HvRegisterName],
     ) -> Result<Vec<HvRegisterValue>, ReadError> {
-        let (msrs, created, leaves) = (*lock(&self.msrs), self.created, self.leaves);
         let vcpus = &self.vcpus;
+        let synthetic = self.hv.view(&self.vm_fd, &self.ram);
         let mut snapshot = |vp: u32, groups| {
-            let fetch = |e: String| SnapshotError::Fetch(e);
-            let vcpu = vcpus
-                .get(vp as usize)
-                .ok_or_else(|| fetch(format!("no vCPU {vp}")))?;
-            let synthetic = SyntheticState::now(vp, &msrs, created, leaves);
-            VpSnapshot::capture_stopped(vcpu, synthetic, groups).map_err(|e| fetch(e.to_string()))
+            let vcpu = vcpus.get(vp as usize).ok_or(SnapshotError::NoVcpu(vp))?;
+            VpSnapshot::capture_stopped(vcpu, synthetic.state(vp), groups)
+                .map_err(SnapshotError::Fetch)
         };
         let mut hv = RootHypervisor {
             vp_count: self.config.cpus,
             snapshot: &mut snapshot,
             write: None,
         };
-        let target = HostTarget::new(crate::hypercall::VM_PARTITION_ID, vp_index);
-        crate::root::get_vp_registers(&mut hv, &target, names)
+        let target = HostTarget::new(crate::topology::VM_PARTITION_ID, vp_index);
+        crate::host::root::get_vp_registers(&mut hv, &target, names)
     }
 
     /// Writes registers of VP `vp_index` as the root partition (the VM's
@@ -347,38 +285,33 @@ impl Vm {
         vp_index: u32,
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
-        let (created, leaves) = (self.created, self.leaves);
-        let (vcpus, msrs, memslots) = (&self.vcpus, &self.msrs, &self.memslots);
-        let (vm_fd, ram) = (&self.vm_fd, &self.ram);
-        let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
+        let vcpus = &self.vcpus;
+        let synthetic = self.hv.view(&self.vm_fd, &self.ram);
+        let mut snapshot = |_: u32, _| {
+            Err(SnapshotError::Internal(
+                "a snapshot from the write-only view",
+            ))
+        };
         let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
-            let host = |e: String| WriteFailure {
+            let host = |e: SnapshotError| WriteFailure {
                 applied: 0,
-                error: SourceError::Host(SnapshotError::Fetch(e)),
+                error: SourceError::Host(e),
             };
             let vcpu = vcpus
                 .get(vp as usize)
-                .ok_or_else(|| host(format!("no vCPU {vp}")))?;
-            let synthetic = SyntheticState::now(vp, &lock(msrs), created, leaves);
-            let mut state = VpSnapshot::capture_stopped(vcpu, synthetic, Groups::NONE)
-                .map_err(|e| host(e.to_string()))?;
+                .ok_or(host(SnapshotError::NoVcpu(vp)))?;
+            let mut state = VpSnapshot::capture_stopped(vcpu, synthetic.state(vp), Groups::NONE)
+                .map_err(|e| host(SnapshotError::Fetch(e)))?;
+            // No vCPU runs: a move of the hypercall page needs no pause.
             let mut synthetic_msr = |index, value| {
-                let mut m = lock(msrs);
-                let old_page = m.overlay_page();
-                let mut new = *m;
-                new.write(index, vp, value, ram.size())
-                    .map_err(|GeneralProtection| WriteError::Value)?;
-                if new.overlay_page() != old_page {
-                    lock(memslots).set_overlay(vm_fd, ram, new.overlay_page())?;
-                }
-                *m = new;
-                Ok(())
+                let at_once = |change: &mut SlotChange<'_>| Some(change());
+                crate::state::write::write_synthetic(&synthetic, index, vp, value, at_once)
             };
-            let applied = crate::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
-            if applied.regs != 0 {
-                vcpu.set_regs(&state.sync().regs)
-                    .map_err(|e| host(format!("KVM_SET_REGS: {e}")))?;
-            }
+            let applied = crate::state::write::apply(&mut state, vcpu, batch, &mut synthetic_msr);
+            applied
+                .pending
+                .commit_stopped(vcpu, &state)
+                .map_err(|e| host(SnapshotError::Write(e)))?;
             applied.result
         };
         let mut hv = RootHypervisor {
@@ -386,8 +319,8 @@ impl Vm {
             snapshot: &mut snapshot,
             write: Some(&mut write),
         };
-        let target = HostTarget::new(crate::hypercall::VM_PARTITION_ID, vp_index);
-        crate::root::set_vp_registers(&mut hv, &target, elements)
+        let target = HostTarget::new(crate::topology::VM_PARTITION_ID, vp_index);
+        crate::host::root::set_vp_registers(&mut hv, &target, elements)
     }
 
     /// What the VM did so far (all runs).
@@ -403,10 +336,10 @@ impl Vm {
 
     /// Like [`Vm::run`], and meanwhile runs `inspect` on a host thread of
     /// its own with an [`Inspector`]: the root partition's live view of the
-    /// running VM (see [`crate::inspect`] for an example). The run returns
+    /// running VM (see [`crate::host::inspect`] for an example). The run returns
     /// once the VM ended AND `inspect` returned, so `inspect` must stop
     /// when the VM ends ([`Inspector::wait_end`] returns true, reads fail
-    /// with [`crate::inspect::InspectError::Ended`]). A panic in `inspect`
+    /// with [`crate::ReadError::Ended`]). A panic in `inspect`
     /// ends the VM and is passed on.
     pub fn run_inspected<F>(&mut self, inspect: F) -> Result<VmExit, VmmError>
     where
@@ -430,20 +363,15 @@ impl Vm {
         }
         let shared = Shared {
             config: &self.config,
-            vm_fd: &self.vm_fd,
             ram: &self.ram,
             devices: &self.devices,
-            memslots: &self.memslots,
-            msrs: &self.msrs,
-            leaves: self.leaves,
+            synthetic: self.hv.view(&self.vm_fd, &self.ram),
             rendezvous: Rendezvous::new(self.config.cpus),
-            created: self.created,
+            breakpoints: Mutex::new(BTreeSet::new()),
             dispatch: DispatchConfig::default()
                 .with_max_reps_per_entry(self.config.max_reps_per_entry),
             counters: &self.counters,
             unimplemented: Mutex::new(BTreeSet::new()),
-            msr_writes: Mutex::new(()),
-            breakpoints: Mutex::new(BTreeSet::new()),
             start: StartGate::default(),
         };
         let shared = &shared;
@@ -568,147 +496,4 @@ fn all_halted(inspector: &Inspector<'_>) -> bool {
         }
     }
     halted > 0
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What every vCPU thread of one run shares.
-pub(crate) struct Shared<'a> {
-    /// The configuration.
-    pub(crate) config: &'a VmConfig,
-    /// The VM.
-    pub(crate) vm_fd: &'a VmFd,
-    /// Guest RAM.
-    pub(crate) ram: &'a GuestRam,
-    /// The port I/O devices.
-    pub(crate) devices: &'a Devices,
-    /// Memory slots (the overlay).
-    pub(crate) memslots: &'a Mutex<Memslots>,
-    /// Synthetic MSRs.
-    pub(crate) msrs: &'a Mutex<SyntheticMsrs>,
-    /// CPUID leaves and privileges.
-    pub(crate) leaves: HypervLeaves,
-    /// Coordination of the vCPU threads.
-    pub(crate) rendezvous: Rendezvous,
-    /// When the VM was created (reference time 0).
-    pub(crate) created: Instant,
-    /// The dispatcher's tuning.
-    pub(crate) dispatch: DispatchConfig,
-    /// Counters.
-    pub(crate) counters: &'a Counters,
-    /// Call codes answered HV_STATUS_INVALID_HYPERCALL_CODE so far (each is
-    /// logged once).
-    unimplemented: Mutex<BTreeSet<u16>>,
-    /// Held by the one VP writing a synthetic MSR (see
-    /// [`Shared::write_msr`]).
-    msr_writes: Mutex<()>,
-    /// Guest-physical addresses of the debugger's software breakpoints:
-    /// an `int3` there (reached through any virtual address) stops the VM
-    /// for the debugger instead of raising #BP.
-    pub(crate) breakpoints: Mutex<BTreeSet<u64>>,
-    /// Where the vCPU threads wait before their first `KVM_RUN` until the
-    /// thread running the VM took its own filter.
-    pub(crate) start: StartGate,
-}
-
-/// A one-time gate: closed until [`StartGate::open`] says whether the
-/// threads waiting at it go on.
-#[derive(Default)]
-pub(crate) struct StartGate {
-    state: Mutex<Option<bool>>,
-    opened: std::sync::Condvar,
-}
-
-impl StartGate {
-    /// Lets the waiting threads go on (`true`) or give up (`false`).
-    pub(crate) fn open(&self, go: bool) {
-        *lock(&self.state) = Some(go);
-        self.opened.notify_all();
-    }
-
-    /// Waits until the gate opens; whether to go on.
-    pub(crate) fn pass(&self) -> bool {
-        let mut state = lock(&self.state);
-        loop {
-            if let Some(go) = *state {
-                return go;
-            }
-            state = self.opened.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl Shared<'_> {
-    /// The hypercall page's GPA, if enabled.
-    pub fn overlay_page(&self) -> Option<u64> {
-        lock(self.msrs).overlay_page()
-    }
-
-    /// The synthetic state of VP `vp`, now.
-    pub fn synthetic(&self, vp: u32) -> SyntheticState {
-        SyntheticState::now(vp, &lock(self.msrs), self.created, self.leaves)
-    }
-
-    /// Writes synthetic MSR `index` of VP `vp` for HvCallSetVpRegisters:
-    /// a value the MSR refuses (a #GP for WRMSR) is refused (step 8c).
-    pub(crate) fn write_synthetic(
-        &self,
-        index: u32,
-        vp: u32,
-        value: u64,
-    ) -> Result<(), WriteError> {
-        match self.write_msr(index, vp, value)? {
-            Ok(()) => Ok(()),
-            Err(GeneralProtection) => Err(WriteError::Value),
-        }
-    }
-
-    /// Logs (once per code and run) a hypercall hvcall does not implement,
-    /// which was answered HV_STATUS_INVALID_HYPERCALL_CODE.
-    pub(crate) fn unimplemented_call(&self, vp: u32, code: u16) {
-        if lock(&self.unimplemented).insert(code) {
-            tracing::warn!(
-                vp,
-                "hypercall {code:#06x} is not implemented: answered HV_STATUS_INVALID_HYPERCALL_CODE"
-            );
-        }
-    }
-
-    /// RDMSR of a synthetic MSR by VP `vp`.
-    pub fn read_msr(&self, index: u32, vp: u32) -> Result<u64, GeneralProtection> {
-        lock(self.msrs).read(index, vp)
-    }
-
-    /// WRMSR of a synthetic MSR by VP `vp`. Moving the hypercall page pauses every
-    /// vCPU while the memory slots change. The outer error is a KVM failure
-    /// (the VM must end), the inner one a #GP for the guest.
-    pub fn write_msr(
-        &self,
-        index: u32,
-        vp: u32,
-        value: u64,
-    ) -> Result<Result<(), GeneralProtection>, SlotError> {
-        // Writers take turns; the state lock itself is only ever held for
-        // a copy or a store, never across the pause below, so no lock
-        // order between it and the rendezvous needs keeping.
-        let _writer = lock(&self.msr_writes);
-        let old = *lock(self.msrs);
-        let mut new = old;
-        if let Err(gp) = new.write(index, vp, value, self.ram.size()) {
-            return Ok(Err(gp));
-        }
-        let page = new.overlay_page();
-        if page != old.overlay_page() {
-            let changed = self
-                .rendezvous
-                .with_all_paused(|| lock(self.memslots).set_overlay(self.vm_fd, self.ram, page));
-            if let Some(result) = changed {
-                result?;
-            }
-        }
-        *lock(self.msrs) = new;
-        Ok(Ok(()))
-    }
 }

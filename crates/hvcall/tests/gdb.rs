@@ -605,7 +605,7 @@ fn aliased_and_non_canonical_breakpoints_leave_the_guest_its_bytes() {
     let sock = dir.0.join("gdb.sock");
     let mut vm = Spin::start(&["--gdb", sock.to_str().unwrap()]);
     wait_unix(&sock);
-    // The boot page tables (crates/hvcall-vmm/src/boot.rs) map RAM once,
+    // The boot page tables (crates/hvcall-vmm/src/boot/mod.rs) map RAM once,
     // at 0; PML4 entry 1 pointing at the same PDPT (0x3000) maps it again
     // at 512 GiB: a real alias of every code byte.
     const ALIAS: &str = "0x8000000000";

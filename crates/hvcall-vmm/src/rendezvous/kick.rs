@@ -51,18 +51,25 @@ pub(crate) fn install_handler() -> Result<(), vmm_sys_util::errno::Error> {
 }
 
 /// While alive, kicks to the current thread set `immediate_exit` in the
-/// given `kvm_run`. Dropping it unregisters the pointer.
-pub(crate) struct Registration(());
+/// given `kvm_run`. Dropping it unregisters the pointer. Not `Send`: it
+/// must be dropped on the thread that registered.
+pub(crate) struct Registration(std::marker::PhantomData<*mut u8>);
 
 impl Registration {
-    /// Registers `kvm_run` of the vCPU this thread owns.
+    /// Registers `kvm_run` of the vCPU this thread owns: until the
+    /// registration is dropped, a kick to this thread writes its
+    /// `immediate_exit` byte.
     ///
-    /// The caller keeps the `VcpuFd` (and so the mapping) alive for as long
-    /// as the registration lives.
-    pub(crate) fn register_current_thread(kvm_run: &mut kvm_bindings::kvm_run) -> Self {
+    /// # Safety
+    ///
+    /// `kvm_run` must stay mapped (its `VcpuFd` alive) for as long as the
+    /// returned registration lives, and the registration must be dropped on
+    /// this thread: the signal handler writes through the pointer kept
+    /// here, after the borrow of `kvm_run` has ended.
+    pub(crate) unsafe fn register_current_thread(kvm_run: &mut kvm_bindings::kvm_run) -> Self {
         let ptr = std::ptr::addr_of_mut!(kvm_run.immediate_exit);
         IMMEDIATE_EXIT.with(|p| p.set(ptr));
-        Registration(())
+        Registration(std::marker::PhantomData)
     }
 }
 

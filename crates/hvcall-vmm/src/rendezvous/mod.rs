@@ -4,18 +4,18 @@
 //!
 //! # Reading or writing another VP, end to end
 //!
-//! 1. A requester: a VP inside its hypercall (`crate::hypercall`'s
+//! 1. A requester: a VP inside its hypercall (`crate::vcpu::hypercall`'s
 //!    `VpHypervisor`, for the dispatcher's snapshot and write calls) or
-//!    the host ([`crate::inspect::Inspector`]) calls
+//!    the host ([`crate::host::inspect::Inspector`]) calls
 //!    [`Rendezvous::request_snapshot`] / [`Rendezvous::request_write`] (or
 //!    their host forms) here.
 //! 2. The request is queued for the target VP, whose thread is kicked out
 //!    of `KVM_RUN` with a real-time signal ([`kick`]).
 //! 3. The target's thread serves it ([`serve`]) at the next point where
 //!    the VP is between two instructions: [`Between`] outside a hypercall,
-//!    `crate::hypercall::InCall` inside its own. A read is a
-//!    [`crate::snapshot::VpSnapshot`] of the groups asked; a write is
-//!    applied by [`crate::write`].
+//!    `crate::vcpu::hypercall::InCall` inside its own. A read is a
+//!    [`crate::state::snapshot::VpSnapshot`] of the groups asked; a write is
+//!    applied by [`crate::state::write`].
 //! 4. The reply goes back through the requester's slot here; a VP halted
 //!    for good is read from a copy parked at its halt, without waking it.
 //!
@@ -35,7 +35,7 @@
 //! it, so two VPs reading each other at the same moment both finish. The
 //! VM ending wakes every waiter.
 //!
-//! The host (see [`crate::inspect`]) may request snapshots too: it is not a
+//! The host (see [`crate::host::inspect`]) may request snapshots too: it is not a
 //! VP, has nothing to serve, and has one reply slot of its own, used by one
 //! host request at a time.
 //!
@@ -63,26 +63,17 @@ use std::time::{Duration, Instant};
 pub(crate) mod kick;
 mod serve;
 
-pub(crate) use serve::{Between, Server};
+pub(crate) use serve::Server;
 
 use hvcall_abi::SetVpRegistersElement;
 use hvcall_dispatch::{SourceError, WriteFailure};
 
-use crate::registers::Groups;
-use crate::snapshot::{SyntheticState, VpSnapshot};
+use crate::hyperv::synthetic::SyntheticState;
+use crate::state::registers::Groups;
+use crate::state::snapshot::VpSnapshot;
+pub use crate::state::SnapshotError;
 use crate::VmExit;
 use kick::Kicker;
-
-/// Why a snapshot could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotError {
-    /// The VM ended before the target answered.
-    #[error("the VM ended")]
-    Ended,
-    /// The target VP could not read its own state.
-    #[error("the target VP could not read its state: {0}")]
-    Fetch(String),
-}
 
 /// What the thread that serves a read hands back.
 pub(crate) type Served = Result<Box<VpSnapshot>, SnapshotError>;
@@ -130,7 +121,7 @@ impl Reply {
         match self {
             Reply::Read(r) => r,
             Reply::Parked(parked) => Ok(parked.with_synthetic(synthetic())),
-            Reply::Write(_) => Err(SnapshotError::Fetch("a write reply to a read".into())),
+            Reply::Write(_) => Err(SnapshotError::Internal("a write reply to a read")),
         }
     }
 
@@ -139,7 +130,7 @@ impl Reply {
             Reply::Write(r) => r,
             Reply::Read(_) | Reply::Parked(_) => Err(WriteFailure {
                 applied: 0,
-                error: SourceError::Host(SnapshotError::Fetch("a read reply to a write".into())),
+                error: SourceError::Host(SnapshotError::Internal("a read reply to a write")),
             }),
         }
     }
@@ -521,25 +512,39 @@ impl Rendezvous {
             .into_write()
     }
 
-    fn request(&self, requester: u32, target: u32, work: Work, server: &mut dyn Server) -> Reply {
+    /// Queues `work` from `requester` for VP `target`, or answers it at
+    /// once: the VM ended (or there is no such VP), or for a read, the
+    /// target's parked snapshot. Both kinds of requester post through here.
+    fn post(&self, st: &mut State, requester: Requester, target: u32, work: Work) -> Option<Reply> {
         let write = matches!(work, Work::Write(_));
-        let mut st = self.lock();
         if st.ended.is_some() {
-            return Reply::ended(write);
+            return Some(Reply::ended(write));
         }
         if !write {
-            if let Some(parked) = Self::parked_in(&st, target) {
-                return Reply::Parked(parked);
+            if let Some(parked) = Self::parked_in(st, target) {
+                return Some(Reply::Parked(parked));
             }
         }
         let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Reply::ended(write);
+            return Some(Reply::ended(write));
         };
-        slot.requests.push(Request {
-            requester: Requester::Vp(requester),
-            work,
-        });
+        slot.requests.push(Request { requester, work });
+        if requester == Requester::Host {
+            st.host = HostSlot {
+                busy: true,
+                reply: None,
+            };
+        }
         self.changed.notify_all();
+        None
+    }
+
+    fn request(&self, requester: u32, target: u32, work: Work, server: &mut dyn Server) -> Reply {
+        let write = matches!(work, Work::Write(_));
+        let mut st = self.lock();
+        if let Some(reply) = self.post(&mut st, Requester::Vp(requester), target, work) {
+            return reply;
+        }
         let replies = self.replies.load(Ordering::Relaxed);
         // Kick with `state` released: the target leaves KVM_RUN within
         // microseconds and must not find the lock held by its kicker.
@@ -602,26 +607,9 @@ impl Rendezvous {
         while st.host.busy && st.ended.is_none() {
             st = self.wait(st);
         }
-        if st.ended.is_some() {
-            return Reply::ended(write);
+        if let Some(reply) = self.post(&mut st, Requester::Host, target, work) {
+            return reply;
         }
-        if !write {
-            if let Some(parked) = Self::parked_in(&st, target) {
-                return Reply::Parked(parked);
-            }
-        }
-        let Some(slot) = st.vps.get_mut(target as usize) else {
-            return Reply::ended(write);
-        };
-        slot.requests.push(Request {
-            requester: Requester::Host,
-            work,
-        });
-        st.host = HostSlot {
-            busy: true,
-            reply: None,
-        };
-        self.changed.notify_all();
         drop(st);
         self.kick(target as usize);
         let mut st = self.lock();
@@ -787,7 +775,7 @@ impl Rendezvous {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registers::Group;
+    use crate::state::registers::Group;
 
     #[test]
     fn end_is_sticky_and_first_wins() {
@@ -855,13 +843,13 @@ mod tests {
 
     /// A snapshot that records the groups it was asked for in RAX.
     fn fake_snapshot(vp: u32, groups: Groups) -> Served {
-        let synthetic = crate::snapshot::SyntheticState {
+        let synthetic = crate::hyperv::synthetic::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,
             time_ref_count: 0,
             vp_assist_page: 0,
-            leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
+            leaves: crate::hyperv::cpuid::HypervLeaves::new(true, true, 2),
         };
         let mut sync = kvm_bindings::kvm_sync_regs::default();
         sync.regs.rax = Group::FETCHED
@@ -914,14 +902,14 @@ mod tests {
     }
 
     /// The synthetic state a requester reads now, marked by `time`.
-    fn fake_synthetic(vp: u32, time: u64) -> crate::snapshot::SyntheticState {
-        crate::snapshot::SyntheticState {
+    fn fake_synthetic(vp: u32, time: u64) -> crate::hyperv::synthetic::SyntheticState {
+        crate::hyperv::synthetic::SyntheticState {
             vp_index: vp,
             guest_os_id: 0,
             hypercall: 0,
             time_ref_count: time,
             vp_assist_page: 0,
-            leaves: crate::cpuid::HypervLeaves::new(true, true, 2),
+            leaves: crate::hyperv::cpuid::HypervLeaves::new(true, true, 2),
         }
     }
 

@@ -1,22 +1,17 @@
 //! How a VP's thread answers the requests addressed to its VP
 //! ([`Server`]): reads (a snapshot holding the groups asked) and writes (a
-//! batch applied through [`crate::write`]), served on the thread that owns
-//! the vCPU, at a point where the VP is between two instructions. There
-//! are two such points, and one server for each:
-//! - [`Between`]: outside a hypercall (just before `KVM_RUN`, after a kick,
-//!   while halted or held), from and through the `kvm_run` sync registers;
-//! - `crate::hypercall::InCall`: inside its own hypercall, while it waits
-//!   for another VP, from its state at the call with the writes that
-//!   reached it since (merged into the call's result when it ends).
+//! batch applied through [`crate::state::write`]), served on the thread
+//! that owns the vCPU, at a point where the VP is between two
+//! instructions. There are two such points, and one server for each, both
+//! in `crate::vcpu`: `Between` (outside a hypercall, through the `kvm_run`
+//! sync registers) and `InCall` (inside its own hypercall, while it waits
+//! for another VP, from its state at the call with the writes that
+//! reached it since).
 
 use hvcall_abi::SetVpRegistersElement;
-use kvm_ioctls::VcpuFd;
 
-use super::{Served, SnapshotError, WriteReply};
-use crate::registers::Groups;
-use crate::snapshot::VpSnapshot;
-use crate::vm::Shared;
-use crate::write;
+use super::{Served, WriteReply};
+use crate::state::registers::Groups;
 
 /// A VP's thread, serving the requests addressed to its VP on that thread
 /// (where its vCPU's ioctls may be made), at a point where the VP is
@@ -26,46 +21,4 @@ pub(crate) trait Server {
     fn snapshot(&mut self, groups: Groups) -> Served;
     /// Applies `elements` to the VP in order, as one batch (contract §8).
     fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply;
-}
-
-/// VP `vp` between two instructions and outside a hypercall, serving
-/// other VPs: reads from its sync registers, writes through them
-/// ([`crate::write`]).
-pub(crate) struct Between<'a, 'b> {
-    shared: &'a Shared<'b>,
-    vp: u32,
-    vcpu: &'a mut VcpuFd,
-}
-
-impl Server for Between<'_, '_> {
-    fn snapshot(&mut self, groups: Groups) -> Served {
-        snapshot(self.shared, self.vp, self.vcpu, groups)
-    }
-
-    fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
-        let (shared, vp) = (self.shared, self.vp);
-        let mut state = VpSnapshot::from_sync(self.vcpu.sync_regs(), shared.synthetic(vp));
-        let batch = write::apply(&mut state, self.vcpu, elements, &mut |index, value| {
-            shared.write_synthetic(index, vp, value)
-        });
-        write::commit_to_sync(self.vcpu, &state, &batch);
-        batch.result
-    }
-}
-
-impl<'a, 'b> Between<'a, 'b> {
-    /// VP `vp` of `shared`, whose vCPU is `vcpu`.
-    pub(crate) fn new(shared: &'a Shared<'b>, vp: u32, vcpu: &'a mut VcpuFd) -> Self {
-        Self { shared, vp, vcpu }
-    }
-}
-
-/// A snapshot of `groups` of VP `vp`, taken on its own thread for another
-/// VP or the host, from its sync registers.
-pub(crate) fn snapshot(shared: &Shared<'_>, vp: u32, vcpu: &VcpuFd, groups: Groups) -> Served {
-    let snapshot = VpSnapshot::capture(vcpu, shared.synthetic(vp), groups)
-        .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
-    shared.counters.snapshot_served(&snapshot);
-    shared.counters.flush_ioctls();
-    Ok(Box::new(snapshot))
 }

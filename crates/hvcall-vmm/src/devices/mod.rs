@@ -12,6 +12,11 @@
 //! gives the VM KVM's PIC, IOAPIC, local APICs and PIT, which is what a
 //! Linux kernel expects of a PC; bare-metal guests run without them, so
 //! that their HLT exits to the VMM.
+//!
+//! Owns the port I/O devices (here) and the [`console`] their output goes
+//! to.
+
+pub mod console;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +27,7 @@ use kvm_ioctls::VmFd;
 use vm_superio::{I8042Device, Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::console::Console;
+use crate::devices::console::Console;
 
 /// COM1's first port.
 pub const COM1_BASE: u16 = 0x3F8;

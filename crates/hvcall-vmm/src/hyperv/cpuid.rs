@@ -10,7 +10,7 @@ use hvcall_abi::cpuid::{self as leaf, HypervisorVersion};
 use hvcall_abi::{privilege, HvRegisterValue};
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
-use crate::validate::CpuFeatures;
+use crate::cpu::CpuFeatures;
 
 /// Highest Hyper-V leaf advertised: implementation limits, the least a
 /// Hyper-V compatible hypervisor reports.

@@ -1,5 +1,7 @@
-//! The boot protocol (README, "Boot protocol"): boot structures below 1 MiB and the
-//! initial register state of every vCPU.
+//! How a guest gets into RAM and starts: the boot protocol (README, "Boot
+//! protocol"; here: the boot structures below 1 MiB and the initial
+//! register state of every vCPU), the ELF [`loader`], the Linux boot
+//! protocol ([`linux`]) and the [`mptable`] a Linux kernel reads.
 //!
 //! Layout below 1 MiB (a guest may replace all of it):
 //!
@@ -15,6 +17,10 @@
 //! CR0 = PE|ET|NE|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT, EFER = LME|LMA|NXE,
 //! RFLAGS = 2 (interrupts disabled), RDI = VP index, RSI = VP count and
 //! RSP = RAM end − index × 64 KiB.
+
+pub mod linux;
+pub mod loader;
+pub mod mptable;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 

@@ -44,11 +44,12 @@ use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
 use crate::memory::GuestRam;
 use hvcall_dispatch::HostTarget;
 
-use crate::hypercall::VM_PARTITION_ID;
-use crate::rendezvous::{DebugEvent, SnapshotError};
-use crate::root::{ReadError, RootHypervisor};
+use crate::host::root::{ReadError, RootHypervisor};
+use crate::rendezvous::DebugEvent;
+use crate::shared::Shared;
+use crate::state::SnapshotError;
 use crate::stats::RunStats;
-use crate::vm::Shared;
+use crate::topology::VM_PARTITION_ID;
 use crate::VmExit;
 
 /// The host's handle on a running VM, given to the closure of
@@ -95,7 +96,7 @@ impl<'a> Inspector<'a> {
         let mut snapshot = |vp: u32, groups| {
             shared
                 .rendezvous
-                .request_host_snapshot(vp, groups, || shared.synthetic(vp))
+                .request_host_snapshot(vp, groups, || shared.synthetic.state(vp))
                 .map(|s| *s)
         };
         let mut hv = RootHypervisor {
@@ -103,7 +104,7 @@ impl<'a> Inspector<'a> {
             snapshot: &mut snapshot,
             write: None,
         };
-        crate::root::get_vp_registers(&mut hv, target, names)
+        crate::host::root::get_vp_registers(&mut hv, target, names)
     }
 
     /// Writes `elements` to VP `vp` as the root partition while it runs,
@@ -127,7 +128,11 @@ impl<'a> Inspector<'a> {
         elements: &[SetVpRegistersElement],
     ) -> Result<(), ReadError> {
         let shared = self.shared;
-        let mut snapshot = |_: u32, _| Err(SnapshotError::Fetch("not used by writes".into()));
+        let mut snapshot = |_: u32, _| {
+            Err(SnapshotError::Internal(
+                "a snapshot from the write-only view",
+            ))
+        };
         let mut write = |vp: u32, batch: &[SetVpRegistersElement]| {
             shared.rendezvous.request_host_write(vp, batch)
         };
@@ -136,7 +141,7 @@ impl<'a> Inspector<'a> {
             snapshot: &mut snapshot,
             write: Some(&mut write),
         };
-        crate::root::set_vp_registers(&mut hv, target, elements)
+        crate::host::root::set_vp_registers(&mut hv, target, elements)
     }
 
     /// Stops every VP for a debugger: none runs until
@@ -167,7 +172,7 @@ impl<'a> Inspector<'a> {
     /// taking #BP. Putting the `int3` byte in memory (once per GPA,
     /// however many virtual aliases) is the debugger's job.
     pub fn set_breakpoint(&self, gpa: u64, on: bool) {
-        let mut set = crate::vm::lock(&self.shared.breakpoints);
+        let mut set = crate::mutex::lock(&self.shared.breakpoints);
         if on {
             set.insert(gpa);
         } else {

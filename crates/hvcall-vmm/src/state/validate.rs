@@ -2,17 +2,17 @@
 //! (docs/contract.md §8 step 8c, the table "What 8c refuses"): reserved
 //! bits, non-canonical addresses, features the guest's CPUID does not
 //! advertise, PAT memory types, and the few combinations of CR0, CR4 and
-//! EFER a processor cannot be in. [`crate::snapshot::VpSnapshot::stage`]
+//! EFER a processor cannot be in. [`crate::state::snapshot::VpSnapshot::stage`]
 //! asks here before a value reaches its snapshot, so a refused value never
 //! reaches KVM.
 //!
 //! The features come from the CPUID table the VMM gives each vCPU
-//! (`KVM_SET_CPUID2`, [`crate::cpuid::guest_cpuid`]), read once into
+//! (`KVM_SET_CPUID2`, [`crate::hyperv::cpuid::guest_cpuid`]), read once into
 //! [`CpuFeatures`]. Where the TLFS and the architecture leave a choice
 //! (bits a processor ignores or reads back differently), hvcall refuses,
 //! so that a write reported as a success always reads back as written.
 
-use kvm_bindings::kvm_cpuid_entry2;
+pub use crate::cpu::{efer, CpuFeatures};
 
 /// Why a value is refused (all of them are HV_STATUS_INVALID_REGISTER_VALUE).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,31 +34,6 @@ pub enum Invalid {
     /// A combination of bits the processor cannot hold.
     #[error("{0}")]
     Combination(&'static str),
-}
-
-/// The guest's processor features that decide what 8c accepts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct CpuFeatures {
-    /// CR4 bits the guest may set.
-    pub cr4: u64,
-    /// EFER bits the guest may set.
-    pub efer: u64,
-    /// XCR0 bits the guest may set (CPUID 0xD.0 EDX:EAX).
-    pub xcr0: u64,
-    /// Physical address width (CPUID 0x8000_0008 EAX[7:0]; 36 without it).
-    pub phys_bits: u8,
-    /// x2APIC mode (CPUID 1 ECX[21]).
-    pub x2apic: bool,
-    /// RTM (CPUID 7 EBX[11]): DR7 bit 11 and DR6 bit 16 have a meaning.
-    pub rtm: bool,
-}
-
-impl Default for CpuFeatures {
-    /// No optional feature: what a table without leaves 1, 7, 0xD and
-    /// 0x8000_000x allows.
-    fn default() -> Self {
-        Self::from_entries(&[])
-    }
 }
 
 /// CR0 bits.
@@ -87,28 +62,6 @@ pub mod cr4 {
     pub const PCIDE: u64 = 1 << 17;
 }
 
-/// EFER bits.
-pub mod efer {
-    /// SYSCALL enable.
-    pub const SCE: u64 = 1 << 0;
-    /// Long mode enable.
-    pub const LME: u64 = 1 << 8;
-    /// Long mode active.
-    pub const LMA: u64 = 1 << 10;
-    /// No-execute enable.
-    pub const NXE: u64 = 1 << 11;
-    /// Secure virtual machine enable.
-    pub const SVME: u64 = 1 << 12;
-    /// Long mode segment limit enable (never advertised: reserved).
-    pub const LMSLE: u64 = 1 << 13;
-    /// Fast FXSAVE/FXRSTOR.
-    pub const FFXSR: u64 = 1 << 14;
-    /// Translation cache extension.
-    pub const TCE: u64 = 1 << 15;
-    /// Automatic IBRS.
-    pub const AUTOIBRS: u64 = 1 << 21;
-}
-
 /// RFLAGS.VM (virtual-8086 mode).
 const RFLAGS_VM: u64 = 1 << 17;
 /// RFLAGS bit 1, which always reads as 1.
@@ -116,88 +69,6 @@ const RFLAGS_FIXED1: u64 = 1 << 1;
 /// RFLAGS bits that exist: CF, 1, PF, AF, ZF, SF, TF, IF, DF, OF, IOPL,
 /// NT, RF, VM, AC, VIF, VIP, ID.
 const RFLAGS_DEFINED: u64 = 0x003F_7FD7;
-
-fn bit(word: u32, n: u32) -> bool {
-    word >> n & 1 != 0
-}
-
-impl CpuFeatures {
-    /// The features of a vCPU's CPUID table.
-    pub fn from_entries(entries: &[kvm_cpuid_entry2]) -> Self {
-        let leaf = |function: u32, index: u32| {
-            entries
-                .iter()
-                .find(|e| e.function == function && e.index == index)
-                .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
-        };
-        let [_, _, c1, d1] = leaf(1, 0);
-        let [_, b7, c7, d7] = leaf(7, 0);
-        let [_, _, ce, de] = leaf(0x8000_0001, 0);
-        let [a8, ..] = leaf(0x8000_0008, 0);
-        let [a21, ..] = leaf(0x8000_0021, 0);
-        let [ad, _, _, dd] = leaf(0xD, 0);
-        let cr4_bits: [(u32, bool); 25] = [
-            (0, bit(d1, 1)),                 // VME
-            (1, bit(d1, 1)),                 // PVI
-            (2, bit(d1, 4)),                 // TSD
-            (3, bit(d1, 2)),                 // DE
-            (4, bit(d1, 3)),                 // PSE
-            (5, bit(d1, 6)),                 // PAE
-            (6, bit(d1, 7)),                 // MCE
-            (7, bit(d1, 13)),                // PGE
-            (8, true),                       // PCE
-            (9, bit(d1, 24)),                // OSFXSR
-            (10, bit(d1, 25)),               // OSXMMEXCPT
-            (11, bit(c7, 2)),                // UMIP
-            (12, bit(c7, 16)),               // LA57
-            (13, bit(c1, 5)),                // VMXE
-            (14, bit(c1, 6)),                // SMXE
-            (16, bit(b7, 0)),                // FSGSBASE
-            (17, bit(c1, 17)),               // PCIDE
-            (18, bit(c1, 26)),               // OSXSAVE
-            (19, bit(c7, 23)),               // KL
-            (20, bit(b7, 7)),                // SMEP
-            (21, bit(b7, 20)),               // SMAP
-            (22, bit(c7, 3)),                // PKE
-            (23, bit(c7, 7) || bit(d7, 20)), // CET
-            (24, bit(c7, 31)),               // PKS
-            (25, bit(d7, 5)),                // UINTR
-        ];
-        let efer_bits: [(u64, bool); 8] = [
-            (efer::SCE, bit(de, 11)),
-            (efer::LME | efer::LMA, bit(de, 29)),
-            (efer::NXE, bit(de, 20)),
-            (efer::SVME, bit(ce, 2)),
-            (efer::LMSLE, false),
-            (efer::FFXSR, bit(de, 25)),
-            (efer::TCE, bit(ce, 17)),
-            (efer::AUTOIBRS, bit(a21, 8)),
-        ];
-        let phys_bits = match (a8 & 0xFF) as u8 {
-            0 => 36,
-            n => n.min(52),
-        };
-        Self {
-            cr4: cr4_bits
-                .iter()
-                .filter(|(_, on)| *on)
-                .fold(0, |m, (b, _)| m | 1 << b),
-            efer: efer_bits
-                .iter()
-                .filter(|(_, on)| *on)
-                .fold(0, |m, (b, _)| m | b),
-            xcr0: u64::from(ad) | u64::from(dd) << 32,
-            phys_bits,
-            x2apic: bit(c1, 21),
-            rtm: bit(b7, 11),
-        }
-    }
-
-    /// Bits at or above the physical address width.
-    fn above_phys(&self) -> u64 {
-        !0u64 << self.phys_bits
-    }
-}
 
 /// Refuses `value & mask` if not zero.
 fn reserved(value: u64, mask: u64) -> Result<(), Invalid> {
@@ -408,6 +279,7 @@ pub fn mxcsr(value: u32, mask: u32) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvm_bindings::kvm_cpuid_entry2;
 
     /// A CPUID table with SYSCALL, NX, LM, x2APIC, FXSR/SSE, PAE, PGE,
     /// UMIP, no SVM, 48-bit physical addresses, XCR0 x87|SSE|AVX.

@@ -22,7 +22,7 @@
 //! | `0x1000..0x5000` | the VMM's GDT and identity page tables ([`crate::boot`]) |
 //! | [`ZERO_PAGE`] | `boot_params` (RSI at entry) |
 //! | [`CMDLINE_ADDRESS`] | the command line, NUL-terminated |
-//! | `0xF0000..0x100000` | reserved: the MP table ([`crate::mptable`]) |
+//! | `0xF0000..0x100000` | reserved: the MP table ([`crate::boot::mptable`]) |
 //! | vmlinux: its `p_paddr`s (16 MiB by default); bzImage: 1 MiB | the kernel |
 //! | the top of RAM (below `initrd_addr_max`) | the initrd, page-aligned |
 //!
@@ -44,8 +44,8 @@ use linux_loader::loader::bootparam::{
 use linux_loader::loader::{bzimage::BzImage, elf::Elf, load_cmdline, Cmdline, KernelLoader};
 use vm_memory::{ByteValued, GuestAddress};
 
+use crate::boot::mptable::MPTABLE_START;
 use crate::memory::GuestRam;
-use crate::mptable::MPTABLE_START;
 
 /// GPA of `boot_params` (the "zero page").
 pub const ZERO_PAGE: u64 = 0x7000;
@@ -101,7 +101,7 @@ impl KernelKind {
     pub fn of(file: &[u8]) -> Self {
         if file.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
             KernelKind::BzImage
-        } else if crate::loader::has_note_named(file, b"Linux") {
+        } else if crate::boot::loader::has_note_named(file, b"Linux") {
             KernelKind::Vmlinux
         } else {
             KernelKind::BareMetal
@@ -126,7 +126,7 @@ pub enum LinuxError {
     /// The vmlinux's segments are out of RAM, overlap, or the file is
     /// malformed.
     #[error("the vmlinux: {0}")]
-    Segments(#[source] crate::loader::LoadError),
+    Segments(#[source] crate::boot::loader::LoadError),
     /// The bzImage's boot protocol predates 2.12, the first to say
     /// whether the kernel has a 64-bit entry (the only one hvcall uses).
     #[error(
@@ -225,7 +225,7 @@ pub fn load(
             // linux-loader copies every PT_LOAD as the file says; check
             // first that they lie in RAM above 1 MiB and do not overlap, so
             // a hostile file cannot make it copy more than its own size.
-            crate::loader::segments(kernel, BZIMAGE_LOAD_ADDRESS, ram.size())
+            crate::boot::loader::segments(kernel, BZIMAGE_LOAD_ADDRESS, ram.size())
                 .map_err(LinuxError::Segments)?;
             let r = Elf::load(
                 mem,
@@ -394,7 +394,7 @@ mod tests {
     /// A minimal ELF64 like a vmlinux: a one-byte PT_LOAD at 16 MiB (the
     /// entry) and a PT_NOTE segment holding `notes`.
     fn elf_with_notes(notes: &[u8]) -> Vec<u8> {
-        let one = crate::loader::flat_elf(0x100_0000, &[0xF4], 0);
+        let one = crate::boot::loader::flat_elf(0x100_0000, &[0xF4], 0);
         let (header, load) = (&one[..64], &one[64..120]);
         let mut f = header.to_vec();
         f[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
@@ -434,7 +434,7 @@ mod tests {
             KernelKind::of(&elf_with_notes(&other)),
             KernelKind::BareMetal
         );
-        let plain = crate::loader::flat_elf(0x10_0000, &[0xF4], 0);
+        let plain = crate::boot::loader::flat_elf(0x10_0000, &[0xF4], 0);
         assert_eq!(KernelKind::of(&plain), KernelKind::BareMetal);
     }
 
@@ -529,7 +529,7 @@ mod tests {
     #[test]
     fn non_linux_files_are_refused() {
         let ram = GuestRam::new(64).unwrap();
-        let elf = crate::loader::flat_elf(0x10_0000, &[0xF4], 0);
+        let elf = crate::boot::loader::flat_elf(0x10_0000, &[0xF4], 0);
         assert!(matches!(
             load(&ram, &elf, "", None),
             Err(LinuxError::NotLinux)

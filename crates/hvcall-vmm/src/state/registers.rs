@@ -16,7 +16,7 @@
 //! cost one ioctl each. A snapshot of another VP fetches exactly the
 //! [`Groups`] of the names the call reads.
 //!
-//! The state itself is held by [`crate::snapshot::VpSnapshot`].
+//! The state itself is held by [`crate::state::snapshot::VpSnapshot`].
 
 use hvcall_abi::cpuid;
 use hvcall_abi::name::x64;

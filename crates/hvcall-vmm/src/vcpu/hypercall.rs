@@ -17,7 +17,6 @@
 //! step 8d's list: the call's values win there), and so does an FPU/SSE
 //! register other than a fast call's XMM0–5.
 
-use hvcall_abi::name::x64;
 use hvcall_abi::HypercallResult;
 use hvcall_abi::{
     HvError, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, SetVpRegistersElement,
@@ -29,33 +28,21 @@ use hvcall_dispatch::{
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
-use crate::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
+use crate::hyperv::hypercall_page::HYPERCALL_INSTRUCTION_LEN;
+use crate::hyperv::trace::TracedCall;
 use crate::memory::CallerMemory;
-use crate::registers::{gpr, gpr_mut, group_of, Group, Groups};
-use crate::rendezvous::{Served, Server, SnapshotError, WriteReply};
-use crate::snapshot::{VpSnapshot, RFLAGS_SLOT, RIP_SLOT};
-use crate::stats::count_ioctl;
-use crate::trace::TracedCall;
-use crate::vm::Shared;
+use crate::rendezvous::{Served, Server, WriteReply};
+use crate::shared::Shared;
+use crate::state::count_ioctl;
+use crate::state::registers::{gpr, gpr_mut, group_of, Group, Groups};
+use crate::state::snapshot::VpSnapshot;
+use crate::state::write::Pending;
+use crate::state::SnapshotError;
+use crate::topology;
 
-/// The VM's partition id.
-pub const VM_PARTITION_ID: u64 = 2;
-/// The root partition's id (the host side of hvcall).
-pub const ROOT_PARTITION_ID: u64 = 1;
 const UD_VECTOR: u8 = 6;
 const EFER_LMA: u64 = 1 << 10;
 const CR0_PE: u64 = 1;
-
-/// The two partitions hvcall knows, as every caller sees them: the VM
-/// (`vm_vp_count` VPs), child of the root partition (which has no VPs the
-/// dispatcher can address).
-pub(crate) fn partition_info(partition_id: u64, vm_vp_count: u32) -> Option<PartitionInfo> {
-    match partition_id {
-        VM_PARTITION_ID => Some(PartitionInfo::new(Some(ROOT_PARTITION_ID), vm_vp_count)),
-        ROOT_PARTITION_ID => Some(PartitionInfo::new(None, 0)),
-        _ => None,
-    }
-}
 
 /// The calling VP's registers as the dispatcher sees them. XMM0–5 are
 /// fetched before the call only for a fast call: the dispatcher reads
@@ -121,13 +108,9 @@ pub struct InCall<'a> {
     /// `at_call` with the writes that reached the VP during the call;
     /// groups filled on first use. Made when first needed.
     here: Option<VpSnapshot>,
-    /// General registers written during the call (bit n: slot n of
-    /// [`crate::snapshot::Written::Regs`]).
-    regs_written: u32,
-    /// An FPU/SSE register was written during the call.
-    fpu_written: bool,
-    /// Some write reached the VP during the call.
-    wrote: bool,
+    /// What the writes that reached the VP during the call changed
+    /// (`None`: no write reached it).
+    written: Option<Pending>,
 }
 
 impl InCall<'_> {
@@ -135,15 +118,14 @@ impl InCall<'_> {
     fn here(&mut self) -> &mut VpSnapshot {
         let (shared, vp, at_call) = (self.shared, self.vp, self.at_call);
         self.here
-            .get_or_insert_with(|| VpSnapshot::from_sync(at_call, shared.synthetic(vp)))
+            .get_or_insert_with(|| VpSnapshot::from_sync(at_call, shared.synthetic.state(vp)))
     }
 
     /// Fills `group` of [`Self::here`].
     fn fill(&mut self, group: Group) -> Result<&mut VpSnapshot, SnapshotError> {
         let vcpu = self.vcpu;
         let here = self.here();
-        here.fill(group, vcpu)
-            .map_err(|e| SnapshotError::Fetch(e.to_string()))?;
+        here.fill(group, vcpu).map_err(SnapshotError::Fetch)?;
         Ok(here)
     }
 
@@ -159,14 +141,14 @@ impl InCall<'_> {
         fast: bool,
         regs: &mut CallerRegs,
     ) -> Result<Option<kvm_bindings::kvm_sregs>, kvm_ioctls::Error> {
-        let Some(here) = self.here.as_ref().filter(|_| self.wrote) else {
+        let (Some(here), Some(written)) = (self.here.as_ref(), self.written) else {
             return Ok(None);
         };
         let call = (convention, fast);
-        merge_written(call, &here.sync().regs, self.regs_written, &mut regs.regs);
+        merge_written(call, &here.sync().regs, written.regs, &mut regs.regs);
         // The FPU state the call fetched is older than these writes: keep
         // them, and only the call's own XMM0–5 from its copy.
-        if self.fpu_written && regs.fpu_dirty {
+        if written.fpu && regs.fpu_dirty {
             if let Some(mine) = &mut regs.fpu {
                 count_ioctl();
                 let mut now = self.vcpu.get_fpu()?;
@@ -179,7 +161,7 @@ impl InCall<'_> {
 }
 
 /// Copies the general registers written during a call (bit n of
-/// `written_mask`: slot n of [`crate::snapshot::Written::Regs`]) from
+/// `written_mask`: slot n of [`crate::state::snapshot::Staged::Regs`]) from
 /// `written` into `out`, the registers the call hands back, except those
 /// step 8d names for the call (`call`: its convention, fast or not).
 fn merge_written(
@@ -188,21 +170,11 @@ fn merge_written(
     written_mask: u32,
     out: &mut kvm_regs,
 ) {
-    for slot in (0..=RFLAGS_SLOT).filter(|s| written_mask & 1 << s != 0) {
-        let name = HvRegisterName(x64::RAX.0 + slot as u32);
-        if call.0.is_call_register(call.1, name) {
-            continue;
-        }
-        match slot {
-            RIP_SLOT => out.rip = written.rip,
-            RFLAGS_SLOT => out.rflags = written.rflags,
-            i => {
-                if let (Some(to), Some(v)) = (gpr_mut(out, i), gpr(written, i)) {
-                    *to = v;
-                }
-            }
-        }
-    }
+    let pending = Pending {
+        regs: written_mask,
+        fpu: false,
+    };
+    pending.copy_regs(written, out, |name| call.0.is_call_register(call.1, name));
 }
 
 impl Server for InCall<'_> {
@@ -210,7 +182,7 @@ impl Server for InCall<'_> {
         for g in groups.fetched() {
             self.fill(g)?;
         }
-        let synthetic = self.shared.synthetic(self.vp);
+        let synthetic = self.shared.synthetic.state(self.vp);
         let snapshot = Box::new(self.here().clone()).with_synthetic(synthetic);
         self.shared.counters.snapshot_served(&snapshot);
         self.shared.counters.flush_ioctls();
@@ -219,12 +191,10 @@ impl Server for InCall<'_> {
 
     fn write(&mut self, elements: &[SetVpRegistersElement]) -> WriteReply {
         let (shared, vp, vcpu) = (self.shared, self.vp, self.vcpu);
-        let batch = crate::write::apply(self.here(), vcpu, elements, &mut |index, value| {
+        let batch = crate::state::write::apply(self.here(), vcpu, elements, &mut |index, value| {
             shared.write_synthetic(index, vp, value)
         });
-        self.wrote = true;
-        self.regs_written |= batch.regs;
-        self.fpu_written |= batch.fpu;
+        self.written.get_or_insert_default().merge(batch.pending);
         batch.result
     }
 }
@@ -237,28 +207,22 @@ pub struct VpHypervisor<'a> {
 impl VpHypervisor<'_> {
     /// Whether `target` is a VP of the VM (the dispatcher checked it).
     fn check(&self, target: &Target) -> Result<(), HvError> {
-        let cpus = self.call.shared.leaves.cpus;
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= cpus {
-            return Err(HvError::INVALID_PARAMETER);
-        }
-        Ok(())
+        topology::vm_vp(target, self.call.shared.synthetic.vp_count()).map(drop)
     }
 }
 
 impl Partitions for VpHypervisor<'_> {
     fn caller(&self) -> Caller {
-        let leaves = &self.call.shared.leaves;
-        Caller::new(VM_PARTITION_ID, self.call.vp)
-            .with_privileges(leaves.privileges)
-            .with_xmm_fast(leaves.xmm_fast, leaves.xmm_fast)
+        let leaves = &self.call.shared.synthetic.leaves;
+        topology::guest_caller(self.call.vp, leaves.privileges, leaves.xmm_fast)
     }
 
     fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
-        partition_info(partition_id, self.call.shared.leaves.cpus)
+        topology::partition_info(partition_id, self.call.shared.synthetic.vp_count())
     }
 
-    fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
-        1
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        topology::enabled_vtls(partition_id, vp_index)
     }
 }
 
@@ -287,7 +251,7 @@ impl RegisterSource for VpHypervisor<'_> {
             return Ok(call.here().clone());
         }
         let (shared, vp) = (call.shared, call.vp);
-        let synthetic = || shared.synthetic(target.vp_index);
+        let synthetic = || shared.synthetic.state(target.vp_index);
         match shared
             .rendezvous
             .request_snapshot(vp, target.vp_index, groups, call, synthetic)
@@ -315,7 +279,7 @@ impl RegisterSource for VpHypervisor<'_> {
         if !snapshot.has(group) && snapshot.vp_index() == self.call.vp {
             snapshot
                 .fill(group, self.call.vcpu)
-                .map_err(|e| SourceError::Host(SnapshotError::Fetch(e.to_string())))?;
+                .map_err(|e| SourceError::Host(SnapshotError::Fetch(e)))?;
         }
         Ok(snapshot.read_held(name)?)
     }
@@ -410,9 +374,7 @@ pub fn handle(
                 vcpu: vcpu_ref,
                 at_call,
                 here: None,
-                regs_written: 0,
-                fpu_written: false,
-                wrote: false,
+                written: None,
             },
         };
         let outcome = dispatch(
@@ -465,7 +427,9 @@ pub fn handle(
             regs.rip = instruction;
             sync_out.regs = regs;
         }
-        Outcome::InjectUndefined => crate::vcpu::inject_exception(vcpu, instruction, UD_VECTOR),
+        Outcome::InjectUndefined => {
+            crate::vcpu::inject::inject_exception(vcpu, instruction, UD_VECTOR)
+        }
         // An outcome added to the dispatcher after this VMM was written.
         other => return Err(fault(format!("unsupported dispatcher outcome {other:?}"))),
     }
@@ -476,6 +440,7 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::snapshot::{RFLAGS_SLOT, RIP_SLOT};
 
     /// Regression: the CPL was taken from CS's selector; in
     /// virtual-8086 mode (selector RPL 0, DPL 3) that called a CPL-3 caller

@@ -31,8 +31,8 @@ pub const SYNTHETIC_BASE: u32 = msr::FIRST;
 /// including the crash, reenlightenment and nested ones).
 pub const SYNTHETIC_COUNT: u32 = msr::COUNT;
 
-/// Most VPs whose VP assist page MSR is kept ([`crate::vm::MAX_CPUS`]).
-const MAX_VPS: usize = crate::vm::MAX_CPUS as usize;
+/// Most VPs whose VP assist page MSR is kept ([`crate::topology::MAX_CPUS`]).
+const MAX_VPS: usize = crate::topology::MAX_CPUS as usize;
 
 /// Whether the page holding `gpa` lies inside RAM.
 fn page_in_ram(gpa: u64, ram_size: u64) -> bool {
@@ -76,7 +76,15 @@ pub fn install_filter(vm: &VmFd) -> Result<(), MsrSetupError> {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct GeneralProtection;
 
-/// The synthetic MSR state: partition-wide, plus each VP's assist page.
+/// One VP's own synthetic MSRs: the per-VP part of [`SyntheticMsrs`]
+/// (the unit a bank per VTL will repeat).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct VpSyntheticMsrs {
+    /// HV_X64_MSR_VP_ASSIST_PAGE.
+    pub vp_assist_page: u64,
+}
+
+/// The synthetic MSR state: partition-wide, plus each VP's own.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SyntheticMsrs {
     /// HV_X64_MSR_GUEST_OS_ID.
@@ -87,8 +95,8 @@ pub struct SyntheticMsrs {
     pub tsc_hz: u64,
     /// HV_X64_MSR_APIC_FREQUENCY, Hz (0 reads as #GP: not known).
     pub apic_hz: u64,
-    /// HV_X64_MSR_VP_ASSIST_PAGE of each VP.
-    pub vp_assist_page: [u64; MAX_VPS],
+    /// Each VP's own synthetic MSRs, by VP index.
+    pub vps: [VpSyntheticMsrs; MAX_VPS],
 }
 
 impl Default for SyntheticMsrs {
@@ -98,7 +106,7 @@ impl Default for SyntheticMsrs {
             hypercall: 0,
             tsc_hz: 0,
             apic_hz: 0,
-            vp_assist_page: [0; MAX_VPS],
+            vps: [VpSyntheticMsrs::default(); MAX_VPS],
         }
     }
 }
@@ -110,6 +118,11 @@ impl SyntheticMsrs {
         hypercall.enable().then_some(hypercall.page_gpa())
     }
 
+    /// VP `vp_index`'s own synthetic MSRs, if the VP can exist.
+    pub fn vp(&self, vp_index: u32) -> Option<&VpSyntheticMsrs> {
+        self.vps.get(vp_index as usize)
+    }
+
     /// RDMSR by VP `vp_index`.
     pub fn read(&self, index: u32, vp_index: u32) -> Result<u64, GeneralProtection> {
         match index {
@@ -119,9 +132,8 @@ impl SyntheticMsrs {
             msr::TSC_FREQUENCY if self.tsc_hz != 0 => Ok(self.tsc_hz),
             msr::APIC_FREQUENCY if self.apic_hz != 0 => Ok(self.apic_hz),
             msr::VP_ASSIST_PAGE => self
-                .vp_assist_page
-                .get(vp_index as usize)
-                .copied()
+                .vp(vp_index)
+                .map(|vp| vp.vp_assist_page)
                 .ok_or(GeneralProtection),
             _ => Err(GeneralProtection),
         }
@@ -141,11 +153,11 @@ impl SyntheticMsrs {
                 if new.enable() && !page_in_ram(new.page_gpa(), ram_size) {
                     return Err(GeneralProtection);
                 }
-                let slot = self
-                    .vp_assist_page
+                let vp = self
+                    .vps
                     .get_mut(vp_index as usize)
                     .ok_or(GeneralProtection)?;
-                *slot = new.into_bits();
+                vp.vp_assist_page = new.into_bits();
                 Ok(())
             }
             msr::GUEST_OS_ID => {

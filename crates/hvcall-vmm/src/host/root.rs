@@ -5,18 +5,18 @@
 //! the names need, any number of names. Where the snapshot comes from is
 //! the caller's choice: plain ioctls while no vCPU runs
 //! ([`crate::Vm::get_vp_registers`] takes `&mut Vm`), or a rendezvous with
-//! the running VP ([`crate::inspect::Inspector`]).
+//! the running VP ([`crate::host::inspect::Inspector`]).
 
-use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
+use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::{
     read_registers, write_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions,
     RegisterSource, SnapshotRequest, SourceError, Target, WriteFailure,
 };
 
-use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
-use crate::registers::Groups;
-use crate::rendezvous::SnapshotError;
-use crate::snapshot::VpSnapshot;
+use crate::state::registers::Groups;
+use crate::state::snapshot::VpSnapshot;
+use crate::state::SnapshotError;
+use crate::topology;
 
 /// Why a host read failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,8 +35,12 @@ pub enum ReadError {
     #[error("the VM ended")]
     Ended,
     /// KVM could not read the VP's state.
-    #[error("the VP's state could not be read: {0}")]
-    Fetch(String),
+    #[error("the VP's state could not be read")]
+    Fetch(#[source] SnapshotError),
+    /// KVM could not write the VP's state (a refused value is
+    /// [`Self::Call`] with INVALID_REGISTER_VALUE, contract 8c).
+    #[error("the VP's state could not be written")]
+    Write(#[source] SnapshotError),
 }
 
 /// Takes one snapshot of VP `vp` (an existing VP of the VM) holding the
@@ -59,15 +63,15 @@ pub(crate) struct RootHypervisor<'a> {
 
 impl Partitions for RootHypervisor<'_> {
     fn caller(&self) -> Caller {
-        Caller::new(ROOT_PARTITION_ID, 0).with_privileges(privilege::ACCESS_VP_REGISTERS)
+        topology::root_caller()
     }
 
     fn partition(&self, id: u64) -> Option<PartitionInfo> {
-        partition_info(id, self.vp_count)
+        topology::partition_info(id, self.vp_count)
     }
 
-    fn enabled_vtls(&self, _partition_id: u64, _vp_index: u32) -> u16 {
-        1
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        topology::enabled_vtls(partition_id, vp_index)
     }
 }
 
@@ -79,11 +83,8 @@ impl RegisterSource for RootHypervisor<'_> {
         &mut self,
         request: &SnapshotRequest<'_>,
     ) -> Result<VpSnapshot, SourceError<SnapshotError>> {
-        let target = request.target;
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
-            return Err(SourceError::Hv(hvcall_abi::HvError::INVALID_VP_INDEX));
-        }
-        (self.snapshot)(target.vp_index, Groups::of(request.names)).map_err(SourceError::Host)
+        let vp = topology::vm_vp(&request.target, self.vp_count).map_err(SourceError::Hv)?;
+        (self.snapshot)(vp, Groups::of(request.names)).map_err(SourceError::Host)
     }
 
     fn read(
@@ -100,13 +101,9 @@ impl RegisterSource for RootHypervisor<'_> {
         elements: &[SetVpRegistersElement],
     ) -> Result<(), WriteFailure<SnapshotError>> {
         let refused = |error| WriteFailure { applied: 0, error };
-        if target.partition_id != VM_PARTITION_ID || target.vp_index >= self.vp_count {
-            return Err(refused(SourceError::Hv(
-                hvcall_abi::HvError::INVALID_VP_INDEX,
-            )));
-        }
+        let vp = topology::vm_vp(target, self.vp_count).map_err(|e| refused(SourceError::Hv(e)))?;
         match self.write.as_mut() {
-            Some(sink) => sink(target.vp_index, elements),
+            Some(sink) => sink(vp, elements),
             None => Err(refused(SourceError::Hv(
                 hvcall_abi::HvError::INVALID_PARAMETER,
             ))),
@@ -134,7 +131,10 @@ fn host_error(e: HostError<SnapshotError>) -> ReadError {
             index,
         },
         HostError::Host(SnapshotError::Ended) => ReadError::Ended,
-        HostError::Host(SnapshotError::Fetch(e)) => ReadError::Fetch(e),
+        HostError::Host(e @ (SnapshotError::Write(_) | SnapshotError::Slots(_))) => {
+            ReadError::Write(e)
+        }
+        HostError::Host(e) => ReadError::Fetch(e),
         // `values` has the length of `names`; any other failure the
         // dispatcher may add one day is reported as a refused call.
         _ => ReadError::Call {
@@ -153,4 +153,47 @@ pub(crate) fn get_vp_registers(
     let mut values = vec![HvRegisterValue::default(); names.len()];
     read_registers(hv, target, names, &mut values).map_err(host_error)?;
     Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::registers::Group;
+    use crate::state::snapshot::{FetchError, FlushError};
+
+    /// The errno at the end of `e`'s source chain, if any.
+    fn kvm_errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+        let mut at = Some(e);
+        while let Some(e) = at {
+            if let Some(kvm) = e.downcast_ref::<kvm_ioctls::Error>() {
+                return Some(kvm.errno());
+            }
+            at = e.source();
+        }
+        None
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_kvm_error_as_its_source() {
+        let source = kvm_ioctls::Error::new(libc::EIO);
+        let fetch = SnapshotError::Fetch(FetchError {
+            group: Group::Msrs,
+            source,
+        });
+        let e = host_error(HostError::Host(fetch));
+        assert!(matches!(e, ReadError::Fetch(_)), "{e:?}");
+        assert_eq!(kvm_errno(&e), Some(libc::EIO));
+    }
+
+    #[test]
+    fn a_failed_write_is_a_write_error_with_its_kvm_source() {
+        let source = kvm_ioctls::Error::new(libc::EFAULT);
+        let flush = SnapshotError::Write(FlushError {
+            group: Group::Sync,
+            source,
+        });
+        let e = host_error(HostError::Host(flush));
+        assert!(matches!(e, ReadError::Write(_)), "{e:?}");
+        assert_eq!(kvm_errno(&e), Some(libc::EFAULT));
+    }
 }

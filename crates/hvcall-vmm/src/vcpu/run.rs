@@ -1,10 +1,10 @@
-//! One vCPU thread: the run loop and the handling of every exit.
+//! The run loop of one vCPU thread and the handling of every exit.
 //!
 //! | exit | handling |
 //! |---|---|
-//! | the hypercall page's own `out` (port 0xE8, checked by [`CallSite`]) | [`crate::hypercall::handle`] |
+//! | the hypercall page's own `out` (port 0xE8, checked by [`CallSite`]) | [`crate::vcpu::hypercall::handle`] |
 //! | other port I/O | [`crate::devices::Devices`]: COM1, the i8042 (reset ends the VM, [`VmExit::Reset`]), the exit port `0xF4` ([`VmExit::Exited`]) |
-//! | RDMSR/WRMSR of a synthetic MSR | [`crate::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
+//! | RDMSR/WRMSR of a synthetic MSR | [`crate::hyperv::msr::SyntheticMsrs`]; a write that moves the hypercall page pauses every vCPU to change the memory slots |
 //! | MMIO write (the overlay page, or outside RAM) | dropped |
 //! | MMIO read (outside RAM) | all ones |
 //! | HLT | the VP never runs again; all halted with IF = 0 ends the VM ([`VmExit::AllHalted`]) |
@@ -18,15 +18,18 @@ use hvcall_dispatch::{Outcome, VpState};
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
+use super::between::Between;
+use super::inject::inject_exception;
 use crate::devices::PortEffect;
-use crate::hypercall_page::{CallSite, HYPERCALL_PORT};
+use crate::hyperv::hypercall_page::{CallSite, HYPERCALL_PORT};
+use crate::memory::GuestRam;
+use crate::mutex::lock;
 use crate::rendezvous::kick::Registration;
-use crate::rendezvous::{Between, DebugEvent, Next};
+use crate::rendezvous::{DebugEvent, Next};
 use crate::seccomp::{self, ThreadRole};
-use crate::snapshot::VpSnapshot;
-use crate::stats::count_ioctl;
-use crate::vm::lock;
-use crate::vm::Shared;
+use crate::shared::Shared;
+use crate::state::count_ioctl;
+use crate::state::snapshot::VpSnapshot;
 use crate::VmExit;
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -88,7 +91,10 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
         return;
     }
     shared.rendezvous.register(vp);
-    let registration = Registration::register_current_thread(vcpu.get_kvm_run());
+    // SAFETY: `vcpu` (and so its `kvm_run` mapping) is borrowed for the
+    // whole of this function and `registration` is a local of it, dropped
+    // on this thread before `vcpu` can be.
+    let registration = unsafe { Registration::register_current_thread(vcpu.get_kvm_run()) };
     vcpu.set_sync_valid_reg(SyncReg::Register);
     vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
     vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
@@ -150,12 +156,12 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 consistent = true;
             }
             Action::HypercallPort(len, exited) => {
-                let overlay = shared.overlay_page();
+                let overlay = shared.synthetic.overlay_page();
                 if !call_site.is_page_instruction(vcpu, len, overlay) {
                     tracing::debug!(vp, "write to the hypercall port outside the page: ignored");
                     continue;
                 }
-                match crate::hypercall::handle(shared, vp, vcpu, state, overlay) {
+                match crate::vcpu::hypercall::handle(shared, vp, vcpu, state, overlay) {
                     Ok(outcome) => {
                         shared.counters.hypercall(outcome == Outcome::Continue);
                         call_exit = Some(exited);
@@ -187,7 +193,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
                 let rip = vcpu.sync_regs().regs.rip;
                 let what = if suberror == EMULATION_FAILURE {
                     // The instruction this host's emulator could not run.
-                    let code: Vec<String> = code_at(shared, vcpu, rip, 15)
+                    let code: Vec<String> = code_at(shared.ram, vcpu, rip, 15)
                         .iter()
                         .map(|b| format!("{b:02x}"))
                         .collect();
@@ -213,7 +219,7 @@ pub fn run(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd, state: &mut VpState<
 ///   exception pending, else RIP past it (distribution kernels run one).
 fn complete_emulation(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> bool {
     let rip = vcpu.sync_regs().regs.rip;
-    match code_at(shared, vcpu, rip, 1).first() {
+    match code_at(shared.ram, vcpu, rip, 1).first() {
         Some(&INT3)
             if gpa_of(vcpu, rip).is_some_and(|gpa| lock(&shared.breakpoints).contains(&gpa)) =>
         {
@@ -271,31 +277,16 @@ fn gpa_of(vcpu: &VcpuFd, gva: u64) -> Option<u64> {
 
 /// Up to `len` bytes of guest code at virtual address `rip`, as far as
 /// they lie on its page and in RAM (empty if it is not mapped).
-fn code_at(shared: &Shared<'_>, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
+fn code_at(ram: &GuestRam, vcpu: &VcpuFd, rip: u64, len: u64) -> Vec<u8> {
     let Some(gpa) = gpa_of(vcpu, rip) else {
         return Vec::new();
     };
     let on_page = hvcall_abi::PAGE_SIZE - (rip & (hvcall_abi::PAGE_SIZE - 1));
     let mut bytes = vec![0u8; len.min(on_page) as usize];
-    if shared.ram.read(gpa, &mut bytes).is_err() {
+    if ram.read(gpa, &mut bytes).is_err() {
         return Vec::new();
     }
     bytes
-}
-
-/// Resumes `vcpu` at `rip` with exception `vector` (no error code)
-/// injected, through the sync registers.
-pub(crate) fn inject_exception(vcpu: &mut VcpuFd, rip: u64, vector: u8) {
-    let sync = vcpu.sync_regs_mut();
-    sync.regs.rip = rip;
-    let ex = &mut sync.events.exception;
-    ex.injected = 1;
-    ex.pending = 0;
-    ex.nr = vector;
-    ex.has_error_code = 0;
-    ex.error_code = 0;
-    vcpu.set_sync_dirty_reg(SyncReg::Register);
-    vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
 }
 
 /// One `KVM_RUN` and the exit's immediate handling.
@@ -320,7 +311,7 @@ fn run_once(shared: &Shared<'_>, vp: u32, vcpu: &mut VcpuFd) -> Action {
             Action::Continue
         }
         Ok(VcpuExit::X86Rdmsr(exit)) => {
-            match shared.read_msr(exit.index, vp) {
+            match shared.synthetic.read_msr(exit.index, vp) {
                 Ok(v) => {
                     tracing::debug!(vp, "RDMSR {:#x} -> {v:#x}", exit.index);
                     *exit.data = v;
