@@ -10,7 +10,7 @@
 use hvcall_abi::{privilege, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::{
     read_registers, write_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions,
-    RegisterSource, SnapshotRequest, SourceError, Target, WriteFailure,
+    ReadRegisters, SnapshotRequest, SourceError, Target, WriteFailure, WriteRegisters,
 };
 
 use crate::hypercall::{partition_info, ROOT_PARTITION_ID, VM_PARTITION_ID};
@@ -71,7 +71,7 @@ impl Partitions for RootHypervisor<'_> {
     }
 }
 
-impl RegisterSource for RootHypervisor<'_> {
+impl ReadRegisters for RootHypervisor<'_> {
     type Snapshot = VpSnapshot;
     type Error = SnapshotError;
 
@@ -93,7 +93,10 @@ impl RegisterSource for RootHypervisor<'_> {
     ) -> Result<HvRegisterValue, SourceError<SnapshotError>> {
         snapshot.read_held(name).map_err(SourceError::Hv)
     }
+}
 
+/// Without a sink every name is read-only (step 8b).
+impl WriteRegisters for RootHypervisor<'_> {
     fn write(
         &mut self,
         target: &Target,
@@ -111,10 +114,6 @@ impl RegisterSource for RootHypervisor<'_> {
                 hvcall_abi::HvError::INVALID_PARAMETER,
             ))),
         }
-    }
-
-    fn implements_writes(&self) -> bool {
-        self.write.is_some()
     }
 }
 

@@ -1,0 +1,528 @@
+//! The engine every hypercall runs on, after steps 1–3 (docs/contract.md
+//! §1): routing by call code to the calls a backend lists ([`CallList`],
+//! step 4), and one shape per kind of call. A call module states its
+//! types and its own work; the engine does the rest.
+//!
+//! - [`RepCall`] (wrapped as [`Rep`]): a rep call. The engine runs step 5a,
+//!   locates and reads the input list (steps 5b–5f), lets the call check
+//!   its header and keep what it needs ([`Kept`]), then runs elements in
+//!   slices of the work budget, parking the call in the VP's
+//!   [`VpState`] between entries and resuming it on re-entry (§2).
+//! - [`SimpleCall`] (wrapped as [`Simple`]): one input, one output, no reps.
+//! - [`SwitchCall`] (wrapped as [`Switch`]): a call that ends by switching
+//!   the caller to another VTL (VtlCall, VtlReturn).
+
+use hvcall_abi::vtl::Vtl;
+use hvcall_abi::{HvError, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::backend::{Caller, Partitions, ReadRegisters, SourceError, Target};
+use crate::checks::{check_reps, locate, Form};
+use crate::convention::{CallContext, Convention};
+use crate::input::InputPage;
+use crate::memory::PartitionMemory;
+use crate::pending::VpState;
+use crate::registers::CallerRegisters;
+
+/// How a call ended, before it is written into the registers.
+pub enum CallEnd<E> {
+    /// Write this result value.
+    Result(HypercallResult),
+    /// Restore the control word's rep start of the first entry of a
+    /// continued call, then write this result value.
+    ResultAfterContinuation {
+        /// The result.
+        result: HypercallResult,
+        /// The rep start the call was first made with.
+        first_start: u16,
+    },
+    /// Write this index into rep start and re-execute the call.
+    Continue(u16),
+    /// Write this result value, then switch the caller to this VTL.
+    SwitchVtl(HypercallResult, Vtl),
+    /// Inject #UD.
+    Undefined,
+    /// The backend failed on the host side.
+    HostFailed(E),
+}
+
+impl<E> CallEnd<E> {
+    /// A call that failed with `error` after `reps_completed` elements.
+    pub(crate) fn failed(error: HvError, reps_completed: u16) -> Self {
+        Self::Result(HypercallResult::of(error.status(), reps_completed))
+    }
+
+    /// A backend failure at element `index`: the guest's status, or the
+    /// end of the call for a host failure.
+    fn source_failed(error: SourceError<E>, index: u16) -> Self {
+        match error {
+            SourceError::Hv(e) => Self::failed(e, index),
+            SourceError::Host(e) => Self::HostFailed(e),
+        }
+    }
+}
+
+/// How far one entry of a rep call got through its elements.
+pub(crate) enum Progress<E> {
+    /// The call ended with this result.
+    Done(HypercallResult),
+    /// The budget ran out; the next element to process.
+    Stopped(u16),
+    /// The backend failed on the host side.
+    HostFailed(E),
+}
+
+/// One hypercall exit, as a call's handler receives it.
+pub struct Entry<'a, R: ?Sized, M: ?Sized, H: Partitions + ReadRegisters + ?Sized> {
+    pub(crate) ctx: &'a CallContext,
+    pub(crate) control: HypercallControl,
+    pub(crate) regs: &'a mut R,
+    pub(crate) memory: &'a mut M,
+    pub(crate) hv: &'a mut H,
+    pub(crate) state: &'a mut VpState<H::Snapshot>,
+    /// The work budget of one entry, in elements (at least 1).
+    pub(crate) budget: u16,
+}
+
+/// One entry of the list a backend offers ([`Offers::Calls`](crate::Offers::Calls)): a
+/// [`Rep`], [`Simple`] or [`Switch`] call.
+pub trait Hypercall<H: Partitions + ReadRegisters + ?Sized> {
+    /// The call code.
+    const CODE: u16;
+    /// Handle one entry (steps 1–4 passed).
+    fn call<R, M>(entry: Entry<'_, R, M, H>) -> CallEnd<H::Error>
+    where
+        R: CallerRegisters + ?Sized,
+        M: PartitionMemory + ?Sized;
+}
+
+/// The calls a backend offers: a tuple of [`Hypercall`]s (up to eight).
+/// Step 4: a code not in it answers `HV_STATUS_INVALID_HYPERCALL_CODE`.
+pub trait CallList<H: Partitions + ReadRegisters + ?Sized> {
+    /// Run the listed call with `entry`'s code.
+    fn route<R, M>(entry: Entry<'_, R, M, H>) -> CallEnd<H::Error>
+    where
+        R: CallerRegisters + ?Sized,
+        M: PartitionMemory + ?Sized;
+}
+
+macro_rules! call_list {
+    ($($call:ident),*) => {
+        impl<H: Partitions + ReadRegisters + ?Sized, $($call),*> CallList<H> for ($($call,)*)
+        where
+            $($call: Hypercall<H>,)*
+        {
+            fn route<R, M>(entry: Entry<'_, R, M, H>) -> CallEnd<H::Error>
+            where
+                R: CallerRegisters + ?Sized,
+                M: PartitionMemory + ?Sized,
+            {
+                let code = entry.control.code();
+                $(if code == $call::CODE {
+                    return $call::call(entry);
+                })*
+                let _ = code;
+                CallEnd::failed(HvError::INVALID_HYPERCALL_CODE, 0)
+            }
+        }
+    };
+}
+call_list!();
+call_list!(A);
+call_list!(A, B);
+call_list!(A, B, C);
+call_list!(A, B, C, D);
+call_list!(A, B, C, D, E);
+call_list!(A, B, C, D, E, F);
+call_list!(A, B, C, D, E, F, G);
+call_list!(A, B, C, D, E, F, G, I);
+
+/// What a rep call keeps from its first entry to its last: the checked
+/// target and, for a call that reads, the target's snapshot.
+pub struct Kept<S> {
+    /// The target, SELF resolved, every check passed.
+    pub target: Target,
+    /// The snapshot every element reads from, if the call reads.
+    pub snapshot: Option<S>,
+}
+
+/// What a rep call's work sees of the exit besides its elements.
+pub struct Io<'a, R: ?Sized, M: ?Sized> {
+    /// The caller's registers (the fast form's lists).
+    pub(crate) regs: &'a mut R,
+    /// Guest memory (the memory form's lists).
+    pub(crate) memory: &'a mut M,
+    /// Where the lists are.
+    pub(crate) form: Form,
+    /// The caller's calling convention.
+    pub(crate) convention: Convention,
+    /// The calling VP.
+    pub(crate) caller: Caller,
+}
+
+/// Why a rep call's work stopped before the end of its slice.
+pub struct Stop<E> {
+    /// The element that failed (the reps completed).
+    pub index: u16,
+    /// Why.
+    pub error: SourceError<E>,
+}
+
+/// A rep call: its input header, element and output, and its work.
+pub trait RepCall<H: Partitions + ReadRegisters + ?Sized> {
+    /// The call code.
+    const CODE: u16;
+    /// The input list's header.
+    type Header: FromBytes + KnownLayout + Immutable;
+    /// One input element.
+    type Element: FromBytes + IntoBytes + Immutable;
+    /// Bytes of output per element (0: the call has no output list).
+    const OUTPUT_SIZE: u64;
+    /// The most elements one call can have (its lists fit one page).
+    const MAX_ELEMENTS: u16;
+
+    /// Bring elements read as little-endian to the host's order.
+    fn from_le(elements: &mut [Self::Element]);
+
+    /// Check the header (steps 6a–6i) and keep what the elements need.
+    /// `elements` are those this call will process, in order;
+    /// `output_precedes_reads` as in [`SnapshotRequest`](crate::SnapshotRequest).
+    fn begin(
+        hv: &mut H,
+        caller: &Caller,
+        header: &Self::Header,
+        elements: &[Self::Element],
+        output_precedes_reads: bool,
+    ) -> Result<Kept<H::Snapshot>, SourceError<H::Error>>;
+
+    /// Process `elements`, the first being element `first`, in order.
+    fn work<R, M>(
+        hv: &mut H,
+        kept: &mut Kept<H::Snapshot>,
+        io: &mut Io<'_, R, M>,
+        first: u16,
+        elements: &[Self::Element],
+    ) -> Result<(), Stop<H::Error>>
+    where
+        R: CallerRegisters + ?Sized,
+        M: PartitionMemory + ?Sized;
+}
+
+/// Lists a [`RepCall`] in [`Offers::Calls`](crate::Offers::Calls).
+pub struct Rep<C>(core::marker::PhantomData<C>);
+
+/// Bytes of the header of `C`.
+const fn header_len<C: RepCall<H>, H: Partitions + ReadRegisters + ?Sized>() -> usize {
+    core::mem::size_of::<C::Header>()
+}
+
+/// Bytes of `C`'s input and output lists for `count` elements.
+fn list_lens<C: RepCall<H>, H: Partitions + ReadRegisters + ?Sized>(count: u16) -> (u64, u64) {
+    let element = core::mem::size_of::<C::Element>() as u64;
+    let input = header_len::<C, H>() as u64 + element * u64::from(count);
+    (input, C::OUTPUT_SIZE * u64::from(count))
+}
+
+impl<H: Partitions + ReadRegisters + ?Sized, C: RepCall<H>> Hypercall<H> for Rep<C> {
+    const CODE: u16 = C::CODE;
+
+    fn call<R, M>(e: Entry<'_, R, M, H>) -> CallEnd<H::Error>
+    where
+        R: CallerRegisters + ?Sized,
+        M: PartitionMemory + ?Sized,
+    {
+        let Entry {
+            ctx,
+            control,
+            regs,
+            memory,
+            hv,
+            state,
+            budget,
+        } = e;
+        let caller = hv.caller();
+        if let Some(mut pending) = state.take_reentry(ctx, control, regs, caller.vtl) {
+            let mut io = Io {
+                regs,
+                memory,
+                form: pending.form,
+                convention: ctx.convention,
+                caller,
+            };
+            let range = pending.next..control.rep_count();
+            let progress = run::<C, _, _, H>(
+                hv,
+                &mut pending.kept,
+                &mut io,
+                &state.input,
+                range,
+                Some(budget),
+            );
+            return state.after_reentry(pending, progress);
+        }
+        let mut io = Io {
+            regs,
+            memory,
+            form: Form::Memory { output_gpa: 0 },
+            convention: ctx.convention,
+            caller,
+        };
+        if state.is_pending() {
+            // A call made while another is parked runs to completion in an
+            // input of its own, so that the parked call keeps its state (§2
+            // "any other hypercall made in between"). Rare: the zeroing of
+            // this buffer is not on the common path.
+            let mut input = InputPage::new();
+            return match first_entry::<C, _, _, H>(ctx, control, &mut io, hv, &mut input, None) {
+                First::End(end) => end,
+                // Without a budget the run never stops; answer as a
+                // completed-nothing call if it ever did.
+                First::Stopped { next, .. } => CallEnd::failed(HvError::INVALID_PARAMETER, next),
+            };
+        }
+        let budget = Some(budget);
+        match first_entry::<C, _, _, H>(ctx, control, &mut io, hv, &mut state.input, budget) {
+            First::End(end) => end,
+            First::Stopped { kept, next } => {
+                state.park_first(ctx, control, io.regs, io.form, caller.vtl, next, kept)
+            }
+        }
+    }
+}
+
+/// How a first entry ended.
+enum First<S, E> {
+    /// The call ended (refused, failed or complete).
+    End(CallEnd<E>),
+    /// The budget ran out before element `next`.
+    Stopped {
+        /// What the call keeps.
+        kept: Kept<S>,
+        /// The next element.
+        next: u16,
+    },
+}
+
+/// A first entry: step 5a, the lists located and the input read into
+/// `input` (steps 5b–5f, `io.form` set), the call's own checks, then
+/// elements until the end or the budget.
+fn first_entry<C, R, M, H>(
+    ctx: &CallContext,
+    control: HypercallControl,
+    io: &mut Io<'_, R, M>,
+    hv: &mut H,
+    input: &mut InputPage,
+    budget: Option<u16>,
+) -> First<H::Snapshot, H::Error>
+where
+    C: RepCall<H>,
+    R: CallerRegisters + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + ReadRegisters + ?Sized,
+{
+    let (start, count) = (control.rep_start(), control.rep_count());
+    if let Err(end) = check_reps(control) {
+        return First::End(end);
+    }
+    let lens = list_lens::<C, H>(count);
+    io.form = match locate(ctx, control, io.regs, io.memory, &io.caller, lens, input) {
+        Ok(form) => form,
+        Err(end) => return First::End(end),
+    };
+    let header = header_len::<C, H>();
+    C::from_le(input.elements_mut(header, 0..count.min(C::MAX_ELEMENTS)));
+    let Some(header_value) = input.header::<C::Header>() else {
+        return First::End(CallEnd::failed(HvError::INVALID_HYPERCALL_INPUT, 0));
+    };
+    let elements = input.elements(header, C::MAX_ELEMENTS, start..count);
+    let entry_budget = budget.unwrap_or(u16::MAX);
+    let output_precedes_reads = io.form.is_fast() && count - start > entry_budget;
+    let mut kept = match C::begin(
+        hv,
+        &io.caller,
+        header_value,
+        elements,
+        output_precedes_reads,
+    ) {
+        Ok(kept) => kept,
+        Err(e) => return First::End(CallEnd::source_failed(e, start)),
+    };
+    match run::<C, R, M, H>(hv, &mut kept, io, input, start..count, budget) {
+        Progress::Done(result) => First::End(CallEnd::Result(result)),
+        Progress::Stopped(next) => First::Stopped { kept, next },
+        Progress::HostFailed(e) => First::End(CallEnd::HostFailed(e)),
+    }
+}
+
+/// Elements `range` in order until one fails, the range ends or `budget`
+/// elements were done in this entry (§2).
+fn run<C, R, M, H>(
+    hv: &mut H,
+    kept: &mut Kept<H::Snapshot>,
+    io: &mut Io<'_, R, M>,
+    input: &InputPage,
+    range: core::ops::Range<u16>,
+    budget: Option<u16>,
+) -> Progress<H::Error>
+where
+    C: RepCall<H>,
+    R: CallerRegisters + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + ReadRegisters + ?Sized,
+{
+    let count = range.end;
+    // This entry's share, bounded once: no per-element budget check.
+    let end = budget.map_or(count, |b| count.min(range.start.saturating_add(b)));
+    let elements: &[C::Element] =
+        input.elements(header_len::<C, H>(), C::MAX_ELEMENTS, range.start..end);
+    if elements.len() != usize::from(end.saturating_sub(range.start)) {
+        // Cannot happen (step 5e bounds every call to MAX_ELEMENTS);
+        // answered like an unusable element rather than skipped.
+        return Progress::Done(HypercallResult::of(
+            HvStatus::INVALID_PARAMETER,
+            range.start,
+        ));
+    }
+    match C::work(hv, kept, io, range.start, elements) {
+        Err(Stop {
+            index,
+            error: SourceError::Hv(e),
+        }) => Progress::Done(HypercallResult::of(e.status(), index)),
+        Err(Stop {
+            error: SourceError::Host(e),
+            ..
+        }) => Progress::HostFailed(e),
+        Ok(()) if end < count => Progress::Stopped(end),
+        Ok(()) => Progress::Done(HypercallResult::of(HvStatus::SUCCESS, count)),
+    }
+}
+
+/// A simple call: one input, one output, no reps (step 5a: rep count,
+/// rep start and variable header all zero).
+pub trait SimpleCall<H: Partitions + ReadRegisters + ?Sized> {
+    /// The call code.
+    const CODE: u16;
+    /// The input.
+    type Input: FromBytes + KnownLayout + Immutable;
+    /// The output (`()` for none).
+    type Output: IntoBytes + Immutable;
+    /// Do the call.
+    fn call(
+        hv: &mut H,
+        caller: &Caller,
+        input: &Self::Input,
+    ) -> Result<Self::Output, SourceError<H::Error>>;
+}
+
+/// A call that ends by switching the caller to another VTL (VtlCall,
+/// VtlReturn): like a [`SimpleCall`] without output, whose success names
+/// the VTL the VP continues in.
+pub trait SwitchCall<H: Partitions + ReadRegisters + ?Sized> {
+    /// The call code.
+    const CODE: u16;
+    /// The input.
+    type Input: FromBytes + KnownLayout + Immutable;
+    /// Check the call and name the VTL to switch to.
+    fn switch(
+        hv: &mut H,
+        caller: &Caller,
+        input: &Self::Input,
+    ) -> Result<Vtl, SourceError<H::Error>>;
+}
+
+/// Lists a [`SimpleCall`] in [`Offers::Calls`](crate::Offers::Calls).
+pub struct Simple<C>(core::marker::PhantomData<C>);
+
+/// Lists a [`SwitchCall`] in [`Offers::Calls`](crate::Offers::Calls).
+pub struct Switch<C>(core::marker::PhantomData<C>);
+
+impl<H: Partitions + ReadRegisters + ?Sized, C: SimpleCall<H>> Hypercall<H> for Simple<C> {
+    const CODE: u16 = C::CODE;
+
+    fn call<R, M>(e: Entry<'_, R, M, H>) -> CallEnd<H::Error>
+    where
+        R: CallerRegisters + ?Sized,
+        M: PartitionMemory + ?Sized,
+    {
+        let out_len = core::mem::size_of::<C::Output>();
+        let (form, regs, memory, output) = match simple_entry(e, out_len as u64, C::call) {
+            Ok(done) => done,
+            Err(end) => return end,
+        };
+        let bytes = output.as_bytes();
+        match form {
+            Form::Memory { output_gpa } if !bytes.is_empty() => {
+                // The output was RAM when it was checked (step 5f).
+                if memory.write(output_gpa, bytes).is_err() {
+                    return CallEnd::failed(HvError::INVALID_ALIGNMENT, 0);
+                }
+            }
+            Form::Memory { .. } => {}
+            Form::Fast(layout) => {
+                for (i, chunk) in bytes.chunks(16).enumerate() {
+                    let mut value = HvRegisterValue::default();
+                    if let Some(head) = value.0.get_mut(..chunk.len()) {
+                        head.copy_from_slice(chunk);
+                    }
+                    layout.write_value(regs, i, &value);
+                }
+            }
+        }
+        CallEnd::Result(HypercallResult::of(HvStatus::SUCCESS, 0))
+    }
+}
+
+impl<H: Partitions + ReadRegisters + ?Sized, C: SwitchCall<H>> Hypercall<H> for Switch<C> {
+    const CODE: u16 = C::CODE;
+
+    fn call<R, M>(e: Entry<'_, R, M, H>) -> CallEnd<H::Error>
+    where
+        R: CallerRegisters + ?Sized,
+        M: PartitionMemory + ?Sized,
+    {
+        match simple_entry(e, 0, C::switch) {
+            Ok((.., vtl)) => CallEnd::SwitchVtl(HypercallResult::of(HvStatus::SUCCESS, 0), vtl),
+            Err(end) => end,
+        }
+    }
+}
+
+/// A call without reps up to its work: step 5a (no reps, no variable
+/// header), its lists located and its input read (steps 5b–5f), then
+/// `body`. Returns the form, the registers and memory for the output,
+/// and what `body` gave.
+#[allow(clippy::type_complexity)]
+fn simple_entry<'a, I, T, R, M, H>(
+    e: Entry<'a, R, M, H>,
+    out_len: u64,
+    body: impl FnOnce(&mut H, &Caller, &I) -> Result<T, SourceError<H::Error>>,
+) -> Result<(Form, &'a mut R, &'a mut M, T), CallEnd<H::Error>>
+where
+    I: FromBytes + KnownLayout + Immutable,
+    R: CallerRegisters + ?Sized,
+    M: PartitionMemory + ?Sized,
+    H: Partitions + ReadRegisters + ?Sized,
+{
+    let control = e.control;
+    if control.rep_count() != 0 || control.rep_start() != 0 || control.variable_header_size() != 0 {
+        return Err(CallEnd::failed(HvError::INVALID_HYPERCALL_INPUT, 0));
+    }
+    let caller = e.hv.caller();
+    // Not the VP's input page: a parked rep call keeps its input (§2).
+    let mut input = InputPage::new();
+    let in_len = core::mem::size_of::<I>() as u64;
+    let form = locate(
+        e.ctx,
+        control,
+        e.regs,
+        e.memory,
+        &caller,
+        (in_len, out_len),
+        &mut input,
+    )?;
+    let value = input
+        .header::<I>()
+        .ok_or(CallEnd::failed(HvError::INVALID_HYPERCALL_INPUT, 0))?;
+    let out = body(e.hv, &caller, value).map_err(|err| CallEnd::source_failed(err, 0))?;
+    Ok((form, e.regs, e.memory, out))
+}
