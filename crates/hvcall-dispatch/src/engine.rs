@@ -146,19 +146,70 @@ pub struct Kept<S> {
     pub snapshot: Option<S>,
 }
 
-/// What a rep call's work sees of the exit besides its elements.
+/// The caller's side of one exit (its registers, guest memory, where the
+/// lists are), as a rep call's work sees it.
 pub struct Io<'a, R: ?Sized, M: ?Sized> {
-    /// The caller's registers (the fast form's lists).
-    pub(crate) regs: &'a mut R,
-    /// Guest memory (the memory form's lists).
-    pub(crate) memory: &'a mut M,
-    /// Where the lists are.
-    pub(crate) form: Form,
-    /// The caller's calling convention.
-    pub(crate) convention: Convention,
-    /// The calling VP.
-    pub(crate) caller: Caller,
+    regs: &'a mut R,
+    memory: &'a mut M,
+    form: Form,
+    convention: Convention,
+    caller: Caller,
 }
+
+/// What [`Io`] gives a call's work, without naming its register and
+/// memory types.
+pub trait Exit {
+    /// Guest memory.
+    type Memory: PartitionMemory + ?Sized;
+    /// Guest memory (the memory form's lists).
+    fn memory(&mut self) -> &mut Self::Memory;
+    /// The output list's GPA in the memory form; `None` in the fast form.
+    fn output_gpa(&self) -> Option<u64>;
+    /// Write output slot `index` of the fast form (nothing in the memory
+    /// form).
+    fn write_fast(&mut self, index: u16, value: &HvRegisterValue);
+    /// The caller's calling convention.
+    fn convention(&self) -> Convention;
+    /// The calling VP.
+    fn caller(&self) -> &Caller;
+}
+
+impl<R: CallerRegisters + ?Sized, M: PartitionMemory + ?Sized> Exit for Io<'_, R, M> {
+    type Memory = M;
+    fn memory(&mut self) -> &mut M {
+        self.memory
+    }
+    fn output_gpa(&self) -> Option<u64> {
+        match self.form {
+            Form::Memory { output_gpa } => Some(output_gpa),
+            Form::Fast(_) => None,
+        }
+    }
+    fn write_fast(&mut self, index: u16, value: &HvRegisterValue) {
+        if let Form::Fast(layout) = &self.form {
+            layout.write_value(self.regs, usize::from(index), value);
+        }
+    }
+    fn convention(&self) -> Convention {
+        self.convention
+    }
+    fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// The backend side of one slice of a rep call's elements.
+pub struct Job<'a, H: ReadRegisters + ?Sized> {
+    /// The backend.
+    pub hv: &'a mut H,
+    /// What the call keeps.
+    pub kept: &'a mut Kept<H::Snapshot>,
+    /// The index of the slice's first element.
+    pub first: u16,
+}
+
+/// What a rep call's work returns.
+pub type Work<E> = Result<(), Stop<E>>;
 
 /// Why a rep call's work stopped before the end of its slice.
 pub struct Stop<E> {
@@ -195,17 +246,8 @@ pub trait RepCall<H: Partitions + ReadRegisters + ?Sized> {
         output_precedes_reads: bool,
     ) -> Result<Kept<H::Snapshot>, SourceError<H::Error>>;
 
-    /// Process `elements`, the first being element `first`, in order.
-    fn work<R, M>(
-        hv: &mut H,
-        kept: &mut Kept<H::Snapshot>,
-        io: &mut Io<'_, R, M>,
-        first: u16,
-        elements: &[Self::Element],
-    ) -> Result<(), Stop<H::Error>>
-    where
-        R: CallerRegisters + ?Sized,
-        M: PartitionMemory + ?Sized;
+    /// Process `elements` (the first is element `job.first`) in order.
+    fn work(job: Job<'_, H>, io: &mut impl Exit, elements: &[Self::Element]) -> Work<H::Error>;
 }
 
 /// Lists a [`RepCall`] in [`Offers::Calls`](crate::Offers::Calls).
@@ -383,7 +425,12 @@ where
             range.start,
         ));
     }
-    match C::work(hv, kept, io, range.start, elements) {
+    let job = Job {
+        hv,
+        kept,
+        first: range.start,
+    };
+    match C::work(job, io, elements) {
         Err(Stop {
             index,
             error: SourceError::Hv(e),

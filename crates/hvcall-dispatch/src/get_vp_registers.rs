@@ -6,10 +6,9 @@
 use hvcall_abi::{call_code, GetVpRegistersHeader, HvError, HvRegisterName, HvRegisterValue};
 
 use crate::backend::{Caller, Partitions, ReadRegisters, SnapshotRequest, SourceError, Target};
-use crate::checks::{check_target, Form};
-use crate::engine::{Io, Kept, Rep, RepCall, Stop};
-use crate::memory::PartitionMemory;
-use crate::registers::CallerRegisters;
+use crate::checks::check_target;
+use crate::engine::{Exit, Job, Kept, Rep, RepCall, Stop, Work};
+use crate::memory::PartitionMemory as _;
 
 /// Bytes of one output value.
 const VALUE: u64 = 16;
@@ -51,17 +50,8 @@ impl<H: Partitions + ReadRegisters + ?Sized> RepCall<H> for Get {
         })
     }
 
-    fn work<R, M>(
-        hv: &mut H,
-        kept: &mut Kept<H::Snapshot>,
-        io: &mut Io<'_, R, M>,
-        first: u16,
-        names: &[HvRegisterName],
-    ) -> Result<(), Stop<H::Error>>
-    where
-        R: CallerRegisters + ?Sized,
-        M: PartitionMemory + ?Sized,
-    {
+    fn work(job: Job<'_, H>, io: &mut impl Exit, names: &[HvRegisterName]) -> Work<H::Error> {
+        let Job { hv, kept, first } = job;
         let at = |i: usize| first.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
         let stop = |(i, error)| Stop {
             index: at(i),
@@ -71,20 +61,17 @@ impl<H: Partitions + ReadRegisters + ?Sized> RepCall<H> for Get {
             // `begin` always keeps one.
             return Err(stop((0, SourceError::Hv(HvError::INVALID_PARAMETER))));
         };
-        let output_gpa = match io.form {
-            Form::Fast(layout) => {
-                return read_each(hv, snapshot, names, |i, value| {
-                    layout.write_value(io.regs, usize::from(at(i)), value);
-                    Ok(())
-                })
-                .map_err(stop)
-            }
-            Form::Memory { output_gpa } => output_gpa,
+        let Some(output_gpa) = io.output_gpa() else {
+            return read_each(hv, snapshot, names, |i, value| {
+                io.write_fast(at(i), value);
+                Ok(())
+            })
+            .map_err(stop);
         };
         let gpa = output_gpa.wrapping_add(VALUE * u64::from(first));
         let len = VALUE * names.len() as u64;
         if let Some(out) = io
-            .memory
+            .memory()
             .lend_mut(gpa, len)
             .filter(|o| o.len() as u64 == len)
         {
@@ -103,7 +90,7 @@ impl<H: Partitions + ReadRegisters + ?Sized> RepCall<H> for Get {
             // The output list was RAM when the call was checked; it
             // changed since. Reported like step 5f, at that element.
             let gpa = gpa.wrapping_add(VALUE * i as u64);
-            io.memory
+            io.memory()
                 .write(gpa, &value.0)
                 .map_err(|_| HvError::INVALID_ALIGNMENT)
         })

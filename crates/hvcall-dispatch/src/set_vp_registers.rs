@@ -5,33 +5,33 @@
 //! registers, step 8d) go to [`WriteRegisters::write`], which applies them
 //! in order and may refuse a name (8b) or a value (8c).
 
-use hvcall_abi::{call_code, GetVpRegistersHeader, HvError, SetVpRegistersElement, PAGE_SIZE};
+use hvcall_abi::SetVpRegistersElement as Element;
+use hvcall_abi::{call_code, GetVpRegistersHeader, HvError, PAGE_SIZE};
 
 use crate::backend::{Caller, Partitions, SourceError, Target, WriteRegisters};
 use crate::checks::check_target;
-use crate::engine::{Io, Kept, Rep, RepCall, Stop};
-use crate::memory::PartitionMemory;
-use crate::registers::CallerRegisters;
+use crate::engine::{Exit, Job, Kept, Rep, RepCall, Stop, Work};
 
 /// Bytes of one element.
-const ELEMENT: u64 = core::mem::size_of::<SetVpRegistersElement>() as u64;
+const ELEMENT: u64 = core::mem::size_of::<Element>() as u64;
+
+/// The 0x0051 call's types and work; listed as [`SetVpRegisters`].
+pub struct Set;
 
 /// HvCallSetVpRegisters, as a backend lists it in
 /// [`Offers::Calls`](crate::Offers::Calls).
 pub type SetVpRegisters = Rep<Set>;
 
-/// The 0x0051 call's types and work.
-pub struct Set;
-
 impl<H: Partitions + WriteRegisters + ?Sized> RepCall<H> for Set {
-    const CODE: u16 = call_code::SET_VP_REGISTERS;
-    type Header = GetVpRegistersHeader;
-    type Element = SetVpRegistersElement;
-    const OUTPUT_SIZE: u64 = 0;
     /// The input list (16 + 32n bytes) fits one page (step 5e).
     const MAX_ELEMENTS: u16 = ((PAGE_SIZE - 16) / ELEMENT) as u16;
+    /// No output list.
+    const OUTPUT_SIZE: u64 = 0;
+    type Element = Element;
+    type Header = GetVpRegistersHeader;
+    const CODE: u16 = call_code::SET_VP_REGISTERS;
 
-    fn from_le(elements: &mut [SetVpRegistersElement]) {
+    fn from_le(elements: &mut [Element]) {
         if cfg!(target_endian = "big") {
             for e in elements {
                 e.name.0 = u32::from_le(e.name.0);
@@ -43,7 +43,7 @@ impl<H: Partitions + WriteRegisters + ?Sized> RepCall<H> for Set {
         hv: &mut H,
         caller: &Caller,
         header: &GetVpRegistersHeader,
-        _: &[SetVpRegistersElement],
+        _: &[Element],
         _: bool,
     ) -> Result<Kept<H::Snapshot>, SourceError<H::Error>> {
         let target = check_target(header, caller, hv)?;
@@ -53,26 +53,15 @@ impl<H: Partitions + WriteRegisters + ?Sized> RepCall<H> for Set {
         })
     }
 
-    fn work<R, M>(
-        hv: &mut H,
-        kept: &mut Kept<H::Snapshot>,
-        io: &mut Io<'_, R, M>,
-        first: u16,
-        elements: &[SetVpRegistersElement],
-    ) -> Result<(), Stop<H::Error>>
-    where
-        R: CallerRegisters + ?Sized,
-        M: PartitionMemory + ?Sized,
-    {
-        let target = &kept.target;
-        let own =
-            target.partition_id == io.caller.partition_id && target.vp_index == io.caller.vp_index;
-        let fast = io.form.is_fast();
+    fn work(job: Job<'_, H>, io: &mut impl Exit, elements: &[Element]) -> Work<H::Error> {
+        let target = &job.kept.target;
+        let caller = io.caller();
+        let own = (target.partition_id, target.vp_index) == (caller.partition_id, caller.vp_index);
+        let (convention, fast) = (io.convention(), io.output_gpa().is_none());
         // Step 8d: a VP may not write the registers of its own call.
-        let call_register =
-            |e: &SetVpRegistersElement| own && io.convention.is_call_register(fast, e.name);
-        write_batch(hv, target, elements, call_register).map_err(|(i, error)| Stop {
-            index: first.saturating_add(u16::try_from(i).unwrap_or(0)),
+        let call_register = |e: &Element| own && convention.is_call_register(fast, e.name);
+        write_batch(job.hv, target, elements, call_register).map_err(|(i, error)| Stop {
+            index: job.first.saturating_add(u16::try_from(i).unwrap_or(0)),
             error,
         })
     }
@@ -85,12 +74,12 @@ impl<H: Partitions + WriteRegisters + ?Sized> RepCall<H> for Set {
 pub(crate) fn write_batch<H, F>(
     hv: &mut H,
     target: &Target,
-    elements: &[SetVpRegistersElement],
+    elements: &[Element],
     refused: F,
 ) -> Result<(), (usize, SourceError<H::Error>)>
 where
     H: WriteRegisters + ?Sized,
-    F: Fn(&SetVpRegistersElement) -> bool,
+    F: Fn(&Element) -> bool,
 {
     let stop = elements
         .iter()
