@@ -77,14 +77,12 @@ impl<H: Partitions + ReadRegisters + ?Sized> RepCall<H> for Get {
         {
             // Bounds checked once: the slice holds exactly this entry's
             // output slots.
-            let mut slots = out.chunks_exact_mut(VALUE as usize);
-            return read_each(hv, snapshot, names, |_, value| {
-                if let Some(slot) = slots.next() {
-                    slot.copy_from_slice(&value.0);
-                }
-                Ok(())
-            })
-            .map_err(stop);
+            let slots = out.chunks_exact_mut(VALUE as usize);
+            for ((i, &name), slot) in names.iter().enumerate().zip(slots) {
+                let value = hv.read(snapshot, name).map_err(|e| stop((i, e)))?;
+                slot.copy_from_slice(&value.0);
+            }
+            return Ok(());
         }
         read_each(hv, snapshot, names, |i, value| {
             // The output list was RAM when the call was checked; it
