@@ -60,6 +60,7 @@ pub(crate) fn check_reps<E>(control: HypercallControl) -> Result<(), CallEnd<E>>
 /// is written, so overlapping lists work): the fast form's XMM bits and
 /// size, or the memory form's alignment, page and RAM checks of the input
 /// list and, if `out_len` is not 0, of the output list.
+#[inline]
 pub(crate) fn locate<R, M, E>(
     ctx: &CallContext,
     control: HypercallControl,
@@ -121,6 +122,7 @@ fn check_lists<M: PartitionMemory + ?Sized>(
 
 /// Steps 6a–6i: the header, partition, VP and VTL checks. Returns the
 /// target with SELF resolved.
+#[inline]
 pub(crate) fn check_target<H: Partitions + ?Sized>(
     header: &GetVpRegistersHeader,
     caller: &Caller,

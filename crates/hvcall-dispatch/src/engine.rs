@@ -112,6 +112,7 @@ macro_rules! call_list {
         where
             $($call: Hypercall<H>,)*
         {
+            #[inline]
             fn route<R, M>(entry: Entry<'_, R, M, H>) -> CallEnd<H::Error>
             where
                 R: CallerRegisters + ?Sized,
@@ -268,6 +269,7 @@ fn list_lens<C: RepCall<H>, H: Partitions + ReadRegisters + ?Sized>(count: u16) 
 impl<H: Partitions + ReadRegisters + ?Sized, C: RepCall<H>> Hypercall<H> for Rep<C> {
     const CODE: u16 = C::CODE;
 
+    #[inline]
     fn call<R, M>(e: Entry<'_, R, M, H>) -> CallEnd<H::Error>
     where
         R: CallerRegisters + ?Sized,
@@ -348,6 +350,7 @@ enum First<S, E> {
 /// A first entry: step 5a, the lists located and the input read into
 /// `input` (steps 5b–5f, `io.form` set), the call's own checks, then
 /// elements until the end or the budget.
+#[inline]
 fn first_entry<C, R, M, H>(
     ctx: &CallContext,
     control: HypercallControl,

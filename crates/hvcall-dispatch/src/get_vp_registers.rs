@@ -77,10 +77,12 @@ impl<H: Partitions + ReadRegisters + ?Sized> RepCall<H> for Get {
         {
             // Bounds checked once: the slice holds exactly this entry's
             // output slots.
-            let slots = out.chunks_exact_mut(VALUE as usize);
+            let (slots, _) = out.as_chunks_mut::<{ VALUE as usize }>();
             for ((i, &name), slot) in names.iter().enumerate().zip(slots) {
-                let value = hv.read(snapshot, name).map_err(|e| stop((i, e)))?;
-                slot.copy_from_slice(&value.0);
+                match hv.read(snapshot, name) {
+                    Ok(value) => *slot = value.0,
+                    Err(e) => return Err(stop((i, e))),
+                }
             }
             return Ok(());
         }
@@ -97,6 +99,7 @@ impl<H: Partitions + ReadRegisters + ?Sized> RepCall<H> for Get {
 }
 
 /// Steps 6a–6i, then the snapshot of the target for reading `names`.
+#[inline]
 pub(crate) fn open<H: Partitions + ReadRegisters + ?Sized>(
     hv: &mut H,
     caller: &Caller,
