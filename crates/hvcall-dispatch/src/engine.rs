@@ -576,3 +576,211 @@ where
     let out = body(e.hv, &caller, value).map_err(|err| CallEnd::source_failed(err, 0))?;
     Ok((form, e.regs, e.memory, out))
 }
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use core::convert::Infallible;
+
+    use hvcall_abi::{privilege, HvRegisterName};
+
+    use super::*;
+    use crate::backend::{Offers, PartitionInfo, SnapshotRequest};
+    use crate::memory::MemoryError;
+    use crate::registers::{x64, RegisterFile};
+    use crate::{dispatch, DispatchConfig, GetVpRegisters, Outcome};
+
+    /// Partition 2 with one VP that has VTL 0 and 1; the caller runs in
+    /// `vtl`; every register reads as 7.
+    struct Toy {
+        vtl: u8,
+    }
+
+    impl Partitions for Toy {
+        fn caller(&self) -> Caller {
+            Caller::new(2, 0)
+                .with_vtl(self.vtl)
+                .with_privileges(privilege::ACCESS_VP_REGISTERS)
+        }
+        fn partition(&self, id: u64) -> Option<PartitionInfo> {
+            (id == 2).then_some(PartitionInfo::new(Some(1), 1))
+        }
+        fn enabled_vtls(&self, _: u64, _: u32) -> u16 {
+            0b11
+        }
+    }
+
+    impl ReadRegisters for Toy {
+        type Snapshot = ();
+        type Error = Infallible;
+        fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Infallible>> {
+            Ok(())
+        }
+        fn read(
+            &mut self,
+            _: &mut (),
+            _: HvRegisterName,
+        ) -> Result<HvRegisterValue, SourceError<Infallible>> {
+            Ok(HvRegisterValue::from(7u64))
+        }
+    }
+
+    /// A simple call: its output is its input plus one.
+    struct Increment;
+    impl SimpleCall<Toy> for Increment {
+        const CODE: u16 = 0x7F01;
+        type Input = u64;
+        type Output = u64;
+        fn call(_: &mut Toy, _: &Caller, input: &u64) -> Result<u64, SourceError<Infallible>> {
+            Ok(input.wrapping_add(1))
+        }
+    }
+
+    /// A switch call: to the VTL its input names.
+    struct Enter;
+    impl SwitchCall<Toy> for Enter {
+        const CODE: u16 = 0x7F02;
+        type Input = u64;
+        fn switch(_: &mut Toy, _: &Caller, input: &u64) -> Result<Vtl, SourceError<Infallible>> {
+            let vtl = u8::try_from(*input).ok().and_then(Vtl::new);
+            vtl.ok_or(SourceError::Hv(HvError::INVALID_VTL_STATE))
+        }
+    }
+
+    impl Offers for Toy {
+        type Calls = (GetVpRegisters, Simple<Increment>, Switch<Enter>);
+    }
+
+    /// One page of RAM at GPA 0x1000.
+    struct Page([u8; 4096]);
+    impl Page {
+        fn range(&self, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
+            let start = usize::try_from(gpa.checked_sub(0x1000)?).ok()?;
+            let end = start.checked_add(len)?;
+            (end <= self.0.len()).then_some(start..end)
+        }
+    }
+    impl PartitionMemory for Page {
+        fn is_ram(&self, gpa: u64, len: u64) -> bool {
+            usize::try_from(len).is_ok_and(|len| self.range(gpa, len).is_some())
+        }
+        fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            let not_ram = MemoryError::NotRam { gpa, len: 0 };
+            buf.copy_from_slice(&self.0[self.range(gpa, buf.len()).ok_or(not_ram)?]);
+            Ok(())
+        }
+        fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemoryError> {
+            let not_ram = MemoryError::NotRam { gpa, len: 0 };
+            let range = self.range(gpa, data.len()).ok_or(not_ram)?;
+            self.0[range].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    /// A memory-form call of `control` with input `input` at 0x1000 and
+    /// output at 0x1800, by `toy`: the outcome, the result's status and
+    /// reps, the output's first qword.
+    fn call(
+        toy: &mut Toy,
+        state: &mut VpState<()>,
+        control: HypercallControl,
+        input: &[u8],
+    ) -> (Outcome, HvStatus, u16, u64) {
+        let mut page = Page([0; 4096]);
+        page.0[..input.len()].copy_from_slice(input);
+        let mut regs = RegisterFile::default();
+        regs.gprs[x64::RCX] = control.into_bits();
+        regs.gprs[x64::RDX] = 0x1000;
+        regs.gprs[x64::R8] = 0x1800;
+        let ctx = CallContext::new(Convention::X64, true, 0x4000);
+        let config = DispatchConfig::default().with_max_reps_per_entry(1);
+        let outcome = dispatch(&ctx, &mut regs, &mut page, toy, state, &config).unwrap();
+        let result = HypercallResult::from_bits(regs.gprs[x64::RAX]);
+        let out = u64::from_le_bytes(page.0[0x800..0x808].try_into().unwrap());
+        (outcome, result.status(), result.reps_completed(), out)
+    }
+
+    #[test]
+    fn a_simple_call_reads_its_input_and_writes_its_output() {
+        let control = HypercallControl::new().with_code(0x7F01);
+        let got = call(
+            &mut Toy { vtl: 0 },
+            &mut VpState::new(),
+            control,
+            &41u64.to_le_bytes(),
+        );
+        assert_eq!(got, (Outcome::Complete, HvStatus::SUCCESS, 0, 42));
+    }
+
+    #[test]
+    fn step_5a_a_simple_call_with_a_rep_count_is_invalid_input() {
+        let control = HypercallControl::new().with_code(0x7F01).with_rep_count(1);
+        let got = call(
+            &mut Toy { vtl: 0 },
+            &mut VpState::new(),
+            control,
+            &41u64.to_le_bytes(),
+        );
+        assert_eq!(
+            got,
+            (Outcome::Complete, HvStatus::INVALID_HYPERCALL_INPUT, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_switch_call_ends_in_the_vtl_it_names_or_with_its_status() {
+        let control = HypercallControl::new().with_code(0x7F02);
+        let (outcome, status, ..) = call(
+            &mut Toy { vtl: 0 },
+            &mut VpState::new(),
+            control,
+            &1u64.to_le_bytes(),
+        );
+        assert_eq!(
+            (outcome, status),
+            (Outcome::SwitchVtl(Vtl::new(1).unwrap()), HvStatus::SUCCESS)
+        );
+        let got = call(
+            &mut Toy { vtl: 0 },
+            &mut VpState::new(),
+            control,
+            &16u64.to_le_bytes(),
+        );
+        assert_eq!(got, (Outcome::Complete, HvStatus::INVALID_VTL_STATE, 0, 0));
+    }
+
+    #[test]
+    fn step_4_a_code_the_backend_does_not_list_is_invalid_hypercall_code() {
+        let control = HypercallControl::new().with_code(0x0051).with_rep_count(1);
+        let got = call(&mut Toy { vtl: 0 }, &mut VpState::new(), control, &[0; 48]);
+        assert_eq!(
+            got,
+            (Outcome::Complete, HvStatus::INVALID_HYPERCALL_CODE, 0, 0)
+        );
+    }
+
+    #[test]
+    fn section_2_a_parked_call_is_resumed_only_from_the_vtl_that_made_it() {
+        // Two names, budget 1: the first entry parks the call.
+        let mut input = [0u8; 24];
+        input[..8].copy_from_slice(&u64::MAX.to_le_bytes()); // SELF
+        input[8..12].copy_from_slice(&hvcall_abi::vp_index::SELF.to_le_bytes());
+        let control = HypercallControl::new().with_code(0x0050).with_rep_count(2);
+        let mut state = VpState::new();
+        let first = call(&mut Toy { vtl: 0 }, &mut state, control, &input);
+        assert_eq!(first.0, Outcome::Continue);
+        // The same registers from VTL 1: a new call, run whole; the parked
+        // one stays.
+        let resumed = control.with_rep_start(1);
+        let other = call(&mut Toy { vtl: 1 }, &mut state, resumed, &input);
+        assert_eq!(other.0, Outcome::Complete);
+        assert!(state.is_pending());
+        // From VTL 0 it resumes and completes.
+        let own = call(&mut Toy { vtl: 0 }, &mut state, resumed, &input);
+        assert_eq!(
+            (own.0, own.1, own.2),
+            (Outcome::Complete, HvStatus::SUCCESS, 2)
+        );
+        assert!(!state.is_pending());
+    }
+}
