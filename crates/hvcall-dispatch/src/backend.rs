@@ -1,8 +1,12 @@
-//! What the dispatcher asks of a VMM, in the two parts a VMM naturally has:
-//! [`Partitions`] (who calls, which partitions, VPs and VTLs exist, what
-//! the caller may do) and [`ReadRegisters`] (register values of a VP:
-//! read from one snapshot per call, written in one batch per entry). One type may implement both (the
-//! reference model does); [`Backend`] pairs two that are separate.
+//! What the dispatcher asks of a VMM: [`Partitions`] (who calls, which
+//! partitions, VPs and VTLs exist, what the caller may do), one backend
+//! trait per call ([`ReadRegisters`] for HvCallGetVpRegisters: values read
+//! from one snapshot per call; [`WriteRegisters`] for HvCallSetVpRegisters:
+//! one batch of writes per entry), and [`Offers`], the list of calls the
+//! VMM offers. One type may implement all (the reference model does);
+//! [`Backend`] pairs a [`Partitions`] with a separate register backend.
+//! [`Hypervisor`](crate::Hypervisor) names the whole, as
+//! [`dispatch`](crate::dispatch()) takes it.
 //!
 //! Failures are typed: [`SourceError::Hv`] carries an [`HvError`], the
 //! status the guest gets; [`SourceError::Host`] is the VMM's own failure
@@ -10,8 +14,6 @@
 //! status and comes back out of [`dispatch`](crate::dispatch()).
 
 use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue, SetVpRegistersElement};
-
-use crate::engine::CallList;
 
 /// The calling VP and what its partition may do.
 ///
@@ -237,21 +239,6 @@ pub trait WriteRegisters: ReadRegisters {
 pub trait Offers {
     /// The calls, in a tuple (up to eight).
     type Calls;
-}
-
-/// A backend as [`dispatch`](crate::dispatch()) takes it: topology,
-/// register reads and the calls it [`Offers`], each with its backend
-/// trait. Implemented for every such type.
-pub trait Hypervisor: Partitions + ReadRegisters {
-    /// [`Offers::Calls`], known to be routable.
-    type List: CallList<Self>;
-}
-
-impl<T: Partitions + ReadRegisters + Offers + ?Sized> Hypervisor for T
-where
-    T::Calls: CallList<T>,
-{
-    type List = T::Calls;
 }
 
 /// Where and why a batch of writes stopped.

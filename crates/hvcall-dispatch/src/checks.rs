@@ -9,7 +9,7 @@ use hvcall_abi::{
 
 use crate::backend::{Caller, Partitions, Target};
 use crate::convention::CallContext;
-use crate::engine::CallEnd;
+use crate::end::CallEnd;
 use crate::fast::{self, FastLayout, MAX_FILE_BYTES};
 use crate::input::InputPage;
 use crate::memory::PartitionMemory;

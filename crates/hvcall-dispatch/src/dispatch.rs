@@ -57,9 +57,9 @@
 use hvcall_abi::vtl::Vtl;
 use hvcall_abi::{HvStatus, HypercallControl, HypercallResult};
 
-use crate::backend::Hypervisor;
 use crate::convention::{CallContext, SMCCC_NOT_SUPPORTED};
-use crate::engine::{CallEnd, CallList, Entry};
+use crate::end::CallEnd;
+use crate::engine::{CallList, Entry, Hypervisor};
 use crate::memory::PartitionMemory;
 use crate::pending::VpState;
 use crate::registers::CallerRegisters;

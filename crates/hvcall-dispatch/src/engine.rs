@@ -5,7 +5,7 @@
 //!
 //! - [`RepCall`] (wrapped as [`Rep`]): a rep call. The engine runs step 5a,
 //!   locates and reads the input list (steps 5b–5f), lets the call check
-//!   its header and keep what it needs ([`Kept`]), then runs elements in
+//!   its header and keep what it needs (its target, a snapshot), then runs elements in
 //!   slices of the work budget, parking the call in the VP's
 //!   [`VpState`] between entries and resuming it on re-entry (§2).
 //! - [`SimpleCall`] (wrapped as [`Simple`]): one input, one output, no reps.
@@ -16,61 +16,14 @@ use hvcall_abi::vtl::Vtl;
 use hvcall_abi::{HvError, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::backend::{Caller, Partitions, ReadRegisters, SourceError, Target};
+use crate::backend::{Caller, Offers, Partitions, ReadRegisters, SourceError};
 use crate::checks::{check_reps, locate, Form};
 use crate::convention::{CallContext, Convention};
+use crate::end::{CallEnd, Kept, Progress};
 use crate::input::InputPage;
 use crate::memory::PartitionMemory;
 use crate::pending::VpState;
 use crate::registers::CallerRegisters;
-
-/// How a call ended, before it is written into the registers.
-pub enum CallEnd<E> {
-    /// Write this result value.
-    Result(HypercallResult),
-    /// Restore the control word's rep start of the first entry of a
-    /// continued call, then write this result value.
-    ResultAfterContinuation {
-        /// The result.
-        result: HypercallResult,
-        /// The rep start the call was first made with.
-        first_start: u16,
-    },
-    /// Write this index into rep start and re-execute the call.
-    Continue(u16),
-    /// Write this result value, then switch the caller to this VTL.
-    SwitchVtl(HypercallResult, Vtl),
-    /// Inject #UD.
-    Undefined,
-    /// The backend failed on the host side.
-    HostFailed(E),
-}
-
-impl<E> CallEnd<E> {
-    /// A call that failed with `error` after `reps_completed` elements.
-    pub(crate) fn failed(error: HvError, reps_completed: u16) -> Self {
-        Self::Result(HypercallResult::of(error.status(), reps_completed))
-    }
-
-    /// A backend failure at element `index`: the guest's status, or the
-    /// end of the call for a host failure.
-    fn source_failed(error: SourceError<E>, index: u16) -> Self {
-        match error {
-            SourceError::Hv(e) => Self::failed(e, index),
-            SourceError::Host(e) => Self::HostFailed(e),
-        }
-    }
-}
-
-/// How far one entry of a rep call got through its elements.
-pub(crate) enum Progress<E> {
-    /// The call ended with this result.
-    Done(HypercallResult),
-    /// The budget ran out; the next element to process.
-    Stopped(u16),
-    /// The backend failed on the host side.
-    HostFailed(E),
-}
 
 /// One hypercall exit, as a call's handler receives it.
 pub struct Entry<'a, R: ?Sized, M: ?Sized, H: Partitions + ReadRegisters + ?Sized> {
@@ -84,7 +37,22 @@ pub struct Entry<'a, R: ?Sized, M: ?Sized, H: Partitions + ReadRegisters + ?Size
     pub(crate) budget: u16,
 }
 
-/// One entry of the list a backend offers ([`Offers::Calls`](crate::Offers::Calls)): a
+/// A backend as [`dispatch`](crate::dispatch()) takes it: topology,
+/// register reads and the calls it [`Offers`], each with its backend
+/// trait. Implemented for every such type.
+pub trait Hypervisor: Partitions + ReadRegisters {
+    /// [`Offers::Calls`], known to be routable.
+    type List: CallList<Self>;
+}
+
+impl<T: Partitions + ReadRegisters + Offers + ?Sized> Hypervisor for T
+where
+    T::Calls: CallList<T>,
+{
+    type List = T::Calls;
+}
+
+/// One entry of the list a backend offers ([`Offers::Calls`]): a
 /// [`Rep`], [`Simple`] or [`Switch`] call.
 pub trait Hypercall<H: Partitions + ReadRegisters + ?Sized> {
     /// The call code.
@@ -137,15 +105,6 @@ call_list!(A, B, C, D, E);
 call_list!(A, B, C, D, E, F);
 call_list!(A, B, C, D, E, F, G);
 call_list!(A, B, C, D, E, F, G, I);
-
-/// What a rep call keeps from its first entry to its last: the checked
-/// target and, for a call that reads, the target's snapshot.
-pub struct Kept<S> {
-    /// The target, SELF resolved, every check passed.
-    pub target: Target,
-    /// The snapshot every element reads from, if the call reads.
-    pub snapshot: Option<S>,
-}
 
 /// The caller's side of one exit (its registers, guest memory, where the
 /// lists are), as a rep call's work sees it.
@@ -251,7 +210,7 @@ pub trait RepCall<H: Partitions + ReadRegisters + ?Sized> {
     fn work(job: Job<'_, H>, io: &mut impl Exit, elements: &[Self::Element]) -> Work<H::Error>;
 }
 
-/// Lists a [`RepCall`] in [`Offers::Calls`](crate::Offers::Calls).
+/// Lists a [`RepCall`] in [`Offers::Calls`].
 pub struct Rep<C>(core::marker::PhantomData<C>);
 
 /// Bytes of the header of `C`.
@@ -480,10 +439,10 @@ pub trait SwitchCall<H: Partitions + ReadRegisters + ?Sized> {
     ) -> Result<Vtl, SourceError<H::Error>>;
 }
 
-/// Lists a [`SimpleCall`] in [`Offers::Calls`](crate::Offers::Calls).
+/// Lists a [`SimpleCall`] in [`Offers::Calls`].
 pub struct Simple<C>(core::marker::PhantomData<C>);
 
-/// Lists a [`SwitchCall`] in [`Offers::Calls`](crate::Offers::Calls).
+/// Lists a [`SwitchCall`] in [`Offers::Calls`].
 pub struct Switch<C>(core::marker::PhantomData<C>);
 
 impl<H: Partitions + ReadRegisters + ?Sized, C: SimpleCall<H>> Hypercall<H> for Simple<C> {

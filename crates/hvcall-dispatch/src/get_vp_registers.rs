@@ -7,7 +7,8 @@ use hvcall_abi::{call_code, GetVpRegistersHeader, HvError, HvRegisterName, HvReg
 
 use crate::backend::{Caller, Partitions, ReadRegisters, SnapshotRequest, SourceError, Target};
 use crate::checks::check_target;
-use crate::engine::{Exit, Job, Kept, Rep, RepCall, Stop, Work};
+use crate::end::Kept;
+use crate::engine::{Exit, Job, Rep, RepCall, Stop, Work};
 use crate::memory::PartitionMemory as _;
 
 /// Bytes of one output value.

@@ -148,6 +148,7 @@ pub mod backend;
 mod checks;
 pub mod convention;
 pub mod dispatch;
+mod end;
 pub mod engine;
 mod fast;
 mod get_vp_registers;
@@ -159,11 +160,12 @@ pub mod registers;
 mod set_vp_registers;
 
 pub use backend::{
-    Backend, Caller, Hypervisor, Offers, PartitionInfo, Partitions, ReadRegisters, SnapshotRequest,
+    Backend, Caller, Offers, PartitionInfo, Partitions, ReadRegisters, SnapshotRequest,
     SourceError, Target, WriteFailure, WriteRegisters,
 };
 pub use convention::{CallContext, Convention};
 pub use dispatch::{dispatch, DispatchConfig, Outcome};
+pub use engine::Hypervisor;
 pub use get_vp_registers::GetVpRegisters;
 pub use host::{read_registers, write_registers, HostError, HostTarget};
 pub use memory::{MemoryError, PartitionMemory};

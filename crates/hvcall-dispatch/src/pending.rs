@@ -14,7 +14,7 @@ use hvcall_abi::HypercallControl;
 
 use crate::checks::Form;
 use crate::convention::{CallContext, Convention};
-use crate::engine::{CallEnd, Kept, Progress};
+use crate::end::{CallEnd, Kept, Progress};
 use crate::fast::MAX_FILE_BYTES;
 use crate::input::InputPage;
 use crate::registers::CallerRegisters;

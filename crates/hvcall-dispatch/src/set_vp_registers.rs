@@ -10,7 +10,8 @@ use hvcall_abi::{call_code, GetVpRegistersHeader, HvError, PAGE_SIZE};
 
 use crate::backend::{Caller, Partitions, SourceError, Target, WriteRegisters};
 use crate::checks::check_target;
-use crate::engine::{Exit, Job, Kept, Rep, RepCall, Stop, Work};
+use crate::end::Kept;
+use crate::engine::{Exit, Job, Rep, RepCall, Stop, Work};
 
 /// Bytes of one element.
 const ELEMENT: u64 = core::mem::size_of::<Element>() as u64;
