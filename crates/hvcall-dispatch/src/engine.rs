@@ -234,15 +234,8 @@ impl<H: Partitions + ReadRegisters + ?Sized, C: RepCall<H>> Hypercall<H> for Rep
         R: CallerRegisters + ?Sized,
         M: PartitionMemory + ?Sized,
     {
-        let Entry {
-            ctx,
-            control,
-            regs,
-            memory,
-            hv,
-            state,
-            budget,
-        } = e;
+        let (ctx, control, budget) = (e.ctx, e.control, e.budget);
+        let (regs, memory, hv, state) = (e.regs, e.memory, e.hv, e.state);
         let caller = hv.caller();
         if let Some(mut pending) = state.take_reentry(ctx, control, regs, caller.vtl) {
             let mut io = Io {
