@@ -11,6 +11,14 @@
 //! - [`SimpleCall`] (wrapped as [`Simple`]): one input, one output, no reps.
 //! - [`SwitchCall`] (wrapped as [`Switch`]): a call that ends by switching
 //!   the caller to another VTL (VtlCall, VtlReturn).
+//!
+//! Adding a rep call is one module: a backend trait for its work, a unit
+//! type implementing [`RepCall`] for every backend with that trait (code,
+//! header, element, output size, `begin` for the header checks, `work` for
+//! a slice of elements) and `pub type HvCallX = Rep<X>;`. A VMM offers it
+//! by implementing the trait and adding `HvCallX` to its
+//! [`Offers::Calls`]; the compiler refuses the list
+//! if the trait is missing.
 
 use hvcall_abi::vtl::Vtl;
 use hvcall_abi::{HvError, HvRegisterValue, HvStatus, HypercallControl, HypercallResult};
