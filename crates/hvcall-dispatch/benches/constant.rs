@@ -19,8 +19,9 @@ use hvcall_abi::{
 };
 use hvcall_dispatch::registers::{x64, RegisterFile};
 use hvcall_dispatch::{
-    dispatch, CallContext, Caller, Convention, DispatchConfig, MemoryError, Outcome, PartitionInfo,
-    PartitionMemory, Partitions, RegisterSource, SnapshotRequest, SourceError, VpState,
+    dispatch, CallContext, Caller, Convention, DispatchConfig, GetVpRegisters, MemoryError, Offers,
+    Outcome, PartitionInfo, PartitionMemory, Partitions, ReadRegisters, SnapshotRequest,
+    SourceError, VpState,
 };
 use zerocopy::IntoBytes;
 
@@ -54,7 +55,12 @@ impl Partitions for Constant {
     }
 }
 
-impl RegisterSource for Constant {
+/// It offers HvCallGetVpRegisters only.
+impl Offers for Constant {
+    type Calls = (GetVpRegisters,);
+}
+
+impl ReadRegisters for Constant {
     type Snapshot = ();
     type Error = Infallible;
 

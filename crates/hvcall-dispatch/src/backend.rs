@@ -1,8 +1,12 @@
-//! What the dispatcher asks of a VMM, in the two parts a VMM naturally has:
-//! [`Partitions`] (who calls, which partitions, VPs and VTLs exist, what
-//! the caller may do) and [`RegisterSource`] (register values of a VP:
-//! read from one snapshot per call, written in one batch per entry). One type may implement both (the
-//! reference model does); [`Backend`] pairs two that are separate.
+//! What the dispatcher asks of a VMM: [`Partitions`] (who calls, which
+//! partitions, VPs and VTLs exist, what the caller may do), one backend
+//! trait per call ([`ReadRegisters`] for HvCallGetVpRegisters: values read
+//! from one snapshot per call; [`WriteRegisters`] for HvCallSetVpRegisters:
+//! one batch of writes per entry), and [`Offers`], the list of calls the
+//! VMM offers. One type may implement all (the reference model does);
+//! [`Backend`] pairs a [`Partitions`] with a separate register backend.
+//! [`Hypervisor`](crate::Hypervisor) names the whole, as
+//! [`dispatch`](crate::dispatch()) takes it.
 //!
 //! Failures are typed: [`SourceError::Hv`] carries an [`HvError`], the
 //! status the guest gets; [`SourceError::Host`] is the VMM's own failure
@@ -131,7 +135,7 @@ pub struct SnapshotRequest<'a> {
     /// The (partition, VP, VTL) to capture.
     pub target: Target,
     /// The elements `rep_start..rep_count` of the call, in order: the only
-    /// names [`RegisterSource::read`] will be asked for with this snapshot,
+    /// names [`ReadRegisters::read`] will be asked for with this snapshot,
     /// on this entry and every continuation.
     pub names: &'a [HvRegisterName],
     /// The call may take more than one entry (its elements exceed one
@@ -180,14 +184,14 @@ impl<E> From<HvError> for SourceError<E> {
     }
 }
 
-/// Register values of VPs.
+/// Register values of VPs: the backend of HvCallGetVpRegisters (0x0050).
 ///
-/// A call reads every value from one [`RegisterSource::Snapshot`], taken
+/// A call reads every value from one [`ReadRegisters::Snapshot`], taken
 /// on its first entry once every check passed, and kept across its
 /// continuations, so all values of one call come from one moment: the
 /// target stopped between two instructions (for the caller itself: its
 /// state at the hypercall instruction, contract §5).
-pub trait RegisterSource {
+pub trait ReadRegisters {
     /// A consistent view of one (VP, VTL). It may be filled lazily (for
     /// example register groups fetched on first use) unless the request
     /// says otherwise, but a value once returned must not change.
@@ -207,36 +211,34 @@ pub trait RegisterSource {
         snapshot: &mut Self::Snapshot,
         name: HvRegisterName,
     ) -> Result<HvRegisterValue, SourceError<Self::Error>>;
+}
 
+/// Register writes: the backend of HvCallSetVpRegisters (0x0051). A VMM
+/// offers that call by implementing this trait and listing
+/// [`SetVpRegisters`](crate::SetVpRegisters) in [`Offers::Calls`].
+pub trait WriteRegisters: ReadRegisters {
     /// Write `elements` to `target` in order, as one batch (contract §8):
     /// a running target takes all of them between two of its instructions.
     /// The dispatcher has checked the header, the privilege and each
-    /// element's reserved bytes; the source refuses a name it cannot write
+    /// element's reserved bytes; the backend refuses a name it cannot write
     /// (`INVALID_PARAMETER`, step 8b) or a value it cannot take
     /// (`INVALID_REGISTER_VALUE`, step 8c), leaving the elements before
     /// that one written and that one not.
-    ///
-    /// Called only if [`RegisterSource::implements_writes`] is true. The
-    /// default writes nothing: every name is read-only (step 8b).
     fn write(
         &mut self,
         target: &Target,
         elements: &[SetVpRegistersElement],
-    ) -> Result<(), WriteFailure<Self::Error>> {
-        let _ = (target, elements);
-        Err(WriteFailure {
-            applied: 0,
-            error: SourceError::Hv(HvError::INVALID_PARAMETER),
-        })
-    }
+    ) -> Result<(), WriteFailure<Self::Error>>;
+}
 
-    /// Whether this source writes registers: if not (the default),
-    /// HvCallSetVpRegisters is a call code this backend does not
-    /// implement (step 4, `INVALID_HYPERCALL_CODE`), so a VMM that only
-    /// reads keeps its behaviour when the dispatcher learns 0x0051.
-    fn implements_writes(&self) -> bool {
-        false
-    }
+/// The calls a backend offers: a tuple of call types, for example
+/// `(GetVpRegisters, SetVpRegisters)`. Each needs its backend trait
+/// implemented ([`ReadRegisters`], [`WriteRegisters`]), which is checked
+/// at compile time. A code not in the list answers
+/// `HV_STATUS_INVALID_HYPERCALL_CODE` (contract step 4).
+pub trait Offers {
+    /// The calls, in a tuple (up to eight).
+    type Calls;
 }
 
 /// Where and why a batch of writes stopped.
@@ -260,7 +262,7 @@ impl<P: Partitions + ?Sized> Partitions for &P {
     }
 }
 
-impl<S: RegisterSource + ?Sized> RegisterSource for &mut S {
+impl<S: ReadRegisters + ?Sized> ReadRegisters for &mut S {
     type Snapshot = S::Snapshot;
     type Error = S::Error;
     fn snapshot(
@@ -276,6 +278,9 @@ impl<S: RegisterSource + ?Sized> RegisterSource for &mut S {
     ) -> Result<HvRegisterValue, SourceError<Self::Error>> {
         (**self).read(snapshot, name)
     }
+}
+
+impl<S: WriteRegisters + ?Sized> WriteRegisters for &mut S {
     fn write(
         &mut self,
         target: &Target,
@@ -283,12 +288,13 @@ impl<S: RegisterSource + ?Sized> RegisterSource for &mut S {
     ) -> Result<(), WriteFailure<Self::Error>> {
         (**self).write(target, elements)
     }
-    fn implements_writes(&self) -> bool {
-        (**self).implements_writes()
-    }
 }
 
-/// A [`Partitions`] and a [`RegisterSource`] that are separate values,
+impl<S: Offers + ?Sized> Offers for &mut S {
+    type Calls = S::Calls;
+}
+
+/// A [`Partitions`] and a [`ReadRegisters`] that are separate values,
 /// used as one backend.
 #[derive(Debug)]
 pub struct Backend<P, S> {
@@ -310,7 +316,7 @@ impl<P: Partitions, S> Partitions for Backend<P, S> {
     }
 }
 
-impl<P, S: RegisterSource> RegisterSource for Backend<P, S> {
+impl<P, S: ReadRegisters> ReadRegisters for Backend<P, S> {
     type Snapshot = S::Snapshot;
     type Error = S::Error;
     fn snapshot(
@@ -326,6 +332,9 @@ impl<P, S: RegisterSource> RegisterSource for Backend<P, S> {
     ) -> Result<HvRegisterValue, SourceError<Self::Error>> {
         self.registers.read(snapshot, name)
     }
+}
+
+impl<P, S: WriteRegisters> WriteRegisters for Backend<P, S> {
     fn write(
         &mut self,
         target: &Target,
@@ -333,7 +342,9 @@ impl<P, S: RegisterSource> RegisterSource for Backend<P, S> {
     ) -> Result<(), WriteFailure<Self::Error>> {
         self.registers.write(target, elements)
     }
-    fn implements_writes(&self) -> bool {
-        self.registers.implements_writes()
-    }
+}
+
+/// The pair offers what its register backend lists.
+impl<P, S: Offers> Offers for Backend<P, S> {
+    type Calls = S::Calls;
 }

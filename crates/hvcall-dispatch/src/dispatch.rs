@@ -6,8 +6,8 @@
 //! use hvcall_dispatch::registers::{x64, RegisterFile};
 //! use hvcall_dispatch::{
 //!     dispatch, CallContext, Caller, Convention, DispatchConfig, MemoryError, Outcome,
-//!     PartitionInfo, PartitionMemory, Partitions, RegisterSource, SnapshotRequest,
-//!     SourceError, VpState,
+//!     GetVpRegisters, Offers, PartitionInfo, PartitionMemory, Partitions, ReadRegisters,
+//!     SnapshotRequest, SourceError, VpState,
 //! };
 //!
 //! /// A VM without RAM whose one VP reads every register as 7.
@@ -19,7 +19,11 @@
 //!     }
 //!     fn enabled_vtls(&self, _: u64, _: u32) -> u16 { 1 }
 //! }
-//! impl RegisterSource for Tiny {
+//! /// It offers HvCallGetVpRegisters only.
+//! impl Offers for Tiny {
+//!     type Calls = (GetVpRegisters,);
+//! }
+//! impl ReadRegisters for Tiny {
 //!     type Snapshot = ();
 //!     type Error = std::convert::Infallible;
 //!     fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Self::Error>> {
@@ -50,15 +54,15 @@
 //! assert_eq!(regs.gprs[x64::RAX], 0x2); // HV_STATUS_INVALID_HYPERCALL_CODE
 //! ```
 
-use hvcall_abi::{call_code, HvStatus, HypercallControl, HypercallResult};
-
-use crate::backend::{Partitions, RegisterSource};
+use hvcall_abi::vtl::Vtl;
+use hvcall_abi::{HvStatus, HypercallControl, HypercallResult};
 
 use crate::convention::{CallContext, SMCCC_NOT_SUPPORTED};
+use crate::end::CallEnd;
+use crate::engine::{CallList, Entry, Hypervisor};
 use crate::memory::PartitionMemory;
 use crate::pending::VpState;
 use crate::registers::CallerRegisters;
-use crate::{get_vp_registers, set_vp_registers};
 
 /// Tuning of the dispatcher.
 ///
@@ -111,41 +115,10 @@ pub enum Outcome {
     /// Inject #UD (x64) / an undefined-instruction exception; no register
     /// or memory was changed.
     InjectUndefined,
-}
-
-/// How far one entry of a rep call got through its elements.
-pub(crate) enum Progress<E> {
-    /// The call ended with this result.
-    Done(HypercallResult),
-    /// The budget ran out; the next element to process.
-    Stopped(u16),
-    /// The register source failed on the host side.
-    HostFailed(E),
-}
-
-/// A call that failed with `error` after `reps_completed` elements.
-pub(crate) fn fail<E>(error: hvcall_abi::HvError, reps_completed: u16) -> CallEnd<E> {
-    CallEnd::Result(HypercallResult::of(error.status(), reps_completed))
-}
-
-/// How a call ended, before it is written into the registers.
-pub(crate) enum CallEnd<E> {
-    /// Write this result value.
-    Result(HypercallResult),
-    /// Restore the control word's rep start of the first entry of a
-    /// continued call, then write this result value.
-    ResultAfterContinuation {
-        /// The result.
-        result: HypercallResult,
-        /// The rep start the call was first made with.
-        first_start: u16,
-    },
-    /// Write this index into rep start and re-execute the call.
-    Continue(u16),
-    /// Inject #UD.
-    Undefined,
-    /// The register source failed on the host side.
-    HostFailed(E),
+    /// The result is in the registers: resume after the hypercall
+    /// instruction, in this VTL (a [`SwitchCall`](crate::engine::SwitchCall)
+    /// succeeded).
+    SwitchVtl(Vtl),
 }
 
 /// Handle one hypercall exit of the VP whose registers are `regs`.
@@ -163,8 +136,9 @@ pub(crate) enum CallEnd<E> {
 /// [`Outcome::Complete`]. A VMM that implements other SMCCC services routes
 /// them before calling `dispatch`.
 ///
-/// `hv` is the VMM's [`Partitions`] and [`RegisterSource`] (one value
-/// implementing both, or a [`Backend`](crate::Backend) pairing two).
+/// `hv` is the VMM's [`Hypervisor`]: its [`Partitions`](crate::Partitions),
+/// [`ReadRegisters`](crate::ReadRegisters) and the calls it lists (one
+/// value implementing all, or a [`Backend`](crate::Backend) pairing two).
 /// `Err` is the register source's host failure
 /// ([`SourceError::Host`](crate::SourceError::Host)): the call ended
 /// without a status (output it already wrote stays; it leaves no
@@ -183,7 +157,7 @@ pub fn dispatch<R, M, H>(
 where
     R: CallerRegisters + ?Sized,
     M: PartitionMemory + ?Sized,
-    H: Partitions + RegisterSource + ?Sized,
+    H: Hypervisor + ?Sized,
 {
     // Step 1: only privileged callers reach the hypervisor.
     if !ctx.privileged {
@@ -212,6 +186,10 @@ where
             convention.write_control(regs, control.with_rep_start(next).into_bits());
             Outcome::Continue
         }
+        CallEnd::SwitchVtl(result, vtl) => {
+            convention.write_result(regs, result.into_bits());
+            Outcome::SwitchVtl(vtl)
+        }
         CallEnd::Undefined => Outcome::InjectUndefined,
         // The failed call was not parked; a call parked before it (this
         // one ran in between) keeps its state.
@@ -219,7 +197,7 @@ where
     })
 }
 
-/// Steps 2–4, then the call's own handler.
+/// Steps 2 and 3, then step 4: the listed call with this code.
 fn route<R, M, H>(
     ctx: &CallContext,
     control: HypercallControl,
@@ -232,7 +210,7 @@ fn route<R, M, H>(
 where
     R: CallerRegisters + ?Sized,
     M: PartitionMemory + ?Sized,
-    H: Partitions + RegisterSource + ?Sized,
+    H: Hypervisor + ?Sized,
 {
     // Step 2: reserved control bits.
     if control.reserved_bits() != 0 {
@@ -242,14 +220,14 @@ where
     if control.nested() {
         return CallEnd::Result(HypercallResult::of(HvStatus::INVALID_HYPERCALL_INPUT, 0));
     }
-    // Step 4: route by call code.
-    match control.code() {
-        call_code::GET_VP_REGISTERS => {
-            get_vp_registers::call(ctx, control, regs, memory, hv, state, config)
-        }
-        call_code::SET_VP_REGISTERS if hv.implements_writes() => {
-            set_vp_registers::call(ctx, control, regs, memory, hv, state, config)
-        }
-        _ => CallEnd::Result(HypercallResult::of(HvStatus::INVALID_HYPERCALL_CODE, 0)),
-    }
+    let entry = Entry {
+        ctx,
+        control,
+        regs,
+        memory,
+        hv,
+        state,
+        budget: config.budget(),
+    };
+    <H::List as CallList<H>>::route(entry)
 }

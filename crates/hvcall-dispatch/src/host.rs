@@ -8,7 +8,7 @@
 //! use hvcall_abi::{privilege, HvError, HvRegisterName, HvRegisterValue};
 //! use hvcall_dispatch::{
 //!     read_registers, Caller, HostTarget, HostError, PartitionInfo, Partitions,
-//!     RegisterSource, SnapshotRequest, SourceError,
+//!     ReadRegisters, SnapshotRequest, SourceError,
 //! };
 //!
 //! /// The root (1) with one child VM (2) of one VP whose registers read as
@@ -27,7 +27,7 @@
 //!     }
 //!     fn enabled_vtls(&self, _: u64, _: u32) -> u16 { 1 }
 //! }
-//! impl RegisterSource for Root {
+//! impl ReadRegisters for Root {
 //!     type Snapshot = ();
 //!     type Error = std::convert::Infallible;
 //!     fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Self::Error>> {
@@ -59,8 +59,9 @@ use hvcall_abi::{
     SetVpRegistersElement,
 };
 
-use crate::backend::{Partitions, RegisterSource, SnapshotRequest, SourceError, WriteFailure};
-use crate::get_vp_registers::check_target;
+use crate::backend::{Partitions, ReadRegisters, SourceError, WriteRegisters};
+use crate::checks::check_target;
+use crate::{get_vp_registers, set_vp_registers};
 
 /// Whose registers a host read or write is for: the header of contract §1
 /// step 6.
@@ -88,6 +89,11 @@ impl HostTarget {
     /// The same read with the VTL selection `input_vtl`.
     pub const fn with_input_vtl(self, input_vtl: HvInputVtl) -> Self {
         Self { input_vtl, ..self }
+    }
+
+    /// The header a guest would pass for this target.
+    fn header(&self) -> GetVpRegistersHeader {
+        GetVpRegistersHeader::new(self.partition_id, self.vp_index, self.input_vtl)
     }
 }
 
@@ -124,7 +130,7 @@ pub fn read_registers<H>(
     values: &mut [HvRegisterValue],
 ) -> Result<(), HostError<H::Error>>
 where
-    H: Partitions + RegisterSource + ?Sized,
+    H: Partitions + ReadRegisters + ?Sized,
 {
     if names.len() != values.len() {
         return Err(HostError::LengthMismatch {
@@ -132,24 +138,17 @@ where
             values: values.len(),
         });
     }
-    let header = GetVpRegistersHeader::new(read.partition_id, read.vp_index, read.input_vtl);
     let caller = hv.caller();
-    let fail = |error, index| HostError::Hv { error, index };
-    let target = check_target(&header, &caller, hv).map_err(|e| fail(e, 0))?;
-    let request = SnapshotRequest {
-        target,
-        names,
-        output_precedes_reads: false,
-    };
-    let failed = |e, index| match e {
-        SourceError::Hv(error) => HostError::Hv { error, index },
-        SourceError::Host(e) => HostError::Host(e),
-    };
-    let mut snapshot = hv.snapshot(&request).map_err(|e| failed(e, 0))?;
-    for (index, (&name, value)) in names.iter().zip(values.iter_mut()).enumerate() {
-        *value = hv.read(&mut snapshot, name).map_err(|e| failed(e, index))?;
-    }
-    Ok(())
+    let (_, mut snapshot) =
+        get_vp_registers::open(hv, &caller, &read.header(), names, false).map_err(failed(0))?;
+    let mut slots = values.iter_mut();
+    get_vp_registers::read_each(hv, &mut snapshot, names, |_, value| {
+        if let Some(slot) = slots.next() {
+            *slot = *value;
+        }
+        Ok(())
+    })
+    .map_err(|(index, e)| failed(index)(e))
 }
 
 /// Writes `elements` to one VP as `hv`'s caller (normally the root
@@ -157,45 +156,26 @@ where
 /// checks (steps 6a–6i, then 8a for each element's reserved bytes) and one
 /// batch, so a running VP takes every write between two of its
 /// instructions. On failure, `index` is the first element not written.
-/// A backend that does not write refuses every element (step 8b).
 pub fn write_registers<H>(
     hv: &mut H,
     target: &HostTarget,
     elements: &[SetVpRegistersElement],
 ) -> Result<(), HostError<H::Error>>
 where
-    H: Partitions + RegisterSource + ?Sized,
+    H: Partitions + WriteRegisters + ?Sized,
 {
-    let header = GetVpRegistersHeader::new(target.partition_id, target.vp_index, target.input_vtl);
     let caller = hv.caller();
-    let resolved =
-        check_target(&header, &caller, hv).map_err(|error| HostError::Hv { error, index: 0 })?;
-    let refused = elements.iter().position(|e| e.reserved != [0; 12]);
-    let batch = elements
-        .get(..refused.unwrap_or(elements.len()))
-        .unwrap_or_default();
-    if !batch.is_empty() {
-        let written = if hv.implements_writes() {
-            hv.write(&resolved, batch)
-        } else {
-            Err(WriteFailure {
-                applied: 0,
-                error: SourceError::Hv(HvError::INVALID_PARAMETER),
-            })
-        };
-        if let Err(WriteFailure { applied, error }) = written {
-            let index = applied.min(batch.len());
-            return Err(match error {
-                SourceError::Hv(error) => HostError::Hv { error, index },
-                SourceError::Host(e) => HostError::Host(e),
-            });
-        }
-    }
-    match refused {
-        Some(index) => Err(HostError::Hv {
-            error: HvError::INVALID_PARAMETER,
-            index,
-        }),
-        None => Ok(()),
+    let resolved = check_target(&target.header(), &caller, hv)
+        .map_err(|error| HostError::Hv { error, index: 0 })?;
+    // The host is not a VP making a call: no step 8d.
+    set_vp_registers::write_batch(hv, &resolved, elements, |_| false)
+        .map_err(|(index, e)| failed(index)(e))
+}
+
+/// A backend failure at element `index`, as a host error.
+fn failed<E>(index: usize) -> impl Fn(SourceError<E>) -> HostError<E> {
+    move |e| match e {
+        SourceError::Hv(error) => HostError::Hv { error, index },
+        SourceError::Host(e) => HostError::Host(e),
     }
 }

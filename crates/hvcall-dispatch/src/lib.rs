@@ -1,29 +1,34 @@
-//! Hypervisor-side dispatcher for Hyper-V hypercalls: implements
-//! HvCallGetVpRegisters (0x0050) as the hvcall contract specifies it, in
-//! the x64, 32-bit x86, ARM64 HVC #1 and ARM64 SMCCC calling conventions,
-//! memory and XMM fast forms, with continuation of long rep calls.
+//! Hypervisor-side dispatcher for Hyper-V hypercalls, as the hvcall
+//! contract specifies them, in the x64, 32-bit x86, ARM64 HVC #1 and ARM64
+//! SMCCC calling conventions, memory and XMM fast forms, with continuation
+//! of long rep calls. Calls implemented, each offered by a VMM that
+//! implements its backend trait and lists it in [`Offers::Calls`]:
 //!
-//! The contract is `docs/contract.md` in the repository
-//! (<https://github.com/hvcall/hvcall/blob/main/docs/contract.md>): its
-//! §1 fixes the order of checks and the status of each, §2 continuation,
-//! §3 the fast forms, §4 the calling conventions, §5 the register values.
-//! Items here cite its rows ("step 6e", "§2").
+//! - HvCallGetVpRegisters (0x0050): [`GetVpRegisters`], [`ReadRegisters`];
+//! - HvCallSetVpRegisters (0x0051): [`SetVpRegisters`], [`WriteRegisters`].
+//!
+//! The contract is `docs/contract.md` in the hvcall repository: its §1
+//! fixes the order of checks and the status of each, §2 continuation, §3
+//! the fast forms, §4 the calling conventions, §5 the register values, §8
+//! writes. Items here cite its rows ("step 6e", "§2").
 //!
 //! A VMM hands the dispatcher what it knows after a hypercall exit: the
 //! caller's registers ([`CallerRegisters`]), its guest memory
-//! ([`PartitionMemory`]), and its backend: partition and VP topology and
-//! policy ([`Partitions`]) and register values ([`RegisterSource`], one
-//! snapshot per call). The dispatcher decodes the call with the right
-//! calling convention ([`Convention`]), runs the checks of the contract in
-//! order, does the work, writes the result registers and returns the
-//! [`Outcome`] the VMM must apply, or the backend's own host failure. It
-//! knows nothing of KVM or threads. It is `no_std`, has no `unsafe` code
-//! and does not panic. [`read_registers`] is the same read for the host
-//! itself (a parent partition, a debugger), typed, without a guest control
-//! word or memory.
+//! ([`PartitionMemory`]), and its backend ([`Hypervisor`]): partition and
+//! VP topology and policy ([`Partitions`]), register values
+//! ([`ReadRegisters`], one snapshot per call; [`WriteRegisters`], one batch
+//! per entry) and the calls it [`Offers`]. The dispatcher decodes the call
+//! with the right calling convention ([`Convention`]), runs the checks of
+//! the contract in order, does the work, writes the result registers and
+//! returns the [`Outcome`] the VMM must apply, or the backend's own host
+//! failure. It knows nothing of KVM or threads. It is `no_std`, has no
+//! `unsafe` code and does not panic. [`read_registers`] and
+//! [`write_registers`] are the same calls for the host itself (a parent
+//! partition, a debugger), typed, without a guest control word or memory.
 //!
-//! Unimplemented call codes get `HV_STATUS_INVALID_HYPERCALL_CODE`, so new
-//! calls plug in beside HvCallGetVpRegisters without touching the ABI layer.
+//! Call codes a backend does not list get `HV_STATUS_INVALID_HYPERCALL_CODE`.
+//! A new call is one module stating its types and work in one of the
+//! [`engine`]'s shapes, plus its backend trait.
 //!
 //! # Example
 //!
@@ -37,8 +42,8 @@
 //! use hvcall_dispatch::registers::{x64, RegisterFile};
 //! use hvcall_dispatch::{
 //!     dispatch, CallContext, Caller, Convention, DispatchConfig, MemoryError, Outcome,
-//!     PartitionInfo, PartitionMemory, Partitions, RegisterSource, SnapshotRequest, SourceError,
-//!     VpState,
+//!     GetVpRegisters, Offers, PartitionInfo, PartitionMemory, Partitions, ReadRegisters,
+//!     SnapshotRequest, SourceError, VpState,
 //! };
 //!
 //! /// Guest RAM: one page at GPA 0x1000.
@@ -80,7 +85,11 @@
 //!         1 // VTL 0 only
 //!     }
 //! }
-//! impl RegisterSource for OneVp {
+//! /// It offers HvCallGetVpRegisters only.
+//! impl Offers for OneVp {
+//!     type Calls = (GetVpRegisters,);
+//! }
+//! impl ReadRegisters for OneVp {
 //!     type Snapshot = ();
 //!     type Error = Infallible;
 //!     fn snapshot(&mut self, _: &SnapshotRequest<'_>) -> Result<(), SourceError<Infallible>> {
@@ -118,11 +127,14 @@
 //! `hvcall-model` (in the repository) implements the traits completely in
 //! memory, and `hvcall-vmm` on KVM.
 //!
-//! Modules: [`dispatch`](mod@dispatch) (entry point, steps 1–4),
-//! [`convention`] (the four ABIs), `get_vp_registers` (steps 5–7, rep loop),
+//! Modules: [`dispatch`](mod@dispatch) (entry point, steps 1–3),
+//! [`engine`] (step 4 and the shapes of a call: rep loop, budget,
+//! continuation), `checks` (the checks every call shares: step 5a, the
+//! lists' steps 5b–5f, the target's steps 6a–6i), `get_vp_registers` and
+//! `set_vp_registers` (one call each), [`convention`] (the four ABIs),
 //! `fast` (fast-form register file), `input` (the call's input, read in
-//! place), [`pending`] (continuation state), [`host`] (host reads), and the
-//! traits in [`registers`], [`memory`] and [`backend`].
+//! place), [`pending`] (continuation state), [`host`] (host reads and
+//! writes), and the traits in [`registers`], [`memory`] and [`backend`].
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(
@@ -133,8 +145,11 @@
 )]
 
 pub mod backend;
+mod checks;
 pub mod convention;
 pub mod dispatch;
+mod end;
+pub mod engine;
 mod fast;
 mod get_vp_registers;
 pub mod host;
@@ -145,12 +160,20 @@ pub mod registers;
 mod set_vp_registers;
 
 pub use backend::{
-    Backend, Caller, PartitionInfo, Partitions, RegisterSource, SnapshotRequest, SourceError,
-    Target, WriteFailure,
+    Backend, Caller, Offers, PartitionInfo, Partitions, ReadRegisters, SnapshotRequest,
+    SourceError, Target, WriteFailure, WriteRegisters,
 };
 pub use convention::{CallContext, Convention};
 pub use dispatch::{dispatch, DispatchConfig, Outcome};
+pub use engine::Hypervisor;
+pub use get_vp_registers::GetVpRegisters;
 pub use host::{read_registers, write_registers, HostError, HostTarget};
 pub use memory::{MemoryError, PartitionMemory};
 pub use pending::VpState;
 pub use registers::{CallerRegisters, RegisterFile};
+pub use set_vp_registers::SetVpRegisters;
+
+/// The crate README, whose example is compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

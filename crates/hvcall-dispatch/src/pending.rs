@@ -9,26 +9,25 @@
 //! completes; any other call in between runs to completion in one entry
 //! and leaves it in place (docs/contract.md §2).
 
-use crate::backend::Target;
-use crate::convention::{CallContext, Convention};
-use crate::dispatch::{CallEnd, Progress};
-use crate::fast::MAX_FILE_BYTES;
-use crate::get_vp_registers::Form;
-use crate::input::{CallInput, SetInput};
-use crate::registers::CallerRegisters;
+use hvcall_abi::vtl::Vtl;
 use hvcall_abi::HypercallControl;
+
+use crate::checks::Form;
+use crate::convention::{CallContext, Convention};
+use crate::end::{CallEnd, Kept, Progress};
+use crate::fast::MAX_FILE_BYTES;
+use crate::input::InputPage;
+use crate::registers::CallerRegisters;
 
 /// Continuation state of one VP: at most one pending (continued) call.
 ///
 /// The VMM keeps one per VP and passes it to every
 /// [`dispatch`](crate::dispatch()) of that VP. `S` is the
-/// [`RegisterSource::Snapshot`](crate::RegisterSource::Snapshot) type.
+/// [`ReadRegisters::Snapshot`](crate::ReadRegisters::Snapshot) type.
 pub struct VpState<S> {
     pending: Option<Pending<S>>,
-    /// The input of the 0x0050 call being handled or parked, read in place.
-    pub(crate) input: CallInput,
-    /// The input of the 0x0051 call being handled or parked.
-    pub(crate) set_input: SetInput,
+    /// The input of the call being handled or parked, read in place.
+    pub(crate) input: InputPage,
 }
 
 impl<S> VpState<S> {
@@ -36,8 +35,7 @@ impl<S> VpState<S> {
     pub const fn new() -> Self {
         Self {
             pending: None,
-            input: CallInput::new(),
-            set_input: SetInput::new(),
+            input: InputPage::new(),
         }
     }
 
@@ -54,19 +52,21 @@ impl<S> VpState<S> {
 
     /// Take the pending call if this entry is its re-entry: same
     /// instruction, convention, control word (rep start equal to the index
-    /// written), GPA registers and, for the fast form, input registers.
+    /// written), GPA registers, the caller's VTL `vtl` and, for the fast
+    /// form, input registers.
     pub(crate) fn take_reentry<R: CallerRegisters + ?Sized>(
         &mut self,
         ctx: &CallContext,
         control: HypercallControl,
         regs: &mut R,
+        vtl: u8,
     ) -> Option<Pending<S>> {
         let pending = self.pending.as_ref()?;
         if control.rep_start() != pending.next {
             return None;
         }
         let image = pending.form.image(regs);
-        let key = EntryKey::new(ctx, control, regs, &image);
+        let key = EntryKey::new(ctx, control, regs, vtl, &image);
         if key != pending.key {
             return None;
         }
@@ -102,7 +102,7 @@ impl<S> VpState<S> {
     }
 
     /// Parks a call whose first entry stopped before element `next`,
-    /// keyed by the registers of that entry.
+    /// keyed by the registers of that entry and the caller's VTL `vtl`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn park_first<R: CallerRegisters + ?Sized, E>(
         &mut self,
@@ -110,16 +110,17 @@ impl<S> VpState<S> {
         control: HypercallControl,
         regs: &mut R,
         form: Form,
+        vtl: u8,
         next: u16,
-        kind: Parked<S>,
+        kept: Kept<S>,
     ) -> CallEnd<E> {
         let image = form.image(regs);
         self.park(Pending {
-            key: EntryKey::new(ctx, control, regs, &image),
+            key: EntryKey::new(ctx, control, regs, vtl, &image),
             first_start: control.rep_start(),
             next,
             form,
-            kind,
+            kept,
         });
         CallEnd::Continue(next)
     }
@@ -150,20 +151,16 @@ pub(crate) struct Pending<S> {
     /// Memory or fast form, with its layout.
     pub(crate) form: Form,
     /// What the call keeps besides its input (which stays in [`VpState`]).
-    pub(crate) kind: Parked<S>,
+    pub(crate) kept: Kept<S>,
 }
 
-/// What a parked call keeps, by call.
-pub(crate) enum Parked<S> {
-    /// HvCallGetVpRegisters: the target's snapshot, taken once.
-    Get(S),
-    /// HvCallSetVpRegisters: the checked target.
-    Set(Target),
-}
-
-/// The registers that identify one call across its entries.
+/// The caller's VTL and the registers that identify one call across its
+/// entries: a parked call is keyed by (VP, VTL), the VP being the owner
+/// of the [`VpState`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct EntryKey {
+    /// The caller's VTL (`None` for a number above 15, which no VP has).
+    vtl: Option<Vtl>,
     instruction_pointer: u64,
     convention: Convention,
     /// The control word with rep start cleared.
@@ -181,9 +178,11 @@ impl EntryKey {
         ctx: &CallContext,
         control: HypercallControl,
         regs: &R,
+        vtl: u8,
         fast_image: &[u8; MAX_FILE_BYTES],
     ) -> Self {
         Self {
+            vtl: Vtl::new(vtl),
             instruction_pointer: ctx.instruction_pointer,
             convention: ctx.convention,
             control: control.with_rep_start(0).into_bits(),

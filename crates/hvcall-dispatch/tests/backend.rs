@@ -7,8 +7,8 @@ mod common;
 
 use hvcall_abi::{HvError, HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::{
-    dispatch, read_registers, Backend, CallContext, Convention, DispatchConfig, HostError,
-    HostTarget, Outcome, RegisterSource, SnapshotRequest, SourceError, VpState,
+    dispatch, read_registers, Backend, CallContext, Convention, DispatchConfig, GetVpRegisters,
+    HostError, HostTarget, Offers, Outcome, ReadRegisters, SnapshotRequest, SourceError, VpState,
 };
 use hvcall_model::{Model, ModelSnapshot, VM_PARTITION};
 
@@ -30,7 +30,11 @@ struct Recording {
 #[derive(Debug, PartialEq, Eq)]
 struct Gone;
 
-impl RegisterSource for Recording {
+impl Offers for Recording {
+    type Calls = (GetVpRegisters,);
+}
+
+impl ReadRegisters for Recording {
     type Snapshot = ModelSnapshot;
     type Error = Gone;
 
@@ -303,12 +307,12 @@ fn a_host_write_takes_the_checks_of_a_guest_call_and_one_batch() {
         })
     );
     // A backend that does not write refuses every element.
-    let mut readonly = Model::builder(arch(Convention::X64))
+    let mut model = Model::builder(arch(Convention::X64))
         .partition(VM_PARTITION, hvcall_model::ROOT_PARTITION, 2)
         .register(VM_PARTITION, 1, 0, x64::RBX, HvRegisterValue::from(1u8))
-        .writes(false)
         .caller(hvcall_model::ROOT_PARTITION, 0)
         .build();
+    let mut readonly = hvcall_model::ReadOnly(&mut model);
     assert_eq!(
         write_registers(&mut readonly, &vp1, &writes[..1]),
         Err(HostError::Hv {

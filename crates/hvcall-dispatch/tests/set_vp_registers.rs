@@ -10,8 +10,9 @@ use hvcall_abi::name::{arm64, common as names_common, x64};
 use hvcall_abi::{Arch, HvError, HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::registers::RegisterFile;
 use hvcall_dispatch::{
-    dispatch, CallContext, Caller, Convention, DispatchConfig, Outcome, PartitionInfo, Partitions,
-    RegisterSource, SnapshotRequest, SourceError, Target, VpState, WriteFailure,
+    dispatch, CallContext, Caller, Convention, DispatchConfig, GetVpRegisters, Offers, Outcome,
+    PartitionInfo, Partitions, ReadRegisters, SetVpRegisters, SnapshotRequest, SourceError, Target,
+    VpState, WriteFailure, WriteRegisters,
 };
 use hvcall_model::{GuestRam, Model, VM_PARTITION};
 use zerocopy::IntoBytes;
@@ -250,7 +251,11 @@ impl Partitions for Picky<'_> {
     }
 }
 
-impl RegisterSource for Picky<'_> {
+impl Offers for Picky<'_> {
+    type Calls = (GetVpRegisters, SetVpRegisters);
+}
+
+impl ReadRegisters for Picky<'_> {
     type Snapshot = hvcall_model::ModelSnapshot;
     type Error = std::convert::Infallible;
     fn snapshot(
@@ -266,6 +271,9 @@ impl RegisterSource for Picky<'_> {
     ) -> Result<HvRegisterValue, SourceError<Self::Error>> {
         self.model.read(snapshot, name)
     }
+}
+
+impl WriteRegisters for Picky<'_> {
     fn write(
         &mut self,
         target: &Target,
@@ -281,9 +289,6 @@ impl RegisterSource for Picky<'_> {
             }),
             None => Ok(()),
         }
-    }
-    fn implements_writes(&self) -> bool {
-        true
     }
 }
 
@@ -513,9 +518,8 @@ fn section_2_a_continued_set_leaves_the_same_state_as_one_entry() {
 fn step_4_set_is_an_unimplemented_code_for_a_backend_that_does_not_write() {
     for (conv, form) in set_combos(1) {
         let mut s = Set::new(conv, form);
-        s.model = hvcall_model::Model::builder(arch(conv))
+        let mut model = hvcall_model::Model::builder(arch(conv))
             .partition(VM_PARTITION, hvcall_model::ROOT_PARTITION, 2)
-            .writes(false)
             .caller(VM_PARTITION, 0)
             .build();
         let names = writable(arch(conv));
@@ -525,7 +529,12 @@ fn step_4_set_is_an_unimplemented_code_for_a_backend_that_does_not_write() {
             0,
             &[SetVpRegistersElement::new(names[0], value(1))],
         );
-        s.run();
+        // A backend that lists 0x0050 only.
+        let mut readonly = hvcall_model::ReadOnly(&mut model);
+        let ctx = CallContext::new(s.conv, true, IP);
+        let (regs, ram, state) = (&mut s.regs, &mut s.ram, &mut s.state);
+        dispatch(&ctx, regs, ram, &mut readonly, state, &s.config)
+            .unwrap_or_else(|never| match never {});
         assert_eq!(
             s.result(),
             (HvStatus::INVALID_HYPERCALL_CODE, 0),

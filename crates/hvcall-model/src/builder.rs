@@ -123,7 +123,6 @@ impl ModelBuilder {
                 last_snapshot_names: Vec::new(),
                 registers_read: 0,
                 registers_written: 0,
-                writes: true,
             },
         }
     }
@@ -182,14 +181,6 @@ impl ModelBuilder {
         value: HvRegisterValue,
     ) -> Self {
         self.model.set_register(id, vp, vtl, name, value);
-        self
-    }
-
-    /// Whether the model implements HvCallSetVpRegisters (default: yes);
-    /// without it 0x0051 is an unimplemented call code, as for a VMM that
-    /// only reads.
-    pub fn writes(mut self, writes: bool) -> Self {
-        self.model.writes = writes;
         self
     }
 

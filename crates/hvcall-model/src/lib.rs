@@ -2,7 +2,9 @@
 //! a partition hierarchy with VPs and VTL-banked register files
 //! ([`Model`], an implementation of
 //! [`Partitions`](hvcall_dispatch::Partitions) and
-//! [`RegisterSource`](hvcall_dispatch::RegisterSource)) and guest memory with holes
+//! [`ReadRegisters`](hvcall_dispatch::ReadRegisters) and
+//! [`WriteRegisters`](hvcall_dispatch::WriteRegisters), offering 0x0050 and
+//! 0x0051; [`ReadOnly`] offers 0x0050 only) and guest memory with holes
 //! and overlay pages ([`GuestRam`], an implementation of
 //! [`PartitionMemory`](hvcall_dispatch::PartitionMemory)).
 //!
@@ -51,6 +53,6 @@ mod model;
 pub use builder::{standard_names, standard_value, ModelBuilder};
 pub use memory::{GuestRam, LayoutError};
 pub use model::{
-    Model, ModelSnapshot, Partition, Vp, DEFAULT_PRIVILEGES, READ_ONLY, ROOT_PARTITION,
+    Model, ModelSnapshot, Partition, ReadOnly, Vp, DEFAULT_PRIVILEGES, READ_ONLY, ROOT_PARTITION,
     VM_PARTITION,
 };

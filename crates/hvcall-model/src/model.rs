@@ -1,5 +1,6 @@
 //! The partition hierarchy, VPs and their VTL-banked register files: the
-//! model's implementation of [`Partitions`] and [`RegisterSource`].
+//! model's implementation of [`Partitions`], [`ReadRegisters`] and
+//! [`WriteRegisters`], and [`ReadOnly`], the same model offering reads only.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,8 @@ use hvcall_abi::{
     privilege, Arch, HvError, HvRegisterName, HvRegisterValue, SetVpRegistersElement,
 };
 use hvcall_dispatch::{
-    Caller, PartitionInfo, Partitions, RegisterSource, SnapshotRequest, SourceError, Target,
-    WriteFailure,
+    Caller, GetVpRegisters, Offers, PartitionInfo, Partitions, ReadRegisters, SetVpRegisters,
+    SnapshotRequest, SourceError, Target, WriteFailure, WriteRegisters,
 };
 
 use hvcall_abi::vtl::is_shared;
@@ -111,8 +112,6 @@ pub struct Model {
     pub(crate) snapshots_taken: u64,
     pub(crate) registers_read: u64,
     pub(crate) registers_written: u64,
-    /// Whether HvCallSetVpRegisters is implemented (default: yes).
-    pub(crate) writes: bool,
     pub(crate) last_snapshot_names: Vec<HvRegisterName>,
 }
 
@@ -215,7 +214,7 @@ impl Partitions for Model {
     }
 }
 
-impl RegisterSource for Model {
+impl ReadRegisters for Model {
     type Snapshot = ModelSnapshot;
     /// The model never fails on the host side.
     type Error = Infallible;
@@ -250,7 +249,9 @@ impl RegisterSource for Model {
             .copied()
             .ok_or(HvError::INVALID_PARAMETER)?)
     }
+}
 
+impl WriteRegisters for Model {
     /// Writes in order: a name the target VP does not have in that VTL, or
     /// one of [`READ_ONLY`], is refused (contract step 8b); every value is
     /// taken as it is (the model has no architectural rules, step 8c).
@@ -279,10 +280,65 @@ impl RegisterSource for Model {
         }
         Ok(())
     }
+}
 
-    fn implements_writes(&self) -> bool {
-        self.writes
+/// The model offers HvCallGetVpRegisters and HvCallSetVpRegisters.
+impl Offers for Model {
+    type Calls = (GetVpRegisters, SetVpRegisters);
+}
+
+/// A model that offers HvCallGetVpRegisters only, as a VMM that does not
+/// write registers: 0x0051 is an unimplemented call code (contract step
+/// 4), and a host write refuses every element (step 8b).
+#[derive(Debug)]
+pub struct ReadOnly<'a>(pub &'a mut Model);
+
+impl Partitions for ReadOnly<'_> {
+    fn caller(&self) -> Caller {
+        self.0.caller()
     }
+    fn partition(&self, partition_id: u64) -> Option<PartitionInfo> {
+        self.0.partition(partition_id)
+    }
+    fn enabled_vtls(&self, partition_id: u64, vp_index: u32) -> u16 {
+        self.0.enabled_vtls(partition_id, vp_index)
+    }
+}
+
+impl ReadRegisters for ReadOnly<'_> {
+    type Snapshot = ModelSnapshot;
+    type Error = Infallible;
+    fn snapshot(
+        &mut self,
+        request: &SnapshotRequest<'_>,
+    ) -> Result<ModelSnapshot, SourceError<Infallible>> {
+        self.0.snapshot(request)
+    }
+    fn read(
+        &mut self,
+        snapshot: &mut ModelSnapshot,
+        name: HvRegisterName,
+    ) -> Result<HvRegisterValue, SourceError<Infallible>> {
+        self.0.read(snapshot, name)
+    }
+}
+
+/// Every name is read-only (step 8b).
+impl WriteRegisters for ReadOnly<'_> {
+    fn write(
+        &mut self,
+        _: &Target,
+        _: &[SetVpRegistersElement],
+    ) -> Result<(), WriteFailure<Infallible>> {
+        Err(WriteFailure {
+            applied: 0,
+            error: SourceError::Hv(HvError::INVALID_PARAMETER),
+        })
+    }
+}
+
+impl Offers for ReadOnly<'_> {
+    type Calls = (GetVpRegisters,);
 }
 
 /// Registers the model refuses to write (contract §8, "read only"): the

@@ -10,7 +10,7 @@
 use hvcall_abi::{HvRegisterName, HvRegisterValue, HvStatus, SetVpRegistersElement};
 use hvcall_dispatch::{
     read_registers, write_registers, Caller, HostError, HostTarget, PartitionInfo, Partitions,
-    RegisterSource, SnapshotRequest, SourceError, Target, WriteFailure,
+    ReadRegisters, SnapshotRequest, SourceError, Target, WriteFailure, WriteRegisters,
 };
 
 use crate::state::registers::Groups;
@@ -75,7 +75,7 @@ impl Partitions for RootHypervisor<'_> {
     }
 }
 
-impl RegisterSource for RootHypervisor<'_> {
+impl ReadRegisters for RootHypervisor<'_> {
     type Snapshot = VpSnapshot;
     type Error = SnapshotError;
 
@@ -94,7 +94,10 @@ impl RegisterSource for RootHypervisor<'_> {
     ) -> Result<HvRegisterValue, SourceError<SnapshotError>> {
         snapshot.read_held(name).map_err(SourceError::Hv)
     }
+}
 
+/// Without a sink every name is read-only (step 8b).
+impl WriteRegisters for RootHypervisor<'_> {
     fn write(
         &mut self,
         target: &Target,
@@ -108,10 +111,6 @@ impl RegisterSource for RootHypervisor<'_> {
                 hvcall_abi::HvError::INVALID_PARAMETER,
             ))),
         }
-    }
-
-    fn implements_writes(&self) -> bool {
-        self.write.is_some()
     }
 }
 

@@ -22,8 +22,9 @@ use hvcall_abi::{
     HvError, HvRegisterName, HvRegisterValue, HvStatus, HypercallControl, SetVpRegistersElement,
 };
 use hvcall_dispatch::{
-    dispatch, CallContext, Caller, CallerRegisters, Convention, Outcome, PartitionInfo, Partitions,
-    RegisterSource, SnapshotRequest, SourceError, Target, VpState, WriteFailure,
+    dispatch, CallContext, Caller, CallerRegisters, Convention, GetVpRegisters, Offers, Outcome,
+    PartitionInfo, Partitions, ReadRegisters, SetVpRegisters, SnapshotRequest, SourceError, Target,
+    VpState, WriteFailure, WriteRegisters,
 };
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sync_regs};
 use kvm_ioctls::{SyncReg, VcpuFd};
@@ -226,7 +227,7 @@ impl Partitions for VpHypervisor<'_> {
     }
 }
 
-impl RegisterSource for VpHypervisor<'_> {
+impl ReadRegisters for VpHypervisor<'_> {
     type Snapshot = VpSnapshot;
     /// The VM ended, or KVM could not read a VP's state: the call ends and
     /// so does the VM.
@@ -283,7 +284,9 @@ impl RegisterSource for VpHypervisor<'_> {
         }
         Ok(snapshot.read_held(name)?)
     }
+}
 
+impl WriteRegisters for VpHypervisor<'_> {
     fn write(
         &mut self,
         target: &Target,
@@ -302,10 +305,11 @@ impl RegisterSource for VpHypervisor<'_> {
             .rendezvous
             .request_write(vp, target.vp_index, elements, call)
     }
+}
 
-    fn implements_writes(&self) -> bool {
-        true
-    }
+/// The VMM offers HvCallGetVpRegisters and HvCallSetVpRegisters.
+impl Offers for VpHypervisor<'_> {
+    type Calls = (GetVpRegisters, SetVpRegisters);
 }
 
 /// Whether the caller runs at CPL 0 in protected mode. The CPL is SS.DPL

@@ -23,8 +23,8 @@ use hvcall_abi::name::x64;
 use hvcall_abi::{privilege, Arch, HvRegisterName, HvRegisterValue};
 use hvcall_dispatch::registers::x64 as gpr;
 use hvcall_dispatch::{
-    dispatch, CallContext, Convention, DispatchConfig, Outcome, PartitionMemory, RegisterFile,
-    RegisterSource, VpState,
+    dispatch, CallContext, Convention, DispatchConfig, Outcome, PartitionMemory, ReadRegisters,
+    RegisterFile, VpState,
 };
 use hvcall_model::{GuestRam, Model, ROOT_PARTITION, VM_PARTITION};
 
@@ -222,7 +222,7 @@ fn call(
     regs: &mut RegisterFile,
     ram: &mut impl PartitionMemory,
     model: &mut Model,
-    state: &mut VpState<<Model as RegisterSource>::Snapshot>,
+    state: &mut VpState<<Model as ReadRegisters>::Snapshot>,
     config: &DispatchConfig,
 ) -> u64 {
     for _ in 0..=4096 {
