@@ -59,9 +59,8 @@
 //! whatever its client does, so the socket never delays the VMM's exit.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -70,6 +69,8 @@ use hvcall_abi::{HvInputVtl, HvRegisterName, HvRegisterValue, HvStatus, SetVpReg
 use hvcall_dispatch::HostTarget;
 use hvcall_vmm::VM_PARTITION_ID;
 use hvcall_vmm::{Inspector, ReadError};
+
+use crate::private_socket::{PrivateSocket, PrivateSocketError};
 
 /// Largest request body: the 8-byte API header and one page of TLFS input.
 pub const MAX_REQUEST: usize = 8 + 4096;
@@ -335,69 +336,18 @@ pub fn answer(inspector: &Inspector<'_>, request: &Request) -> Reply {
     }
 }
 
-/// Why the socket could not be served.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The path exists (it is never replaced).
-    #[error("{0} already exists: remove it or choose another path")]
-    Exists(PathBuf),
-    /// Creating the socket failed.
-    #[error("cannot create the API socket {path}: {source}")]
-    Bind {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-}
-
-/// The API socket, bound and private to this user (mode 0600, created
-/// so); the path is removed when this is dropped.
+/// The API socket, bound and private to this user (a [`PrivateSocket`]:
+/// mode 0600 from its creation); the path is removed when this is dropped.
 #[derive(Debug)]
 pub struct ApiSocket {
-    listener: UnixListener,
-    path: PathBuf,
+    socket: PrivateSocket,
 }
 
 impl ApiSocket {
-    /// Creates the socket at `path`, which must not exist.
-    ///
-    /// The mode is 0600 from the start: the socket is created under a
-    /// process umask of 0177 (this runs before any other thread exists
-    /// that could create files), then the umask is put back.
-    pub fn bind(path: &Path) -> Result<Self, ServeError> {
-        if path.symlink_metadata().is_ok() {
-            return Err(ServeError::Exists(path.to_owned()));
-        }
-        // SAFETY: umask has no memory effects; it is process-wide, which
-        // is why this runs while `hvcall run` has one thread.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
-        let listener = bound.map_err(|source| {
-            if source.kind() == io::ErrorKind::AddrInUse {
-                ServeError::Exists(path.to_owned())
-            } else {
-                ServeError::Bind {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-        })?;
-        let socket = Self {
-            listener,
-            path: path.to_owned(),
-        };
-        // Belt and braces: the mode a client sees is 0600 whatever the
-        // umask did.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| ServeError::Bind {
-                path: path.to_owned(),
-                source,
-            },
-        )?;
-        Ok(socket)
+    /// Creates the socket at `path`, which must not exist (see
+    /// [`PrivateSocket::bind`]: before the VM's threads exist).
+    pub fn bind(path: &Path) -> Result<Self, PrivateSocketError> {
+        PrivateSocket::bind(path).map(|socket| Self { socket })
     }
 
     /// Serves clients until the VM ends: each connection on a thread of
@@ -416,7 +366,7 @@ impl ApiSocket {
         stop: &(dyn Fn() -> bool + Sync),
         limits: Limits,
     ) {
-        if self.listener.set_nonblocking(true).is_err() {
+        if self.socket.listener().set_nonblocking(true).is_err() {
             tracing::warn!("API socket: cannot poll for connections; not served");
             return;
         }
@@ -436,7 +386,7 @@ impl ApiSocket {
                     inspector.stop();
                     break;
                 }
-                match self.listener.accept() {
+                match self.socket.listener().accept() {
                     Ok((mut stream, _)) => {
                         if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                             clients.fetch_sub(1, Ordering::AcqRel);
@@ -467,20 +417,6 @@ impl ApiSocket {
             }
             closing.store(true, Ordering::Release);
         });
-    }
-}
-
-impl Drop for ApiSocket {
-    fn drop(&mut self) {
-        // Remove what we created, and only a socket (never a file someone
-        // put there after us).
-        let ours = self
-            .path
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_socket());
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 

@@ -49,9 +49,8 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -69,6 +68,7 @@ use gdbstub::target::ext::breakpoints::{
 use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use gdbstub_arch::x86::X86_64_SSE;
+use hvcall::private_socket::{PrivateSocket, PrivateSocketError};
 use hvcall_abi::name::x64;
 use hvcall_abi::value::{FpControlStatus, SegmentRegister, XmmControlStatus};
 use hvcall_abi::{HvRegisterName, HvRegisterValue, SetVpRegistersElement};
@@ -241,17 +241,9 @@ fn translate(paging: Paging, gva: u64, read: impl Fn(u64) -> Option<u64>) -> Opt
 /// Why the gdb socket could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    /// `--gdb PATH`: the path exists (it is never replaced).
-    #[error("--gdb {0}: the path exists: remove it or choose another path")]
-    Exists(PathBuf),
-    /// `--gdb PATH`: creating the socket failed.
-    #[error("--gdb {path}: cannot create the socket: {source}")]
-    Unix {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+    /// `--gdb PATH`: the Unix socket.
+    #[error("--gdb: {0}")]
+    Unix(#[from] PrivateSocketError),
     /// `--gdb-port PORT`: listening failed.
     #[error("--gdb-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
     Tcp {
@@ -267,50 +259,16 @@ pub enum ListenError {
 pub enum Listener {
     /// A Unix socket private to this user (mode 0600 from its creation);
     /// its path is removed when this is dropped, if still a socket.
-    Unix {
-        /// The socket.
-        listener: UnixListener,
-        /// Its path.
-        path: PathBuf,
-    },
+    Unix(PrivateSocket),
     /// 127.0.0.1:PORT; peers of another uid are refused.
     Tcp(TcpListener),
 }
 
 impl Listener {
-    /// Creates a Unix socket at `path`, which must not exist, with mode
-    /// 0600 from the start: it is created under a process umask of 0177
-    /// (so this must run before the VM's threads exist), then the umask is
-    /// put back.
+    /// Creates a Unix socket at `path`, which must not exist (see
+    /// [`PrivateSocket::bind`]: before the VM's threads exist).
     pub fn unix(path: &Path) -> Result<Self, ListenError> {
-        if path.symlink_metadata().is_ok() {
-            return Err(ListenError::Exists(path.to_owned()));
-        }
-        // SAFETY: umask has no memory effects; it is process-wide, which
-        // is why this runs while `hvcall run` has one thread.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
-        let listener = bound.map_err(|source| match source.kind() {
-            io::ErrorKind::AddrInUse => ListenError::Exists(path.to_owned()),
-            _ => ListenError::Unix {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-        let socket = Self::Unix {
-            listener,
-            path: path.to_owned(),
-        };
-        // The mode a client sees is 0600 whatever the umask did.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| ListenError::Unix {
-                path: path.to_owned(),
-                source,
-            },
-        )?;
-        Ok(socket)
+        Ok(Self::Unix(PrivateSocket::bind(path)?))
     }
 
     /// Listens on 127.0.0.1:`port` (0: a free port).
@@ -323,7 +281,7 @@ impl Listener {
     /// What gdb's `target remote` takes to reach this listener.
     pub fn target(&self) -> String {
         match self {
-            Self::Unix { path, .. } => path.display().to_string(),
+            Self::Unix(socket) => socket.path().display().to_string(),
             Self::Tcp(l) => l
                 .local_addr()
                 .map_or_else(|_| "127.0.0.1:?".into(), |a| a.to_string()),
@@ -332,7 +290,7 @@ impl Listener {
 
     fn set_nonblocking(&self) -> io::Result<()> {
         match self {
-            Self::Unix { listener, .. } => listener.set_nonblocking(true),
+            Self::Unix(socket) => socket.listener().set_nonblocking(true),
             Self::Tcp(l) => l.set_nonblocking(true),
         }
     }
@@ -341,8 +299,8 @@ impl Listener {
     /// owned by our uid is closed at once (a `PermissionDenied` error).
     fn accept(&self) -> io::Result<Box<dyn Socket>> {
         match self {
-            Self::Unix { listener, .. } => {
-                let (stream, _) = listener.accept()?;
+            Self::Unix(socket) => {
+                let (stream, _) = socket.listener().accept()?;
                 stream.set_nonblocking(true)?;
                 Ok(Box::new(stream))
             }
@@ -362,21 +320,6 @@ impl Listener {
                 stream.set_nonblocking(true)?;
                 stream.set_nodelay(true)?;
                 Ok(Box::new(stream))
-            }
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Self::Unix { path, .. } = self {
-            // Remove what we created, and only a socket (never a file
-            // someone put there after us).
-            if path
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_socket())
-            {
-                let _ = std::fs::remove_file(path);
             }
         }
     }

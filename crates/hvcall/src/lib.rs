@@ -5,7 +5,9 @@
 //! row of the hvcall contract a guest can reach (`docs/contract.md` in the
 //! repository).
 //! [`api`] is the API socket of `hvcall run --api-socket` (protocol, server
-//! and client), which `hvcall regs` talks to.
+//! and client), which `hvcall regs` talks to; [`private_socket`] the
+//! Unix socket only this user can reach, which it and `--gdb PATH` use.
 
 pub mod api;
 pub mod chaos;
+pub mod private_socket;
