@@ -18,7 +18,7 @@ use hvcall::api::{read_frame, write_frame, Client, Reply, Request, MAX_REPLY, MA
 use hvcall_abi::name::x64;
 use hvcall_abi::{HvRegisterValue, HvStatus, SetVpRegistersElement};
 
-use support::kvm_available;
+use support::{kvm_available, TempDir};
 
 /// A running `hvcall run --guest spin --api-socket PATH`, stopped with
 /// SIGTERM when dropped.
@@ -26,24 +26,6 @@ struct Spin {
     child: Child,
     socket: PathBuf,
     _dir: TempDir,
-}
-
-/// A directory of our own under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hvcall-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 impl Spin {
