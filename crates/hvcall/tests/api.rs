@@ -382,7 +382,9 @@ fn sigterm_ends_hvcall_within_2_s_whatever_the_api_clients_do() {
     let _silent = raw(&spin.socket);
     let mut tricklers: Vec<UnixStream> = (0..32).map(|_| raw(&spin.socket)).collect();
     for t in &mut tricklers {
-        t.write_all(&100u32.to_le_bytes()).unwrap();
+        // 34 connections for 32 slots: the server may already have
+        // refused and closed the last ones, whose writes then fail.
+        let _ = t.write_all(&100u32.to_le_bytes());
     }
     let trickling = std::sync::atomic::AtomicBool::new(true);
     let socket = spin.socket.clone();
