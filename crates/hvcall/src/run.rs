@@ -38,7 +38,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// Print one line per hypercall entry on stderr (`key=value` fields:
-    /// vp, code, fast, rep, in, out, result, status, reps; for 0x0050 also
+    /// vp, code, fast, rep, in, out, result, status, reps; for 0x0050 and 0x0051 also
     /// partition, target_vp, vtl, names).
     #[arg(long)]
     pub trace_hypercalls: bool,

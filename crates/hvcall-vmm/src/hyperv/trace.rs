@@ -17,15 +17,17 @@
 //! | `status` | HV_STATUS written, 4 hex digits (`-` unless complete) |
 //! | `reps` | reps completed (complete) or the next rep start (continue) |
 //!
-//! For HvCallGetVpRegisters (0x0050) the input header and list follow, as
-//! the guest wrote them: `partition` and `target_vp` (`self` for the SELF
-//! values), `vtl` (the HV_INPUT_VTL byte) and `names` (comma-separated
-//! short names, hex numbers for names hvcall does not know). They are left
-//! out when the input cannot be read (it lies outside RAM).
+//! For HvCallGetVpRegisters (0x0050) and HvCallSetVpRegisters (0x0051) the
+//! input header and list follow, as the guest wrote them: `partition` and
+//! `target_vp` (`self` for the SELF values), `vtl` (the HV_INPUT_VTL byte)
+//! and `names` (comma-separated short names of the registers read or
+//! written, hex numbers for names hvcall does not know; values are not
+//! shown). They are left out when the input cannot be read (it lies
+//! outside RAM).
 
 use std::fmt::Write as _;
 
-use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE};
+use hvcall_abi::input::{HEADER_SIZE, NAME_SIZE, SET_ELEMENT_SIZE};
 use hvcall_abi::name::Arch;
 use hvcall_abi::{
     call_code, partition_id, vp_index, GetVpRegistersHeader, HvRegisterName, HypercallControl,
@@ -61,13 +63,14 @@ impl TracedCall {
         fast_input: impl FnOnce() -> Vec<u8>,
     ) -> Self {
         let control = HypercallControl::from_bits(control);
-        let input = if control.code() != call_code::GET_VP_REGISTERS {
+        let input = if element_size(control.code()).is_none() {
             None
         } else if control.fast() {
             Some(fast_input())
         } else {
             // The header and list, cut at the end of the input page.
-            let want = HEADER_SIZE + u64::from(control.rep_count()) * NAME_SIZE;
+            let element = element_size(control.code()).unwrap_or(NAME_SIZE);
+            let want = HEADER_SIZE + u64::from(control.rep_count()) * element;
             let room = hvcall_abi::PAGE_SIZE - (input_gpa & (hvcall_abi::PAGE_SIZE - 1));
             let mut buf = vec![0u8; want.min(room) as usize];
             ram.read(input_gpa, &mut buf).ok().map(|()| buf)
@@ -114,16 +117,27 @@ impl TracedCall {
             Outcome::InjectUndefined => write!(l, " result=ud status=- reps=0"),
             other => write!(l, " result={other:?} status=- reps=0"),
         };
-        if let Some(input) = &self.input {
-            append_get_vp_registers(&mut l, input, c.rep_count());
+        if let (Some(input), Some(element)) = (&self.input, element_size(c.code())) {
+            append_registers_input(&mut l, input, element, c.rep_count());
         }
         l.push('\n');
         l
     }
 }
 
-/// Appends the 0x0050 header and names found in `input`.
-fn append_get_vp_registers(l: &mut String, input: &[u8], count: u16) {
+/// The size of one input list element of a call whose input the trace
+/// decodes (each starts with a register name), or None.
+fn element_size(code: u16) -> Option<u64> {
+    match code {
+        call_code::GET_VP_REGISTERS => Some(NAME_SIZE),
+        call_code::SET_VP_REGISTERS => Some(SET_ELEMENT_SIZE),
+        _ => None,
+    }
+}
+
+/// Appends the header and the register names found in `input`, a 0x0050
+/// or 0x0051 input whose elements are `element` bytes long.
+fn append_registers_input(l: &mut String, input: &[u8], element: u64, count: u16) {
     let Ok((h, list)) = GetVpRegistersHeader::read_from_prefix(input) else {
         return;
     };
@@ -143,9 +157,9 @@ fn append_get_vp_registers(l: &mut String, input: &[u8], count: u16) {
         h.input_vtl.into_bits()
     );
     let names = list
-        .chunks_exact(NAME_SIZE as usize)
+        .chunks_exact(element as usize)
         .take(usize::from(count))
-        .filter_map(|b| <[u8; 4]>::try_from(b).ok())
+        .filter_map(|b| <[u8; 4]>::try_from(b.get(..4)?).ok())
         .map(|b| HvRegisterName(u32::from_le_bytes(b)));
     for (i, name) in names.enumerate() {
         if i > 0 {
@@ -221,6 +235,24 @@ mod tests {
         let line = t.line(Outcome::Continue, 0, control | (256 << 48));
         assert!(
             line.contains(" result=continue status=- reps=256\n"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_set_vp_registers_call_names_the_registers_it_writes() {
+        let ram = GuestRam::new(4).unwrap();
+        let header = GetVpRegistersHeader::new(partition_id::SELF, 1, HvInputVtl::new());
+        ram.write(0x20_0000, header.as_bytes()).unwrap();
+        ram.write(0x20_0010, &x64::R12.0.to_le_bytes()).unwrap();
+        ram.write(0x20_0020, &[0xAA; 16]).unwrap(); // its value
+        ram.write(0x20_0030, &x64::DR0.0.to_le_bytes()).unwrap();
+        let control = 0x51 | (2u64 << 32);
+        let t = TracedCall::new(0, control, 0x20_0000, 0, &ram, Vec::new);
+        let ok = HypercallResult::of(HvStatus::SUCCESS, 2).into_bits();
+        let line = t.line(Outcome::Complete, ok, control);
+        assert!(
+            line.ends_with(" partition=self target_vp=1 vtl=0x00 names=r12,dr0\n"),
             "{line}"
         );
     }
