@@ -92,12 +92,14 @@ impl Kicker {
 
     /// Sends the kick signal.
     ///
-    /// The caller must guarantee the thread has not finished (the
-    /// rendezvous kicks while holding the VP's kicker lock, and a vCPU
-    /// thread clears its kicker under that lock before it returns).
-    pub(crate) fn kick(&self) {
-        // SAFETY: the thread id is that of a live thread (see above); the
-        // signal has a handler installed by `install_handler`.
+    /// # Safety
+    ///
+    /// The thread must not have finished: `pthread_kill` on the id of a
+    /// thread that has ended (and been joined) is undefined behaviour.
+    pub(crate) unsafe fn kick(&self) {
+        // SAFETY: the caller guarantees the thread is alive; the signal has
+        // a handler: kickers are registered by vCPU threads, which start
+        // after `install_handler` ran.
         let rc = unsafe { libc::pthread_kill(self.0, kick_signal()) };
         if rc != 0 {
             tracing::warn!(rc, "pthread_kill failed");

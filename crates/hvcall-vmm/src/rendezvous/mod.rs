@@ -302,7 +302,10 @@ impl Rendezvous {
     /// Kicks VP `vp`'s thread if it is alive (see [`Kicker::kick`]).
     fn kick(&self, vp: usize) {
         if let Some(Some(k)) = self.kicker(vp).as_deref() {
-            k.kick();
+            // SAFETY: the kicker is read under its slot's lock, and a vCPU
+            // thread clears its kicker under that lock before it returns
+            // (`unregister`), so the thread is alive while we hold it.
+            unsafe { k.kick() };
         }
     }
 
